@@ -1,0 +1,9 @@
+//! Shared behaviour suites, written once and run against every backend (feature
+//! `conformance`).
+//!
+//! Each suite is a list of plain async functions taking a trait object, so a backend's
+//! test file is a few lines: build the backend, call `run_all`. A failing check panics
+//! with the machine id and what differed.
+
+pub mod machine;
+pub mod publisher;

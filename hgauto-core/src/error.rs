@@ -1,0 +1,294 @@
+//! The one error type every hgauto trait returns.
+//!
+//! Each variant says *what* failed and *where* (machine id, resource id, path), and
+//! [`Error::is_retryable`] says whether trying again can help. Backend crates keep their own
+//! private error types and convert into this enum at the trait boundary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::command::ExitStatus;
+
+/// A boxed error from a lower layer (an SDK, libssh2, the OS).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of every hgauto operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hgauto, written for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller passed something unusable: a NUL byte in an argument, a bad artifact name,
+    /// an environment variable name the target shell cannot express.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// What was wrong (e.g. "argument 3", "artifact name \"../x\"").
+        what: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+
+    /// A local or remote filesystem operation failed.
+    #[error("{op} {path} on {machine}: {source}")]
+    Io {
+        /// The operation, e.g. "create directory", "read".
+        op: &'static str,
+        /// The path it was applied to.
+        path: PathBuf,
+        /// The machine (or "localhost") where it ran.
+        machine: String,
+        /// The underlying OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A command could not be started at all (program missing, permission denied).
+    #[error("could not start `{program}` on {machine}: {source}")]
+    Spawn {
+        /// The machine id.
+        machine: String,
+        /// The program that failed to start.
+        program: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An operation ran past its deadline. Commands that time out have had their whole
+    /// process tree killed.
+    #[error("{what} on {machine} timed out after {:.1?}", after)]
+    Timeout {
+        /// The machine id (or resource id).
+        machine: String,
+        /// What was running, e.g. "command `make test`".
+        what: String,
+        /// The limit that was exceeded.
+        after: Duration,
+    },
+
+    /// A command finished with a non-success status where success was required
+    /// (see `Output::check`). A non-zero exit is otherwise an ordinary [`ExitStatus`].
+    #[error(
+        "`{command}` on {machine} failed with {status}{}",
+        stderr_tail_display(stderr_tail)
+    )]
+    CommandFailed {
+        /// The machine id.
+        machine: String,
+        /// The command line, for display.
+        command: String,
+        /// How it ended.
+        status: ExitStatus,
+        /// The last lines of its stderr.
+        stderr_tail: String,
+    },
+
+    /// Content did not match its expected digest or size. Never retried: fetching the same
+    /// bytes again would not make them right, and the caller must look.
+    #[error("integrity check failed for {what}: expected {expected}, got {actual}")]
+    Integrity {
+        /// What was checked (path, artifact name, URL).
+        what: String,
+        /// The expected digest or size.
+        expected: String,
+        /// What was found.
+        actual: String,
+    },
+
+    /// Something already exists with different content (e.g. an artifact name that was
+    /// published before with another sha256). Publishing is idempotent, not overwriting.
+    #[error("conflict at {what}: {reason}")]
+    Conflict {
+        /// Where the conflict is.
+        what: String,
+        /// What differs.
+        reason: String,
+    },
+
+    /// A machine, resource, file or job that does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+
+    /// The backend cannot do this at all (e.g. file transfer over SSM without a bucket).
+    #[error("{backend} does not support {what}")]
+    NotSupported {
+        /// The backend or machine.
+        backend: String,
+        /// The unsupported operation.
+        what: String,
+    },
+
+    /// The connection to a machine failed or dropped. `may_have_run` is true when a
+    /// non-idempotent command had already been sent: it may or may not have executed.
+    #[error("connection to {machine} failed{}: {source}", if *may_have_run { " (the command may have run)" } else { "" })]
+    Connection {
+        /// The machine id or address.
+        machine: String,
+        /// Whether a command may have executed before the failure.
+        may_have_run: bool,
+        /// The underlying transport error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Creating or destroying machines or their supporting resources failed.
+    #[error("provider {provider} could not {action} {resource}: {reason}")]
+    Provision {
+        /// The provider name (e.g. "local", "ec2").
+        provider: String,
+        /// What it was doing ("create", "terminate", "build image").
+        action: &'static str,
+        /// The resource id, or a description when it has none yet.
+        resource: String,
+        /// Why it failed.
+        reason: String,
+        /// Whether trying again can help (throttling: yes; bad instance type: no).
+        retryable: bool,
+    },
+
+    /// The process received SIGINT or SIGTERM; machines were cleaned up.
+    #[error("interrupted by signal {signal}")]
+    Interrupted {
+        /// The signal number.
+        signal: i32,
+    },
+
+    /// An error from a backend that fits no other variant.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// The backend name.
+        backend: String,
+        /// A description for the terminal.
+        message: String,
+        /// Whether trying again can help.
+        retryable: bool,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+fn stderr_tail_display(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; stderr ends with:\n{}", tail.trim_end())
+    }
+}
+
+impl Error {
+    /// Whether trying the same operation again can reasonably succeed.
+    ///
+    /// Integrity failures, conflicts, bad input and unsupported operations never are.
+    /// Connection failures are, unless the command may already have run.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => is_transient_io(source),
+            Error::Connection { may_have_run, .. } => !may_have_run,
+            Error::Timeout { .. } => true,
+            Error::Provision { retryable, .. } | Error::Backend { retryable, .. } => *retryable,
+            Error::InvalidInput { .. }
+            | Error::Spawn { .. }
+            | Error::CommandFailed { .. }
+            | Error::Integrity { .. }
+            | Error::Conflict { .. }
+            | Error::NotFound { .. }
+            | Error::NotSupported { .. }
+            | Error::Interrupted { .. } => false,
+        }
+    }
+
+    /// Shorthand for an [`Error::InvalidInput`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for an [`Error::Io`].
+    pub fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        machine: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            machine: machine.into(),
+            source,
+        }
+    }
+}
+
+fn is_transient_io(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted
+            | WouldBlock
+            | TimedOut
+            | ConnectionReset
+            | ConnectionAborted
+            | ConnectionRefused
+            | BrokenPipe
+            | UnexpectedEof
+    )
+}
+
+/// Extension for attaching location to `std::io::Result`s.
+pub(crate) trait IoContext<T> {
+    /// Wraps an I/O error with the operation, path and machine.
+    fn at(self, op: &'static str, path: &std::path::Path, machine: &str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, op: &'static str, path: &std::path::Path, machine: &str) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, machine, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrity_is_never_retryable() {
+        let e = Error::Integrity {
+            what: "x".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn connection_retryable_unless_command_may_have_run() {
+        let mk = |may_have_run| Error::Connection {
+            machine: "m".into(),
+            may_have_run,
+            source: "reset".into(),
+        };
+        assert!(mk(false).is_retryable());
+        assert!(!mk(true).is_retryable());
+        assert!(mk(true).to_string().contains("may have run"));
+    }
+
+    #[test]
+    fn command_failed_message_names_machine_and_stderr() {
+        let e = Error::CommandFailed {
+            machine: "local-abc".into(),
+            command: "make test".into(),
+            status: ExitStatus::Code(2),
+            stderr_tail: "boom\n".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("local-abc") && s.contains("make test") && s.contains("boom"));
+        assert!(s.contains("exit code 2"), "{s}");
+    }
+}

@@ -1,0 +1,233 @@
+//! The local ledger: a record of every resource, written *before* the resource is created.
+//!
+//! One JSON file per resource under `<state>/ledger/<provider>/`, written by atomic rename,
+//! so concurrent processes never see a half-written record and a crash at any point leaves
+//! either no resource or a record of it. Purge and sweep read the ledger to find what a
+//! crashed run left behind; a record is removed only after its resource is gone.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::provider::ResourceKind;
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    /// The resource id (also its file name in the ledger, percent-encoded).
+    pub id: String,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Seconds since the epoch when it was recorded.
+    pub created_at: u64,
+    /// Seconds since the epoch after which a sweep may remove it.
+    pub deadline: Option<u64>,
+    /// The [`session_id`] of the process that created it.
+    pub session: String,
+    /// Provider-specific details (path, region, idempotency token...).
+    pub details: BTreeMap<String, String>,
+}
+
+impl LedgerRecord {
+    /// A record created now by this process.
+    pub fn new(id: impl Into<String>, kind: ResourceKind) -> Self {
+        LedgerRecord {
+            id: id.into(),
+            kind,
+            created_at: unix_now(),
+            deadline: None,
+            session: session_id().to_owned(),
+            details: BTreeMap::new(),
+        }
+    }
+}
+
+/// A directory of [`LedgerRecord`]s for one provider.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger of `provider` under `state_dir`.
+    pub fn open(state_dir: &Path, provider: &str) -> Result<Self> {
+        let dir = state_dir.join("ledger").join(provider);
+        std::fs::create_dir_all(&dir).at("create ledger directory", &dir, "localhost")?;
+        Ok(Ledger { dir })
+    }
+
+    /// The directory holding the records.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes (or replaces) a record durably.
+    pub fn record(&self, record: &LedgerRecord) -> Result<()> {
+        let path = self.path_of(&record.id);
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| Error::invalid("ledger record", e.to_string()))?;
+        write_atomic(&path, &json)
+    }
+
+    /// Removes a record (absent is fine).
+    pub fn forget(&self, id: &str) -> Result<()> {
+        let path = self.path_of(id);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove ledger record", path, "localhost", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The record for `id`, if any.
+    pub fn get(&self, id: &str) -> Result<Option<LedgerRecord>> {
+        let path = self.path_of(id);
+        match std::fs::read(&path) {
+            Ok(data) => parse(&path, &data).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("read ledger record", path, "localhost", e)),
+        }
+    }
+
+    /// All records, oldest first.
+    pub fn records(&self) -> Result<Vec<LedgerRecord>> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).at("list ledger", &self.dir, "localhost")?;
+        for entry in entries {
+            let entry = entry.at("list ledger", &self.dir, "localhost")?;
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue; // temporary files of writers in progress
+            }
+            match std::fs::read(&path) {
+                Ok(data) => out.push(parse(&path, &data)?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // removed meanwhile
+                Err(e) => return Err(Error::io("read ledger record", path, "localhost", e)),
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    fn path_of(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", encode_file_name(id)))
+    }
+}
+
+fn parse(path: &Path, data: &[u8]) -> Result<LedgerRecord> {
+    serde_json::from_slice(data).map_err(|e| {
+        Error::invalid(
+            format!("ledger record {}", path.display()),
+            format!("is not valid JSON ({e}); inspect or delete it"),
+        )
+    })
+}
+
+/// Percent-encodes everything but `[A-Za-z0-9._-]`, so any id is a safe file name.
+fn encode_file_name(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || (b == b'.' && !out.is_empty()) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Writes `data` to `path` by writing a sibling temporary file, syncing it, and renaming.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir)?;
+    tmp.1.write_all(data).at("write", &tmp.0, "localhost")?;
+    tmp.1.sync_all().at("sync", &tmp.0, "localhost")?;
+    drop(tmp.1);
+    std::fs::rename(&tmp.0, path).at("rename into place", path, "localhost")?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`).
+pub(crate) fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
+    for _ in 0..16 {
+        let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create temporary file", path, "localhost", e)),
+        }
+    }
+    Err(Error::invalid(
+        format!("directory {}", dir.display()),
+        "could not create a unique temporary file",
+    ))
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An id for this process, unique across hosts and restarts: `<host>-<pid>-<random>`.
+/// Ledger records and resource tags carry it as "created by".
+pub fn session_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        format!(
+            "{host}-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_roundtrip_and_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), "local").unwrap();
+        let mut r = LedgerRecord::new("i-../../etc/passwd", ResourceKind::Machine);
+        r.details.insert("path".into(), "/x".into());
+        l.record(&r).unwrap();
+        // The hostile id stays inside the ledger directory.
+        let files: Vec<_> = std::fs::read_dir(l.dir()).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        assert_eq!(l.records().unwrap(), vec![r.clone()]);
+        assert_eq!(l.get(&r.id).unwrap(), Some(r.clone()));
+        l.forget(&r.id).unwrap();
+        l.forget(&r.id).unwrap();
+        assert!(l.records().unwrap().is_empty());
+    }
+
+    #[test]
+    fn corrupt_record_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(dir.path(), "local").unwrap();
+        std::fs::write(l.dir().join("x.json"), "{").unwrap();
+        let e = l.records().unwrap_err().to_string();
+        assert!(e.contains("x.json") && e.contains("not valid JSON"), "{e}");
+    }
+}

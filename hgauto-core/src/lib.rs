@@ -1,0 +1,52 @@
+//! # hgauto-core
+//!
+//! The heart of hgauto: the four traits every backend implements, the value types they
+//! exchange, one error type, one retry policy, and the embedded local backends.
+//!
+//! - [`RemoteMachine`]: run commands and move files on one machine.
+//! - [`ResourceProvider`]: create and destroy machines, with a ledger so nothing leaks.
+//! - [`Publisher`]: put artifacts somewhere, idempotently.
+//! - [`JobSource`]: where builder agents get work.
+//!
+//! Why this shape: release scripts must run unchanged on a laptop and in production, so
+//! programs hold `Arc<dyn RemoteMachine>` and never know the backend. The local backend
+//! ([`LocalProvider`], [`LocalMachine`]) behaves like a remote one (sandboxed home, process
+//! groups, ledger), so what works here works on EC2 or over SSH. Cloud SDKs and libssh2 live
+//! in their own crates; this one builds fast and runs offline.
+//!
+//! Backends prove their behaviour with the shared suites in `conformance` (feature
+//! `conformance`).
+
+#![warn(missing_docs)]
+
+pub mod artifact;
+pub mod cleanup;
+pub mod command;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod env;
+pub mod error;
+pub mod job;
+pub mod job_source;
+pub mod ledger;
+pub mod local;
+pub mod machine;
+pub mod provider;
+pub mod publisher;
+pub mod render;
+pub mod retry;
+pub mod spec;
+
+pub use artifact::Artifact;
+pub use cleanup::{with_machines, TemporaryMachines};
+pub use command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
+pub use error::{Error, Result};
+pub use job::{Job, JobOutcome};
+pub use job_source::JobSource;
+pub use ledger::{Ledger, LedgerRecord};
+pub use local::{DirPublisher, ListJobSource, LocalMachine, LocalProvider};
+pub use machine::{RemoteMachine, SyncOptions, SyncReport};
+pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
+pub use publisher::{PublishReport, Publisher};
+pub use retry::{Jitter, RetryPolicy};
+pub use spec::{ImageRecipe, MachineSpec};

@@ -1,0 +1,92 @@
+//! The [`ResourceProvider`] trait: creates and destroys machines.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::machine::RemoteMachine;
+use crate::spec::{ImageRecipe, MachineSpec};
+
+/// Creates machines and everything they need, and removes all of it again.
+///
+/// # Contract
+/// - Every resource is recorded (in a local ledger, and as tags where the platform has
+///   them: owner/prefix, creator, deadline) *before* the call that creates it, so a crash at
+///   any point leaves a trace that [`purge`](Self::purge) or a sweep can act on.
+/// - `provision` either returns all `count` machines or, on failure, removes what it had
+///   created before returning the error.
+/// - `terminate` is idempotent: terminating a machine that is already gone succeeds.
+/// - `ensure_image` returns an image id for the recipe's fingerprint, building the image
+///   only when no image with that fingerprint exists.
+/// - Use [`TemporaryMachines`](crate::TemporaryMachines) or
+///   [`with_machines`](crate::with_machines) rather than `provision` directly: they
+///   terminate on every exit path.
+#[async_trait]
+pub trait ResourceProvider: Send + Sync {
+    /// A short name for logs and errors ("local", "ec2").
+    fn name(&self) -> &str;
+
+    /// Creates `count` machines matching `spec` and waits until they are ready.
+    async fn provision(
+        &self,
+        spec: &MachineSpec,
+        count: usize,
+    ) -> Result<Vec<Arc<dyn RemoteMachine>>>;
+
+    /// Destroys the machines with these ids (and anything they alone used).
+    async fn terminate(&self, ids: &[String]) -> Result<()>;
+
+    /// Returns the id of an image built from `recipe`, building it if needed.
+    async fn ensure_image(&self, recipe: &ImageRecipe) -> Result<String>;
+
+    /// Everything this provider manages right now.
+    async fn list_managed(&self) -> Result<Vec<ManagedResource>>;
+
+    /// Removes everything this provider manages: machines, images, and supporting resources.
+    async fn purge(&self) -> Result<PurgeReport>;
+}
+
+/// The kind of a managed resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ResourceKind {
+    /// A machine (sandbox, instance).
+    Machine,
+    /// A machine image.
+    Image,
+    /// A disk snapshot behind an image.
+    Snapshot,
+    /// An SSH key pair.
+    KeyPair,
+    /// A firewall / security group.
+    SecurityGroup,
+    /// An IAM role.
+    Role,
+    /// An IAM instance profile.
+    InstanceProfile,
+}
+
+/// One resource a provider manages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedResource {
+    /// The provider's id for it.
+    pub id: String,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Seconds since the Unix epoch when it was recorded.
+    pub created_at: u64,
+    /// Seconds since the Unix epoch after which a sweep may remove it.
+    pub deadline: Option<u64>,
+    /// Whether it exists now (false: only the ledger remembers it).
+    pub exists: bool,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReport {
+    /// Ids of the removed resources.
+    pub removed: Vec<String>,
+}

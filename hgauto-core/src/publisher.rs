@@ -1,0 +1,39 @@
+//! The [`Publisher`] trait: puts artifacts somewhere, idempotently.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::error::Result;
+
+/// Publishes artifacts to a destination (a directory, a PyPI index, an SFTP server, S3).
+///
+/// # Contract
+/// - Idempotent: publishing an artifact that is already there with the same sha256 is a
+///   no-op, reported as `already_present`. A *different* file under the same name is
+///   [`Error::Conflict`](crate::Error::Conflict); nothing is overwritten.
+/// - All-or-nothing checks: `publish` checks every artifact for conflicts before it uploads
+///   any of them.
+/// - No reader ever sees a partial file: uploads land by rename (or the destination's
+///   atomic equivalent), and content is verified against the artifact's sha256.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// A description of the destination for logs ("dir:/srv/dist", "sftp://host/path").
+    fn destination(&self) -> String;
+
+    /// `Ok(true)` when an identical artifact is already published, `Ok(false)` when the name
+    /// is free, [`Error::Conflict`](crate::Error::Conflict) when the name holds other content.
+    async fn exists(&self, artifact: &Artifact) -> Result<bool>;
+
+    /// Publishes `artifacts`, skipping those already present.
+    async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport>;
+}
+
+/// What a [`Publisher::publish`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishReport {
+    /// Names uploaded by this call.
+    pub published: Vec<String>,
+    /// Names that were already there with the same content.
+    pub already_present: Vec<String>,
+}

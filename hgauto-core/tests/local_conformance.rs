@@ -1,0 +1,31 @@
+//! The local backend passes the shared RemoteMachine and Publisher suites.
+
+use std::sync::Arc;
+
+use hgauto_core::conformance::{machine, publisher};
+use hgauto_core::{DirPublisher, LocalProvider, MachineSpec, ResourceProvider};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_machine_passes_the_machine_suite() {
+    let state = tempfile::tempdir().unwrap();
+    let provider = Arc::new(LocalProvider::new(state.path()).unwrap());
+    let machines = provider.provision(&MachineSpec::linux(), 1).await.unwrap();
+    machine::run_all(machines[0].as_ref(), machine::Capabilities::default()).await;
+    provider
+        .terminate(&[machines[0].id().to_owned()])
+        .await
+        .unwrap();
+    assert!(provider.list_managed().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn dir_publisher_passes_the_publisher_suite() {
+    let out = tempfile::tempdir().unwrap();
+    let p = DirPublisher::new(out.path().join("dist"));
+    publisher::run_all(&p).await;
+    // Nothing but published files is left in the directory (no temporaries).
+    for e in std::fs::read_dir(out.path().join("dist")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(name.starts_with("conformance-"), "leftover {name}");
+    }
+}
