@@ -1,1 +1,35 @@
-//! placeholder
+//! # hgauto
+//!
+//! Release engineering and CI automation on remote machines: provision build and test
+//! machines, drive them (commands with streamed output and real exit codes, file and tree
+//! transfers), publish artifacts idempotently, and never leak a machine.
+//!
+//! This crate is a facade: everything lives in focused crates and is re-exported here.
+//! [`hgauto_core`] (always present) holds the traits, the value types, the error type, the
+//! retry policy and the embedded local backend. Remote backends join behind features as
+//! they land (`ssh`, `aws`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hgauto::{with_machines, Command, LocalProvider, MachineSpec, RemoteMachine};
+//!
+//! # async fn demo() -> hgauto::Result<()> {
+//! let provider = Arc::new(LocalProvider::from_env()?);
+//! with_machines(provider, &MachineSpec::linux(), 2, |machines| async move {
+//!     for m in &machines {
+//!         let out = m.exec(&Command::new("uname").arg("-a")).await?;
+//!         println!("{}: {}", m.id(), out.stdout_str().trim());
+//!     }
+//!     Ok(())
+//! })
+//! .await
+//! # }
+//! ```
+
+pub use hgauto_core;
+pub use hgauto_core::*;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -39,6 +39,12 @@ pub fn render(cmd: &Command, platform: Platform) -> Result<String> {
 pub fn render_posix(cmd: &Command) -> Result<String> {
     let mut out = String::new();
     if let Some(cwd) = cmd.get_cwd() {
+        // `cd -` means $OLDPWD and a bare relative path is searched in $CDPATH; `./` avoids both.
+        let cwd = if cwd.is_absolute() || cwd.starts_with(".") {
+            cwd.to_path_buf()
+        } else {
+            std::path::Path::new(".").join(cwd)
+        };
         let q = quote_posix(cwd.as_os_str(), "working directory")?;
         let _ = writeln!(out, "cd -- {q} || exit 1");
     }
@@ -157,7 +163,7 @@ pub fn powershell_script(cmd: &Command) -> Result<String> {
             let mut line = Vec::with_capacity(cmd.get_args().len());
             for (i, arg) in cmd.get_args().iter().enumerate() {
                 let what = format!("argument {}", i + 1);
-                line.push(windows_argv_quote(&utf8_arg(arg, &what)?));
+                line.push(windows_argv_quote(utf8_arg(arg, &what)?));
             }
             let _ = writeln!(
                 out,
@@ -289,6 +295,14 @@ mod tests {
             render_posix(&c).unwrap(),
             r#"exec echo 'it'\''s $(rm -rf ~)' ''"#
         );
+    }
+
+    #[test]
+    fn relative_cwd_cannot_mean_oldpwd_or_cdpath() {
+        let c = Command::new("pwd").current_dir("-");
+        assert_eq!(render_posix(&c).unwrap(), "cd -- ./- || exit 1\nexec pwd");
+        let c = Command::new("pwd").current_dir("/abs/dir");
+        assert!(render_posix(&c).unwrap().starts_with("cd -- /abs/dir "));
     }
 
     #[test]

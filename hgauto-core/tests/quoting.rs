@@ -47,6 +47,10 @@ fn run_sh(script: &str, dir: &Path) -> std::process::Output {
 }
 
 proptest! {
+    // Cases come from PROPTEST_CASES (CI: 10,000). No regression files: failures print
+    // their minimal input, which is then pinned as a unit test in render.rs.
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
     #[test]
     fn posix_arguments_arrive_exactly(args in prop::collection::vec(argument(), 0..6), env_value in argument()) {
         let dir = tempfile::tempdir().unwrap();
