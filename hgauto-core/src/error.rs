@@ -135,6 +135,31 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A host presented a key we do not trust: unknown (in strict mode) or different from
+    /// the one recorded. Never retried: this is what a man-in-the-middle looks like.
+    #[error("host key for {host} {reason}: presented {actual}{}", expected.as_ref().map(|e| format!(", expected {e}")).unwrap_or_default())]
+    HostKey {
+        /// The host (and port).
+        host: String,
+        /// "is unknown" or "has changed" (or why the pinned key did not match).
+        reason: String,
+        /// Fingerprint of the key we expected, if any.
+        expected: Option<String>,
+        /// Fingerprint of the key the host presented.
+        actual: String,
+    },
+
+    /// Authentication was refused. Never retried: the same credentials fail again.
+    #[error("authentication as {user} on {machine} failed: {reason}")]
+    Auth {
+        /// The machine id or address.
+        machine: String,
+        /// The user name.
+        user: String,
+        /// What the server or agent said.
+        reason: String,
+    },
+
     /// Creating or destroying machines or their supporting resources failed.
     #[error("provider {provider} could not {action} {resource}: {reason}")]
     Provision {
@@ -198,6 +223,8 @@ impl Error {
             | Error::Conflict { .. }
             | Error::NotFound { .. }
             | Error::NotSupported { .. }
+            | Error::HostKey { .. }
+            | Error::Auth { .. }
             | Error::Interrupted { .. } => false,
         }
     }

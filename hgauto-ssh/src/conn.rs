@@ -1,0 +1,212 @@
+//! One authenticated SSH connection: TCP (with `TCP_NODELAY`), handshake, host key
+//! verification against hgauto's known_hosts, and authentication.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Instant;
+
+use hgauto_core::{Error, Result};
+use ssh2::Session;
+
+use crate::config::{Auth, HostKeyPolicy, SshConfig};
+use crate::known_hosts::{self, fingerprint, Verdict};
+
+/// A connected, authenticated session and the socket it runs on.
+pub(crate) struct Conn {
+    pub sess: Session,
+    /// A second handle on the session's socket, for `poll(2)`.
+    pub tcp: TcpStream,
+    pub last_keepalive: Instant,
+}
+
+/// libssh2 error codes we act on.
+pub(crate) mod codes {
+    pub const SOCKET_SEND: i32 = -7;
+    pub const TIMEOUT: i32 = -9;
+    pub const SOCKET_DISCONNECT: i32 = -13;
+    pub const AUTHENTICATION_FAILED: i32 = -18;
+    pub const PUBLICKEY_UNVERIFIED: i32 = -19;
+    pub const EAGAIN: i32 = -37;
+    pub const SOCKET_RECV: i32 = -43;
+}
+
+/// A transport-level failure (the connection is unusable afterwards).
+pub(crate) fn transport(cfg: &SshConfig, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Connection {
+        machine: cfg.display(),
+        may_have_run: false,
+        source: format!("{what}: {e}").into(),
+    }
+}
+
+/// Opens a new connection to `cfg`'s host.
+pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
+    let started = Instant::now();
+    let addr = (cfg.host.as_str(), cfg.port)
+        .to_socket_addrs()
+        .map_err(|e| transport(cfg, "resolve address", e))?
+        .next()
+        .ok_or_else(|| transport(cfg, "resolve address", "no address"))?;
+    let tcp = TcpStream::connect_timeout(&addr, cfg.connect_timeout)
+        .map_err(|e| transport(cfg, "connect", e))?;
+    // Without this, Nagle's algorithm plus delayed ACKs add ~40 ms to every channel request.
+    tcp.set_nodelay(true)
+        .map_err(|e| transport(cfg, "set TCP_NODELAY", e))?;
+    let remaining = cfg
+        .connect_timeout
+        .saturating_sub(started.elapsed())
+        .max(std::time::Duration::from_millis(100));
+    let mut sess = Session::new().map_err(|e| transport(cfg, "create session", e))?;
+    sess.set_compress(cfg.compress);
+    sess.set_timeout(remaining.as_millis().min(u32::MAX as u128) as u32);
+    let socket = tcp
+        .try_clone()
+        .map_err(|e| transport(cfg, "clone socket", e))?;
+    sess.set_tcp_stream(socket);
+    sess.handshake()
+        .map_err(|e| transport(cfg, "SSH handshake", e))?;
+
+    verify_host_key(cfg, &sess)?;
+    authenticate(cfg, &sess)?;
+
+    sess.set_keepalive(
+        true,
+        cfg.keepalive.as_secs().clamp(1, u32::MAX as u64) as u32,
+    );
+    // Later operations keep their own deadlines; blocking setup steps use 30 s.
+    sess.set_timeout(30_000);
+    tracing::debug!(host = %cfg.display(), elapsed = ?started.elapsed(), "connected");
+    Ok(Conn {
+        sess,
+        tcp,
+        last_keepalive: Instant::now(),
+    })
+}
+
+fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {
+    let (blob, _) = sess
+        .host_key()
+        .ok_or_else(|| transport(cfg, "host key", "the server sent none"))?;
+    let name = cfg.known_hosts_name();
+    let actual = fingerprint(blob);
+    match &cfg.host_keys {
+        HostKeyPolicy::Pinned(pinned) => {
+            if pinned.as_slice() == blob {
+                Ok(())
+            } else {
+                Err(Error::HostKey {
+                    host: name,
+                    reason: "does not match the pinned key".into(),
+                    expected: Some(fingerprint(pinned)),
+                    actual,
+                })
+            }
+        }
+        policy => match known_hosts::check(&cfg.known_hosts, &name, blob)? {
+            Verdict::Match => Ok(()),
+            Verdict::Changed(expected) => Err(Error::HostKey {
+                host: name,
+                reason: format!("has changed (recorded in {})", cfg.known_hosts.display()),
+                expected: Some(expected),
+                actual,
+            }),
+            Verdict::Unknown if *policy == HostKeyPolicy::AcceptNew => {
+                tracing::info!(host = %name, fingerprint = %actual, "trusting new host key");
+                known_hosts::add(&cfg.known_hosts, &name, blob)
+            }
+            Verdict::Unknown => Err(Error::HostKey {
+                host: name,
+                reason: format!(
+                    "is unknown (not in {}; use accept-new or pin the key)",
+                    cfg.known_hosts.display()
+                ),
+                expected: None,
+                actual,
+            }),
+        },
+    }
+}
+
+fn authenticate(cfg: &SshConfig, sess: &Session) -> Result<()> {
+    let result = match &cfg.auth {
+        Auth::KeyFile { path, passphrase } => {
+            if !path.exists() {
+                return Err(Error::invalid(
+                    format!("private key {}", path.display()),
+                    "does not exist",
+                ));
+            }
+            sess.userauth_pubkey_file(&cfg.user, None, path, passphrase.as_deref())
+        }
+        Auth::KeyMemory(pem) => sess.userauth_pubkey_memory(&cfg.user, None, pem, None),
+        Auth::Agent => sess.userauth_agent(&cfg.user),
+    };
+    match result {
+        Ok(()) if sess.authenticated() => Ok(()),
+        Ok(()) => Err(auth_error(cfg, "the server did not accept the key")),
+        Err(e) => match e.code() {
+            ssh2::ErrorCode::Session(
+                codes::AUTHENTICATION_FAILED | codes::PUBLICKEY_UNVERIFIED,
+            ) => Err(auth_error(cfg, e.message())),
+            ssh2::ErrorCode::Session(c)
+                if c == codes::SOCKET_RECV
+                    || c == codes::SOCKET_SEND
+                    || c == codes::SOCKET_DISCONNECT
+                    || c == codes::TIMEOUT =>
+            {
+                Err(transport(cfg, "authenticate", e))
+            }
+            _ => Err(auth_error(cfg, e.message())),
+        },
+    }
+}
+
+fn auth_error(cfg: &SshConfig, reason: &str) -> Error {
+    Error::Auth {
+        machine: format!("{}:{}", cfg.host, cfg.port),
+        user: cfg.user.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+impl Conn {
+    /// Sends a keepalive if one is due (non-blocking callers ignore `EAGAIN`).
+    pub fn keepalive_if_due(&mut self, interval: std::time::Duration) {
+        if self.last_keepalive.elapsed() >= interval {
+            let _ = self.sess.keepalive_send();
+            self.last_keepalive = Instant::now();
+        }
+    }
+
+    /// Waits until the socket is ready in the directions libssh2 is blocked on, at most
+    /// `timeout`.
+    pub fn wait_socket(&self, timeout: std::time::Duration) {
+        use std::os::unix::io::AsRawFd;
+        let dirs = self.sess.block_directions();
+        let mut events = 0;
+        if matches!(
+            dirs,
+            ssh2::BlockDirections::Inbound | ssh2::BlockDirections::Both
+        ) {
+            events |= libc::POLLIN;
+        }
+        if matches!(
+            dirs,
+            ssh2::BlockDirections::Outbound | ssh2::BlockDirections::Both
+        ) {
+            events |= libc::POLLOUT;
+        }
+        if events == 0 {
+            events = libc::POLLIN;
+        }
+        let mut fd = libc::pollfd {
+            fd: self.tcp.as_raw_fd(),
+            events,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(&mut fd, 1, ms);
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! [`SshMachine`]: a [`RemoteMachine`] over SSH.
+
+use std::ffi::OsStr;
+use std::io::{Cursor, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hgauto_core::render::{quote_posix, render};
+use hgauto_core::{
+    Command, Error, LineSink, Output, Platform, RemoteMachine, Result, Stream, SyncOptions,
+    SyncReport,
+};
+use tokio::sync::Semaphore;
+
+use crate::config::SshConfig;
+use crate::conn::{connect, Conn};
+use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, PID_MARKER};
+use crate::sync;
+
+/// Why one attempt of an operation failed.
+pub(crate) enum OpError {
+    /// The connection broke; `sent` is true once a command may have started.
+    Transport { sent: bool, message: String },
+    /// Anything else; not retried.
+    Other(Error),
+}
+
+impl From<ExecFailure> for OpError {
+    fn from(f: ExecFailure) -> Self {
+        match f {
+            ExecFailure::Transport { sent, message } => OpError::Transport { sent, message },
+            ExecFailure::Local(e) => {
+                OpError::Other(Error::io("write local data", "(local)", "localhost", e))
+            }
+        }
+    }
+}
+
+struct Inner {
+    id: String,
+    cfg: SshConfig,
+    idle: Mutex<Vec<Conn>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Inner {
+    fn take_idle(&self) -> Option<Conn> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+    fn put_idle(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.cfg.max_connections {
+            idle.push(conn);
+        }
+    }
+}
+
+/// A machine reached over SSH (libssh2).
+///
+/// Each operation takes a connection from a per-host pool (opening one if none is idle, up
+/// to [`SshConfig::max_connections`]) and runs on a blocking thread, never on a tokio
+/// worker. One operation uses one channel on its connection, so sshd's `MaxSessions` never
+/// limits how many commands run at once; the pool size does.
+///
+/// Operations that are safe to repeat (`put`, `get`, `sync_tree`, commands marked
+/// [`Command::idempotent`]) reconnect and retry under [`SshConfig::retry`] when the
+/// connection drops. Other commands fail with [`Error::Connection`] whose `may_have_run` is
+/// true once the command was sent.
+#[derive(Clone)]
+pub struct SshMachine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SshMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshMachine")
+            .field("id", &self.inner.id)
+            .field("host", &self.inner.cfg.display())
+            .finish()
+    }
+}
+
+impl SshMachine {
+    /// A machine with id `id`, reached through `cfg`. Nothing connects until first use
+    /// (or [`wait_ready`](RemoteMachine::wait_ready)).
+    pub fn new(id: impl Into<String>, cfg: SshConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+        SshMachine {
+            inner: Arc::new(Inner {
+                id: id.into(),
+                cfg,
+                idle: Mutex::new(Vec::new()),
+                slots,
+            }),
+        }
+    }
+
+    /// A machine whose id is `user@host:port`.
+    pub fn from_config(cfg: SshConfig) -> Self {
+        Self::new(cfg.display(), cfg)
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &SshConfig {
+        &self.inner.cfg
+    }
+
+    /// Drops every idle connection (the next operation reconnects).
+    pub fn disconnect(&self) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Runs `op` with a pooled connection on a blocking thread, reconnecting and retrying
+    /// transport failures when `repeatable` (or when nothing was sent yet).
+    pub(crate) async fn with_conn<T, F>(&self, repeatable: bool, mut op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Conn) -> std::result::Result<T, OpError> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Backend {
+                backend: "ssh".into(),
+                message: format!("connection pool closed: {e}"),
+                retryable: false,
+                source: None,
+            })?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let cfg = &inner.cfg;
+            let mut attempt = 0u32;
+            loop {
+                let (mut conn, pooled) = match inner.take_idle() {
+                    Some(c) => (c, true),
+                    None => match connect(cfg) {
+                        Ok(c) => (c, false),
+                        Err(e) if e.is_retryable() && attempt < cfg.retry.max_retries => {
+                            backoff(cfg, &mut attempt, &e);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    },
+                };
+                match op(&mut conn) {
+                    Ok(v) => {
+                        inner.put_idle(conn);
+                        return Ok(v);
+                    }
+                    Err(OpError::Other(e)) => return Err(e),
+                    Err(OpError::Transport { sent, message }) => {
+                        drop(conn);
+                        // A pooled connection that died while idle: nothing ran, try a
+                        // fresh one at once.
+                        if pooled && !sent {
+                            continue;
+                        }
+                        let may_have_run = sent && !repeatable;
+                        let err = Error::Connection {
+                            machine: inner.id.clone(),
+                            may_have_run,
+                            source: message.into(),
+                        };
+                        if may_have_run || attempt >= cfg.retry.max_retries {
+                            return Err(err);
+                        }
+                        backoff(cfg, &mut attempt, &err);
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            backend: "ssh".into(),
+            message: format!("blocking task failed: {e}"),
+            retryable: false,
+            source: None,
+        })?
+    }
+
+    /// Runs a shell command string (no pid marker, no streaming) with `stdin`, for the
+    /// transfer helpers. Returns status, stdout and stderr.
+    fn run_plain(
+        conn: &mut Conn,
+        keepalive: Duration,
+        command: &str,
+        stdin: Option<&mut (dyn Read + Send)>,
+        on_stdout: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> std::result::Result<(hgauto_core::ExitStatus, Vec<u8>), OpError> {
+        let mut err = Vec::new();
+        let mut on_stderr = |d: &[u8]| err.extend_from_slice(d);
+        let io = ExecIo {
+            stdin: stdin.map(|s| s as &mut (dyn Read + Send)),
+            on_stdout: &mut *on_stdout,
+            on_stderr: &mut on_stderr,
+            deadline: None,
+            pid_marker: false,
+        };
+        let end = exec::run(conn, command, io, keepalive)?;
+        match end {
+            ExecEnd::Exited(status) => Ok((status, err)),
+            ExecEnd::TimedOut => Err(OpError::Other(Error::invalid(
+                "transfer",
+                "timed out without a deadline",
+            ))),
+        }
+    }
+
+    fn remote_failure(
+        &self,
+        op: &'static str,
+        path: &str,
+        status: hgauto_core::ExitStatus,
+        stderr: &[u8],
+    ) -> OpError {
+        let msg = String::from_utf8_lossy(stderr).trim().to_owned();
+        let kind = if msg.contains("No such file") {
+            std::io::ErrorKind::NotFound
+        } else {
+            std::io::ErrorKind::Other
+        };
+        OpError::Other(Error::io(
+            op,
+            path,
+            &self.inner.id,
+            std::io::Error::new(kind, format!("{status}: {msg}")),
+        ))
+    }
+
+    fn require_posix(&self, what: &str) -> Result<()> {
+        if self.inner.cfg.platform == Platform::Linux {
+            Ok(())
+        } else {
+            Err(Error::NotSupported {
+                backend: format!("ssh ({} host {})", self.inner.cfg.platform, self.inner.id),
+                what: what.into(),
+            })
+        }
+    }
+}
+
+fn backoff(cfg: &SshConfig, attempt: &mut u32, err: &Error) {
+    let delay = cfg.retry.delay(*attempt, rand::random::<f64>());
+    tracing::warn!(host = %cfg.display(), attempt = *attempt + 1, retry_in = ?delay, error = %err, "reconnecting");
+    std::thread::sleep(delay);
+    *attempt += 1;
+}
+
+/// Splits output into lines for the sink and captures it.
+struct LineTap {
+    stream: Stream,
+    tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+    partial: Vec<u8>,
+    captured: Vec<u8>,
+}
+
+impl LineTap {
+    fn new(stream: Stream, tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>) -> Self {
+        LineTap {
+            stream,
+            tx,
+            partial: Vec::new(),
+            captured: Vec::new(),
+        }
+    }
+    fn push(&mut self, data: &[u8]) {
+        self.captured.extend_from_slice(data);
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&rest[..nl]);
+            let _ = self
+                .tx
+                .send((self.stream, std::mem::take(&mut self.partial)));
+            rest = &rest[nl + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+    }
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let _ = self
+                .tx
+                .send((self.stream, std::mem::take(&mut self.partial)));
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteMachine for SshMachine {
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn platform(&self) -> Platform {
+        self.inner.cfg.platform
+    }
+
+    async fn exec_streaming(&self, cmd: &Command, sink: LineSink<'_>) -> Result<Output> {
+        let platform = self.inner.cfg.platform;
+        let mut rendered = render(cmd, platform)?;
+        let posix = platform == Platform::Linux;
+        if posix {
+            rendered = format!("printf '{PID_MARKER}%s\\n' \"$$\" >&2\n{rendered}");
+        }
+        let stdin = cmd.get_stdin().map(<[u8]>::to_vec);
+        let timeout = cmd.get_timeout();
+        let keepalive = self.inner.cfg.keepalive;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let started = Instant::now();
+        let run = self.with_conn(cmd.is_idempotent(), move |conn| {
+            let mut out = LineTap::new(Stream::Stdout, tx.clone());
+            let mut err = LineTap::new(Stream::Stderr, tx.clone());
+            let mut input = stdin.as_deref().map(Cursor::new);
+            let io = ExecIo {
+                stdin: input.as_mut().map(|c| c as &mut (dyn Read + Send)),
+                on_stdout: &mut |d| {
+                    out.push(d);
+                    Ok(())
+                },
+                on_stderr: &mut |d| err.push(d),
+                deadline: timeout.map(|t| Instant::now() + t),
+                pid_marker: posix,
+            };
+            let end = exec::run(conn, &rendered, io, keepalive)?;
+            out.finish();
+            err.finish();
+            Ok((end, out.captured, err.captured))
+        });
+        let drain = async {
+            while let Some((stream, line)) = rx.recv().await {
+                sink(stream, &line);
+            }
+        };
+        let (result, ()) = tokio::join!(run, drain);
+        let (end, stdout, stderr) = result?;
+        match end {
+            ExecEnd::Exited(status) => Ok(Output {
+                status,
+                stdout,
+                stderr,
+                duration: started.elapsed(),
+            }),
+            ExecEnd::TimedOut => Err(Error::Timeout {
+                machine: self.inner.id.clone(),
+                what: format!("command `{}`", cmd.display()),
+                after: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+
+    async fn put(&self, local: &Path, remote: &str) -> Result<()> {
+        self.require_posix("put")?;
+        let meta =
+            std::fs::metadata(local).map_err(|e| Error::io("read", local, "localhost", e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(
+                format!("{}", local.display()),
+                "is not a regular file",
+            ));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let dst = quote_posix(OsStr::new(remote), "remote path")?;
+        let parent = match Path::new(remote).parent().map(|p| p.as_os_str()) {
+            Some(p) if !p.is_empty() => quote_posix(p, "remote path")?,
+            _ => ".".to_owned(),
+        };
+        let script = format!(
+            "set -e\nmkdir -p -- {parent}\nt={parent}/.hgauto-put.$$\ntrap 'rm -f -- \"$t\"' EXIT\n\
+             cat > \"$t\"\nchmod {mode:o} \"$t\"\nmv -f -- \"$t\" {dst}\ntrap - EXIT"
+        );
+        let local = local.to_owned();
+        let remote = remote.to_owned();
+        let keepalive = self.inner.cfg.keepalive;
+        let me = self.clone();
+        self.with_conn(true, move |conn| {
+            let mut file = std::fs::File::open(&local)
+                .map_err(|e| OpError::Other(Error::io("open", &local, "localhost", e)))?;
+            let (status, err) =
+                Self::run_plain(conn, keepalive, &script, Some(&mut file), &mut |_| Ok(()))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(me.remote_failure("write", &remote, status, &err))
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, remote: &str, local: &Path) -> Result<()> {
+        self.require_posix("get")?;
+        let src = quote_posix(OsStr::new(remote), "remote path")?;
+        let script = format!("stat -L -c 'hgauto-mode %a' -- {src} >&2 && exec cat -- {src}");
+        let parent = local
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::io("create directory", &parent, "localhost", e))?;
+        let local = local.to_owned();
+        let remote = remote.to_owned();
+        let keepalive = self.inner.cfg.keepalive;
+        let me = self.clone();
+        self.with_conn(true, move |conn| {
+            let tmp = parent.join(format!(".hgauto-get-{:016x}", rand::random::<u64>()));
+            let result = (|| {
+                let mut file = std::fs::File::create(&tmp)
+                    .map_err(|e| OpError::Other(Error::io("create", &tmp, "localhost", e)))?;
+                let (status, err) =
+                    Self::run_plain(conn, keepalive, &script, None, &mut |d| file.write_all(d))?;
+                if !status.success() {
+                    return Err(me.remote_failure("read", &remote, status, &err));
+                }
+                let text = String::from_utf8_lossy(&err);
+                let mode = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("hgauto-mode "))
+                    .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
+                    .unwrap_or(0o644);
+                file.sync_all()
+                    .map_err(|e| OpError::Other(Error::io("sync", &tmp, "localhost", e)))?;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| OpError::Other(Error::io("chmod", &tmp, "localhost", e)))?;
+                std::fs::rename(&tmp, &local).map_err(|e| {
+                    OpError::Other(Error::io("rename into place", &local, "localhost", e))
+                })
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
+        })
+        .await
+    }
+
+    async fn sync_tree(
+        &self,
+        local_dir: &Path,
+        remote_dir: &str,
+        options: &SyncOptions,
+    ) -> Result<SyncReport> {
+        self.require_posix("sync_tree")?;
+        let meta = std::fs::metadata(local_dir)
+            .map_err(|e| Error::io("read", local_dir, "localhost", e))?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(
+                format!("{}", local_dir.display()),
+                "is not a directory",
+            ));
+        }
+        let manifest_cmd = sync::manifest_command(remote_dir)?;
+        let delete_cmd = sync::delete_command(remote_dir)?;
+        let extract_cmd = sync::extract_command(remote_dir, options.compress)?;
+        let root = local_dir.to_owned();
+        let options = options.clone();
+        let remote = remote_dir.to_owned();
+        let keepalive = self.inner.cfg.keepalive;
+        let me = self.clone();
+        self.with_conn(true, move |conn| {
+            let mut listing = Vec::new();
+            let (status, err) = Self::run_plain(conn, keepalive, &manifest_cmd, None, &mut |d| {
+                listing.extend_from_slice(d);
+                Ok(())
+            })?;
+            if !status.success() {
+                return Err(me.remote_failure("list", &remote, status, &err));
+            }
+            let plan = sync::plan(&root, &sync::parse_manifest(&listing), options.delete)
+                .map_err(OpError::Other)?;
+            if !plan.delete.is_empty() {
+                let mut list = Vec::new();
+                for p in &plan.delete {
+                    list.extend_from_slice(p);
+                    list.push(0);
+                }
+                let (status, err) = Self::run_plain(
+                    conn,
+                    keepalive,
+                    &delete_cmd,
+                    Some(&mut Cursor::new(list)),
+                    &mut |_| Ok(()),
+                )?;
+                if !status.success() {
+                    return Err(me.remote_failure("delete in", &remote, status, &err));
+                }
+            }
+            let (reader, writer) = std::io::pipe()
+                .map_err(|e| OpError::Other(Error::io("create pipe", "(pipe)", "localhost", e)))?;
+            let items = plan.send.clone();
+            let compress = options.compress;
+            let producer = std::thread::spawn(move || -> std::io::Result<()> {
+                if compress {
+                    let mut gz = flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+                    sync::write_tar(&items, &mut gz)?;
+                    gz.finish().map(drop)
+                } else {
+                    sync::write_tar(&items, writer)
+                }
+            });
+            let mut reader = reader;
+            let ran = Self::run_plain(
+                conn,
+                keepalive,
+                &extract_cmd,
+                Some(&mut reader),
+                &mut |_| Ok(()),
+            );
+            drop(reader); // unblocks the producer if the remote side stopped reading
+            let produced = producer.join();
+            let (status, err) = ran?;
+            match produced {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(OpError::Other(Error::io(
+                        "read local tree",
+                        &root,
+                        "localhost",
+                        e,
+                    )))
+                }
+                Err(_) => return Err(OpError::Other(Error::invalid("tar producer", "panicked"))),
+            }
+            if !status.success() {
+                return Err(me.remote_failure("extract into", &remote, status, &err));
+            }
+            Ok(plan.report)
+        })
+        .await
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let mut cfg = self.inner.cfg.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            cfg.connect_timeout = cfg
+                .connect_timeout
+                .min(left.max(Duration::from_millis(200)));
+            let attempt = tokio::task::spawn_blocking(move || connect(&cfg))
+                .await
+                .map_err(|e| Error::Backend {
+                    backend: "ssh".into(),
+                    message: format!("blocking task failed: {e}"),
+                    retryable: false,
+                    source: None,
+                })?;
+            match attempt {
+                Ok(conn) => {
+                    self.inner.put_idle(conn);
+                    return Ok(());
+                }
+                // Fail fast: waiting will not fix credentials or a wrong host key.
+                Err(
+                    e @ (Error::Auth { .. } | Error::HostKey { .. } | Error::InvalidInput { .. }),
+                ) => return Err(e),
+                Err(e) => {
+                    if Instant::now() + delay >= deadline {
+                        return Err(Error::Timeout {
+                            machine: self.inner.id.clone(),
+                            what: format!("waiting for SSH (last error: {e})"),
+                            after: timeout,
+                        });
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

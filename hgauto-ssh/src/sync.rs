@@ -1,0 +1,300 @@
+//! `sync_tree` over SSH: compare a remote manifest (GNU `find -printf`) with the local tree,
+//! then stream a tar of what changed into `tar -x` over one exec channel.
+//!
+//! Files are compared by size and whole-second modification time (what tar carries), like
+//! rsync's quick check. Directories are always included (headers only), so their modes
+//! follow the source. Deletions, when asked for, go first, as a NUL-separated list on stdin.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use hgauto_core::render::quote_posix;
+use hgauto_core::{Error, Result, SyncReport};
+
+/// The `find` invocation that prints the remote manifest, 6 NUL-terminated fields per entry.
+pub(crate) fn manifest_command(remote_dir: &str) -> Result<String> {
+    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    Ok(format!(
+        "mkdir -p -- {dir} && cd -- {dir} && LC_ALL=C find . -mindepth 1 -printf '%P\\0%y\\0%s\\0%T@\\0%m\\0%l\\0'"
+    ))
+}
+
+/// One remote entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteEntry {
+    pub kind: u8,
+    pub size: u64,
+    pub mtime: i64,
+    pub mode: u32,
+    pub link: Vec<u8>,
+}
+
+/// Parses the output of [`manifest_command`].
+pub(crate) fn parse_manifest(out: &[u8]) -> HashMap<Vec<u8>, RemoteEntry> {
+    let fields: Vec<&[u8]> = out.split(|&b| b == 0).collect();
+    let mut map = HashMap::new();
+    for rec in fields.chunks(6).filter(|c| c.len() == 6) {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mtime = text(rec[3])
+            .split('.')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1);
+        map.insert(
+            rec[0].to_vec(),
+            RemoteEntry {
+                kind: rec[1].first().copied().unwrap_or(b'?'),
+                size: text(rec[2]).parse().unwrap_or(u64::MAX),
+                mtime,
+                mode: u32::from_str_radix(&text(rec[4]), 8).unwrap_or(0),
+                link: rec[5].to_vec(),
+            },
+        );
+    }
+    map
+}
+
+/// A local entry to send.
+#[derive(Debug, Clone)]
+pub(crate) enum Item {
+    Dir {
+        rel: PathBuf,
+        mode: u32,
+        mtime: i64,
+    },
+    File {
+        rel: PathBuf,
+        abs: PathBuf,
+        mode: u32,
+        mtime: i64,
+        size: u64,
+    },
+    Symlink {
+        rel: PathBuf,
+        target: PathBuf,
+    },
+}
+
+/// What to do to make the remote tree match.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub send: Vec<Item>,
+    pub delete: Vec<Vec<u8>>,
+    pub report: SyncReport,
+}
+
+/// Walks `root` and compares it with `remote`.
+pub(crate) fn plan(
+    root: &Path,
+    remote: &HashMap<Vec<u8>, RemoteEntry>,
+    delete: bool,
+) -> Result<Plan> {
+    let mut plan = Plan::default();
+    let mut local: HashSet<Vec<u8>> = HashSet::new();
+    let mut stack = vec![PathBuf::new()];
+    let io = |op, p: &Path, e| Error::io(op, p, "localhost", e);
+    while let Some(rel_dir) = stack.pop() {
+        let abs_dir = root.join(&rel_dir);
+        let mut entries: Vec<_> = std::fs::read_dir(&abs_dir)
+            .map_err(|e| io("list", &abs_dir, e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| io("list", &abs_dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let rel = rel_dir.join(entry.file_name());
+            let abs = entry.path();
+            let meta = std::fs::symlink_metadata(&abs).map_err(|e| io("inspect", &abs, e))?;
+            let key = rel.as_os_str().as_bytes().to_vec();
+            let theirs = remote.get(&key);
+            local.insert(key.clone());
+            let ft = meta.file_type();
+            let wanted_kind = if ft.is_symlink() {
+                b'l'
+            } else if ft.is_dir() {
+                b'd'
+            } else if ft.is_file() {
+                b'f'
+            } else {
+                tracing::warn!(path = %abs.display(), "skipping special file");
+                continue;
+            };
+            // A remote entry of another type must go before ours can land.
+            if let Some(t) = theirs {
+                if t.kind != wanted_kind {
+                    plan.delete.push(key.clone());
+                }
+            }
+            let same_kind = theirs.filter(|t| t.kind == wanted_kind);
+            match wanted_kind {
+                b'l' => {
+                    let target = std::fs::read_link(&abs).map_err(|e| io("read link", &abs, e))?;
+                    if same_kind.is_some_and(|t| t.link == target.as_os_str().as_bytes()) {
+                        continue;
+                    }
+                    plan.report.symlinks += 1;
+                    plan.send.push(Item::Symlink { rel, target });
+                }
+                b'd' => {
+                    plan.send.push(Item::Dir {
+                        rel: rel.clone(),
+                        mode: meta.mode() & 0o7777,
+                        mtime: meta.mtime(),
+                    });
+                    stack.push(rel);
+                }
+                _ => {
+                    let mode = meta.mode() & 0o7777;
+                    let unchanged = same_kind.is_some_and(|t| {
+                        t.size == meta.len() && t.mtime == meta.mtime() && t.mode == mode
+                    });
+                    if unchanged {
+                        plan.report.files_unchanged += 1;
+                        continue;
+                    }
+                    plan.report.files_sent += 1;
+                    plan.report.bytes_sent += meta.len();
+                    plan.send.push(Item::File {
+                        rel,
+                        abs,
+                        mode,
+                        mtime: meta.mtime(),
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+    }
+    if delete {
+        let mut extra: Vec<&Vec<u8>> = remote.keys().filter(|k| !local.contains(*k)).collect();
+        extra.sort();
+        // Only the topmost of each removed subtree.
+        let mut last: Option<&Vec<u8>> = None;
+        for k in extra {
+            if let Some(p) = last {
+                if k.starts_with(p) && k.get(p.len()) == Some(&b'/') {
+                    continue;
+                }
+            }
+            plan.delete.push(k.clone());
+            plan.report.deleted += 1;
+            last = Some(k);
+        }
+    }
+    // Parents before children, so tar can set directory modes on the way.
+    plan.send.sort_by(|a, b| item_rel(a).cmp(item_rel(b)));
+    Ok(plan)
+}
+
+fn item_rel(i: &Item) -> &Path {
+    match i {
+        Item::Dir { rel, .. } | Item::File { rel, .. } | Item::Symlink { rel, .. } => rel,
+    }
+}
+
+/// The remote command that removes the NUL-separated paths on stdin (relative to `dir`).
+pub(crate) fn delete_command(remote_dir: &str) -> Result<String> {
+    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    Ok(format!("cd -- {dir} && xargs -0 -r rm -rf --"))
+}
+
+/// The remote command that extracts the tar on stdin into `dir`.
+pub(crate) fn extract_command(remote_dir: &str, gzip: bool) -> Result<String> {
+    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    let z = if gzip { "z" } else { "" };
+    Ok(format!(
+        "mkdir -p -- {dir} && cd -- {dir} && exec tar -x{z}pf - --no-same-owner --delay-directory-restore"
+    ))
+}
+
+/// Writes the tar stream of `items` into `out`.
+pub(crate) fn write_tar(items: &[Item], out: impl Write) -> std::io::Result<()> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    for item in items {
+        let mut header = tar::Header::new_gnu();
+        match item {
+            Item::Dir { rel, mode, mtime } => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(*mode);
+                header.set_mtime((*mtime).max(0) as u64);
+                header.set_size(0);
+                builder.append_data(&mut header, rel, std::io::empty())?;
+            }
+            Item::File {
+                rel,
+                abs,
+                mode,
+                mtime,
+                size,
+            } => {
+                let file = std::fs::File::open(abs)?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(*mode);
+                header.set_mtime((*mtime).max(0) as u64);
+                header.set_size(*size);
+                // Guard against a file that changes size while we send it: tar needs
+                // exactly `size` bytes.
+                use std::io::Read;
+                let reader = file.take(*size).chain(std::io::repeat(0)).take(*size);
+                builder.append_data(&mut header, rel, reader)?;
+            }
+            Item::Symlink { rel, target } => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder.append_link(&mut header, rel, target)?;
+            }
+        }
+    }
+    builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parsing_and_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("d")).unwrap();
+        std::fs::write(root.join("d/same"), "12345").unwrap();
+        std::fs::write(root.join("d/new"), "x").unwrap();
+        std::os::unix::fs::symlink("d/same", root.join("ln")).unwrap();
+        let same = std::fs::metadata(root.join("d/same")).unwrap();
+        let mut out = Vec::new();
+        let mut rec = |p: &str, k: &str, size: &str, mtime: String, mode: &str, link: &str| {
+            for f in [p, k, size, &mtime, mode, link] {
+                out.extend_from_slice(f.as_bytes());
+                out.push(0);
+            }
+        };
+        rec("d", "d", "4096", "1.5".into(), "755", "");
+        rec(
+            "d/same",
+            "f",
+            "5",
+            format!("{}.25", same.mtime()),
+            &format!("{:o}", same.mode() & 0o7777),
+            "",
+        );
+        rec("gone", "d", "4096", "1".into(), "755", "");
+        rec("gone/child", "f", "1", "1".into(), "644", "");
+        rec("ln", "l", "6", "1".into(), "777", "d/other");
+        let remote = parse_manifest(&out);
+        assert_eq!(remote.len(), 5);
+        let plan = plan(root, &remote, true).unwrap();
+        assert_eq!(plan.report.files_sent, 1, "{:?}", plan.report);
+        assert_eq!(plan.report.files_unchanged, 1);
+        assert_eq!(plan.report.symlinks, 1, "changed link target is re-sent");
+        assert_eq!(
+            plan.delete,
+            vec![b"gone".to_vec()],
+            "only the top of a removed subtree"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! Test support: real OpenSSH `sshd` instances on loopback with generated keys, and a TCP
+//! proxy that cuts a connection after N bytes.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// The login user: `HGAUTO_TEST_SSH_USER`, else `hgauto-test` when it exists (its login
+/// shell is /bin/sh, so no shell start-up noise is measured), else the current user.
+pub fn user() -> String {
+    if let Ok(u) = std::env::var("HGAUTO_TEST_SSH_USER") {
+        return u;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if passwd.lines().any(|l| l.starts_with("hgauto-test:")) {
+        return "hgauto-test".into();
+    }
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+fn keygen(path: &Path) {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen runs (install openssh-client)");
+    assert!(status.success());
+}
+
+/// The raw blob of an OpenSSH public key file (`type base64 comment`).
+pub fn public_blob(pub_file: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(pub_file).unwrap();
+    let b64 = text.split_whitespace().nth(1).unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// A user key pair and the authorized_keys file that trusts it.
+pub struct UserKeys {
+    pub dir: tempfile::TempDir,
+}
+
+impl UserKeys {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("id_ed25519"));
+        std::fs::copy(
+            dir.path().join("id_ed25519.pub"),
+            dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        // sshd runs as root but reads authorized_keys as the user.
+        set_world_readable(dir.path());
+        UserKeys { dir }
+    }
+    pub fn private(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+    pub fn authorized(&self) -> PathBuf {
+        self.dir.path().join("authorized_keys")
+    }
+}
+
+fn set_world_readable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ak = dir.join("authorized_keys");
+    if ak.exists() {
+        std::fs::set_permissions(ak, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+/// A running sshd on `ip:port`, killed on drop.
+pub struct Sshd {
+    pub ip: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sshd {
+    /// Starts sshd on `ip` (e.g. "127.0.0.2") trusting `keys`.
+    pub fn start(ip: &str, keys: &UserKeys) -> Sshd {
+        Self::start_with(ip, keys, None, "")
+    }
+
+    /// Starts sshd with a given host key directory (to keep or change the host key) and
+    /// extra config lines.
+    pub fn start_with(ip: &str, keys: &UserKeys, port: Option<u16>, extra: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        keygen(&dir.path().join("host_ed25519"));
+        Self::launch(ip, keys, dir, port, extra)
+    }
+
+    fn launch(
+        ip: &str,
+        keys: &UserKeys,
+        dir: tempfile::TempDir,
+        port: Option<u16>,
+        extra: &str,
+    ) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").ok(); // privilege separation directory
+        let port = port.unwrap_or_else(|| free_port(ip));
+        let config = format!(
+            "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             UsePAM no\nStrictModes no\nPermitRootLogin yes\nX11Forwarding no\nPrintMotd no\n\
+             MaxStartups 200:30:400\nLogLevel FATAL\nSubsystem sftp internal-sftp\n{extra}\n",
+            hk = dir.path().join("host_ed25519").display(),
+            pid = dir.path().join("sshd.pid").display(),
+            ak = keys.authorized().display(),
+        );
+        let cfg = dir.path().join("sshd_config");
+        std::fs::write(&cfg, config).unwrap();
+        let child = std::process::Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sshd starts (install openssh-server)");
+        let sshd = Sshd {
+            ip: ip.to_owned(),
+            port,
+            dir,
+            child,
+        };
+        let started = Instant::now();
+        while TcpStream::connect((ip, port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "sshd on {ip}:{port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sshd
+    }
+
+    /// Stops this sshd and starts a new one on the same address and port with a *new* host key.
+    pub fn restart_with_new_host_key(self, keys: &UserKeys) -> Sshd {
+        let (ip, port) = (self.ip.clone(), self.port);
+        drop(self);
+        std::thread::sleep(Duration::from_millis(100));
+        Self::start_with(&ip, keys, Some(port), "")
+    }
+
+    /// The host's public key blob.
+    pub fn host_key(&self) -> Vec<u8> {
+        public_blob(&self.dir.path().join("host_ed25519.pub"))
+    }
+
+    /// A client config for this server, trusting its key on first use.
+    pub fn config(&self, keys: &UserKeys, state: &Path) -> SshConfig {
+        SshConfig::new(
+            self.ip.clone(),
+            self.port,
+            user(),
+            Auth::KeyFile {
+                path: keys.private(),
+                passphrase: None,
+            },
+            state,
+        )
+        .with_host_keys(HostKeyPolicy::AcceptNew)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy to `target` that cuts its first `cut_connections` connections once they
+/// have carried `cut_after` bytes (both directions); later connections pass untouched.
+pub struct FaultProxy {
+    pub port: u16,
+    pub connections: Arc<AtomicUsize>,
+    pub cuts: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub fn start(target: (String, u16), cut_after: u64, cut_connections: usize) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (conns, cut_count) = (connections.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let n = conns.fetch_add(1, Ordering::SeqCst);
+                let Ok(server) = TcpStream::connect((target.0.as_str(), target.1)) else {
+                    continue;
+                };
+                let limit = if n < cut_connections {
+                    cut_after
+                } else {
+                    u64::MAX
+                };
+                let moved = Arc::new(AtomicU64::new(0));
+                let cut_count = cut_count.clone();
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let moved = moved.clone();
+                    let cut_count = cut_count.clone();
+                    std::thread::spawn(move || pipe(from, to, &moved, limit, &cut_count));
+                }
+            }
+        });
+        FaultProxy {
+            port,
+            connections,
+            cuts,
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, moved: &AtomicU64, limit: u64, cuts: &AtomicUsize) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let total = moved.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        if total > limit {
+            cuts.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
