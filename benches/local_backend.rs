@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto::{Command, LocalProvider, MachineSpec, RemoteMachine, ResourceProvider, SyncOptions};
+use hgauto::{Command, LocalProvider, MachineSpec, ResourceProvider, SyncOptions};
 
 const RUNS: usize = 5;
 const COMMANDS: usize = 1000;

@@ -29,6 +29,10 @@
 pub use hgauto_core;
 pub use hgauto_core::*;
 
+/// SSH machines and the SFTP publisher (feature `ssh`).
+#[cfg(feature = "ssh")]
+pub use hgauto_ssh as ssh;
+
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
