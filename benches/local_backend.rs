@@ -7,17 +7,17 @@
 //! 1. 1,000 sequential `true` commands: `LocalMachine::exec` vs a Python
 //!    `subprocess.run(["true"])` loop (what hand-rolled CI scripts do) vs a bare
 //!    `tokio::process::Command` loop (the floor: spawning a process, no hgauto).
-//! 2. Pushing a 5,000-file, 100 MB tree into a sandbox: `sync_tree` vs `cp -a` and
+//! 2. Pushing a 5,000-file, 100 MB tree into a sandbox (on tmpfs when /dev/shm exists): `sync_tree` vs `cp -a` and
 //!    `rsync -a`; then a re-sync after one file changed vs `rsync -a`.
 //!
-//! Each measurement is the median of 5 runs; the peers run in the same process run, on the
+//! Each measurement is the median of 5 runs, each write-heavy one after a `sync`; the peers run in the same process run, on the
 //! same trees. rsync is skipped (and said so) when it is not installed.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hgauto::conformance::fixtures::random_tree;
 use hgauto::{Command, LocalProvider, MachineSpec, ResourceProvider, SyncOptions};
 
 const RUNS: usize = 5;
@@ -39,7 +39,14 @@ fn sh(cmd: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Flushes dirty pages, so every timed write starts from the same state (otherwise one
+/// tool's writeback throttles whichever runs next).
+fn settle() {
+    sh("sync");
+}
+
 fn timed_sh(cmd: &str) -> Duration {
+    settle();
     let t = Instant::now();
     assert!(sh(cmd), "peer command failed: {cmd}");
     t.elapsed()
@@ -54,30 +61,15 @@ fn row(what: &str, ours: Duration, peer_name: &str, peer: Duration) {
     );
 }
 
-/// 5,000 files in 50 directories, 100 MB in all (sizes vary from 4 KiB to ~36 KiB).
-fn make_tree(root: &Path) {
-    let mut total = 0usize;
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..5000usize {
-        let dir = root.join(format!("dir{:02}", i % 50));
-        std::fs::create_dir_all(&dir).unwrap();
-        let size = 4096 + (i * 7919) % 32768;
-        let mut data = vec![0u8; size];
-        for chunk in data.chunks_mut(8) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-        }
-        std::fs::write(dir.join(format!("file{i:04}.bin")), &data).unwrap();
-        total += size;
-    }
-    eprintln!("tree: 5000 files, {:.1} MB", total as f64 / 1e6);
-}
-
 #[tokio::main]
 async fn main() {
-    let work = tempfile::tempdir().unwrap();
+    // On tmpfs: this compares per-file overhead, not this machine's disk (whose writeback
+    // made timings depend on which tool ran before).
+    let work = match std::path::Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm").unwrap(),
+        false => tempfile::tempdir().unwrap(),
+    };
+    eprintln!("work dir: {}", work.path().display());
     let provider = Arc::new(LocalProvider::new(work.path().join("state")).unwrap());
     let machines = provider.provision(&MachineSpec::linux(), 1).await.unwrap();
     let m = machines[0].clone();
@@ -121,7 +113,8 @@ async fn main() {
 
     println!("\n== 2. push a 5,000-file, 100 MB tree ==");
     let src = work.path().join("src");
-    make_tree(&src);
+    let total = random_tree(&src, 5000, 100_000_000);
+    eprintln!("tree: 5000 files, {:.1} MB", total as f64 / 1e6);
     let have_rsync = sh("rsync --version");
     let opts = SyncOptions {
         delete: true,
@@ -131,6 +124,7 @@ async fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..RUNS {
         let dst = format!("tree{run}");
+        settle();
         let t = Instant::now();
         let r = m.sync_tree(&src, &dst, &opts).await.unwrap();
         first.push(t.elapsed());
@@ -143,7 +137,7 @@ async fn main() {
             cp_dst.display()
         )));
 
-        let changed = src.join(format!("dir07/file{:04}.bin", 7 + 50 * run));
+        let changed = src.join(format!("dir07/file{:05}.bin", 7 + 50 * run));
         if have_rsync {
             let rs_dst = work.path().join(format!("rsync{run}"));
             rsync_first.push(timed_sh(&format!(
@@ -161,6 +155,7 @@ async fn main() {
         } else {
             std::fs::write(&changed, format!("changed in run {run}")).unwrap();
         }
+        settle();
         let t = Instant::now();
         let r = m.sync_tree(&src, &dst, &opts).await.unwrap();
         resync.push(t.elapsed());

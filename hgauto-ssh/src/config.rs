@@ -72,6 +72,9 @@ pub struct SshConfig {
     pub platform: Platform,
     /// Compress the transport (zlib). Helps on slow links, costs CPU on fast ones.
     pub compress: bool,
+    /// Cipher preference list (OpenSSH names, comma-separated), both directions. `None`
+    /// keeps libssh2's default order (chacha20-poly1305 first, as OpenSSH does).
+    pub ciphers: Option<String>,
 }
 
 impl SshConfig {
@@ -97,7 +100,14 @@ impl SshConfig {
             max_connections: 8,
             platform: Platform::Linux,
             compress: false,
+            ciphers: None,
         }
+    }
+
+    /// Sets the cipher preference list, e.g. `"aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"`.
+    pub fn with_ciphers(mut self, ciphers: impl Into<String>) -> Self {
+        self.ciphers = Some(ciphers.into());
+        self
     }
 
     /// Sets the host key policy.

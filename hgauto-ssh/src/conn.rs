@@ -57,6 +57,7 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
         .max(std::time::Duration::from_millis(100));
     let mut sess = Session::new().map_err(|e| transport(cfg, "create session", e))?;
     sess.set_compress(cfg.compress);
+    apply_ciphers(cfg, &sess)?;
     sess.set_timeout(remaining.as_millis().min(u32::MAX as u128) as u32);
     let socket = tcp
         .try_clone()
@@ -80,6 +81,18 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
         tcp,
         last_keepalive: Instant::now(),
     })
+}
+
+/// Applies the configured cipher preference (the server still chooses from our list).
+fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
+    if let Some(prefs) = &cfg.ciphers {
+        for t in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
+            sess.method_pref(t, prefs).map_err(|e| {
+                Error::invalid(format!("cipher list {prefs:?}"), e.message().to_owned())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {

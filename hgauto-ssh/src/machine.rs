@@ -427,8 +427,8 @@ impl RemoteMachine for SshMachine {
                     .find_map(|l| l.strip_prefix("hgauto-mode "))
                     .and_then(|m| u32::from_str_radix(m.trim(), 8).ok())
                     .unwrap_or(0o644);
-                file.sync_all()
-                    .map_err(|e| OpError::Other(Error::io("sync", &tmp, "localhost", e)))?;
+                // Atomic (rename) but not fsync'd, like scp and rsync: durability is the
+                // publishers' job, and forcing a large file to disk costs seconds.
                 std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
                     .map_err(|e| OpError::Other(Error::io("chmod", &tmp, "localhost", e)))?;
                 std::fs::rename(&tmp, &local).map_err(|e| {

@@ -119,8 +119,8 @@ pub fn copy_file_atomic(src: &Path, dst: &Path, src_meta: &fs::Metadata) -> io::
     let parent = dst.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(".hgauto-tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
+        // fs::copy also copies the permission bits.
         fs::copy(src, &tmp)?;
-        fs::set_permissions(&tmp, src_meta.permissions())?;
         filetime::set_file_mtime(&tmp, FileTime::from_last_modification_time(src_meta))?;
         fs::rename(&tmp, dst)
     })();

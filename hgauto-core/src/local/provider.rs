@@ -405,24 +405,36 @@ fn check_id_chars(id: &str, what: &str) -> Result<()> {
 
 /// Sends SIGKILL to every process whose environment carries `HGAUTO_MACHINE_ID=<id>`, until
 /// none is left (bounded, in case of a fork bomb).
+///
+/// A process in the middle of `execve` can show an empty environment for a moment, so the
+/// scan only ends after several consecutive empty passes.
 pub fn kill_machine_processes(id: &str) -> usize {
+    const EMPTY_PASSES: u32 = 3;
     let marker = format!("{MACHINE_ID}={id}");
     let me = std::process::id() as i32;
     let mut killed = 0;
-    for round in 0..50 {
-        let pids = processes_with_env(marker.as_bytes());
-        let pids: Vec<i32> = pids.into_iter().filter(|&p| p != me).collect();
+    let mut empty = 0;
+    for _ in 0..100 {
+        let pids: Vec<i32> = processes_with_env(marker.as_bytes())
+            .into_iter()
+            .filter(|&p| p != me)
+            .collect();
         if pids.is_empty() {
-            break;
-        }
-        for pid in &pids {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(*pid, libc::SIGKILL);
+            empty += 1;
+            if empty >= EMPTY_PASSES {
+                break;
             }
+        } else {
+            empty = 0;
+            for pid in &pids {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(*pid, libc::SIGKILL);
+                }
+            }
+            killed += pids.len();
         }
-        killed += pids.len();
-        std::thread::sleep(Duration::from_millis(if round < 5 { 2 } else { 20 }));
+        std::thread::sleep(Duration::from_millis(3));
     }
     if killed > 0 {
         tracing::info!(machine = %id, killed, "killed leftover processes");

@@ -28,8 +28,12 @@ pub fn user() -> String {
 }
 
 fn keygen(path: &Path) {
+    keygen_type(path, "ed25519");
+}
+
+fn keygen_type(path: &Path, kind: &str) {
     let status = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .args(["-q", "-t", kind, "-N", "", "-f"])
         .arg(path)
         .status()
         .expect("ssh-keygen runs (install openssh-client)");
@@ -64,8 +68,25 @@ impl UserKeys {
         set_world_readable(dir.path());
         UserKeys { dir }
     }
+    /// Key pairs of several types (`ed25519`, `rsa`, `ecdsa`), all authorized.
+    pub fn with_types(kinds: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut authorized = String::new();
+        for kind in kinds {
+            keygen_type(&dir.path().join(format!("id_{kind}")), kind);
+            authorized.push_str(
+                &std::fs::read_to_string(dir.path().join(format!("id_{kind}.pub"))).unwrap(),
+            );
+        }
+        std::fs::write(dir.path().join("authorized_keys"), authorized).unwrap();
+        set_world_readable(dir.path());
+        UserKeys { dir }
+    }
     pub fn private(&self) -> PathBuf {
         self.dir.path().join("id_ed25519")
+    }
+    pub fn private_of(&self, kind: &str) -> PathBuf {
+        self.dir.path().join(format!("id_{kind}"))
     }
     pub fn authorized(&self) -> PathBuf {
         self.dir.path().join("authorized_keys")

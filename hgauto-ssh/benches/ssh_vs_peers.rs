@@ -1,0 +1,457 @@
+//! hgauto-ssh against the tools it replaces, side by side in one run, on local sshd
+//! instances (127.0.0.2 ...), logged in as a user whose login shell is /bin/sh.
+//!
+//! ```text
+//! ./benches/ssh.sh          # installs the peers (rsync, parallel-ssh), then runs this
+//! ```
+//!
+//! 1. `true` on 32 hosts from a cold start: fan_out vs parallel-ssh vs `xargs -P 32 ssh`.
+//!    Wall time and client CPU time.
+//! 2. 1,000 sequential `true` on one connected host vs OpenSSH ControlMaster.
+//! 3. A 5,000-file, 100 MB tree: sync_tree vs `tar c | ssh tar x` and `rsync -a`; then a
+//!    re-sync after one file changed vs `rsync -a`.
+//! 4. A 256 MB file: put and get vs `scp`.
+//!
+//! Every figure is the median of RUNS (5) runs. Ratios are hgauto / peer (lower is better).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hgauto_core::conformance::fixtures::{random_bytes, random_tree};
+use hgauto_core::{fan_out, Command, RemoteMachine, SyncOptions};
+use hgauto_ssh::SshMachine;
+use support::{Sshd, UserKeys};
+
+const RUNS: usize = 5;
+
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn rusage(who: i32) -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn median(mut xs: Vec<Cost>) -> Cost {
+    xs.sort_by_key(|c| c.wall);
+    let wall = xs[xs.len() / 2].wall;
+    xs.sort_by_key(|c| c.cpu);
+    Cost {
+        wall,
+        cpu: xs[xs.len() / 2].cpu,
+    }
+}
+
+/// Flushes dirty pages so every timed transfer starts from the same state (client and
+/// server share this disk; one tool's writeback would otherwise throttle the next).
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+/// Times `f` in this process (wall, and this process's CPU).
+async fn ours<F: std::future::Future<Output = ()>>(f: F) -> Cost {
+    settle();
+    let (t, c) = (Instant::now(), rusage(libc::RUSAGE_SELF));
+    f.await;
+    Cost {
+        wall: t.elapsed(),
+        cpu: rusage(libc::RUSAGE_SELF) - c,
+    }
+}
+
+/// Times a peer shell command (wall, and the CPU of the processes it ran).
+fn peer(cmd: &str) -> Cost {
+    settle();
+    let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "peer failed: {cmd}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Cost {
+        wall: t.elapsed(),
+        cpu: rusage(libc::RUSAGE_CHILDREN) - c,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn row(what: &str, us: Cost, peer_name: &str, them: Cost, with_cpu: bool) {
+    let ratio = ms(us.wall) / ms(them.wall);
+    print!(
+        "{what:<28} hgauto {:>9.1} ms | {peer_name:<22} {:>9.1} ms | wall {ratio:>5.2}x",
+        ms(us.wall),
+        ms(them.wall)
+    );
+    if with_cpu {
+        print!(
+            " | cpu {:>7.1} vs {:>7.1} ms = {:>5.2}x",
+            ms(us.cpu),
+            ms(them.cpu),
+            ms(us.cpu) / ms(them.cpu)
+        );
+    }
+    println!();
+}
+
+fn ssh_opts(keys: &UserKeys) -> String {
+    format!(
+        "-i {} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+        keys.private().display()
+    )
+}
+
+const PSSH: &str = r#"
+import sys, time, resource
+from pssh.clients import ParallelSSHClient
+from pssh.config import HostConfig
+user, key = sys.argv[1], sys.argv[2]
+targets = [t.split(':') for t in sys.argv[3:]]
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t, c = time.perf_counter(), cpu()
+client = ParallelSSHClient([h for h, _ in targets], user=user, pkey=key, pool_size=len(targets),
+                           host_config=[HostConfig(port=int(p)) for _, p in targets])
+out = client.run_command('true')
+client.join(out)
+assert all(o.exit_code == 0 for o in out), [o.exit_code for o in out]
+print(f"{(time.perf_counter() - t) * 1e3:.3f} {(cpu() - c) * 1e3:.3f}")
+"#;
+
+#[tokio::main]
+async fn main() {
+    let python = std::env::var("HGAUTO_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let keys = UserKeys::new();
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let user = support::user();
+    let only = std::env::var("HGAUTO_BENCH_ONLY").unwrap_or_else(|_| "1,2,3,4".into());
+    let run_section = |n: &str| only.split(',').any(|s| s.trim() == n);
+    let opts = ssh_opts(&keys);
+    println!("login user: {user}; {RUNS} runs each, medians");
+
+    // ---- 1. 32 hosts, cold -------------------------------------------------------------
+    if run_section("1") {
+        let servers: Vec<Sshd> = (2..=33)
+            .map(|i| Sshd::start(&format!("127.0.0.{i}"), &keys))
+            .collect();
+        // Record host keys once (as a real fleet's known_hosts would hold them).
+        let warm: Vec<Arc<dyn RemoteMachine>> = servers
+            .iter()
+            .map(|s| Arc::new(SshMachine::from_config(s.config(&keys, state.path()))) as _)
+            .collect();
+        assert!(fan_out(&warm, &Command::new("true"), 32)
+            .await
+            .iter()
+            .all(|r| r.result.is_ok()));
+        let pssh_script = work.path().join("pssh_true.py");
+        std::fs::write(&pssh_script, PSSH).unwrap();
+        let targets: Vec<String> = servers
+            .iter()
+            .map(|s| format!("{}:{}", s.ip, s.port))
+            .collect();
+        let have_pssh = std::process::Command::new(&python)
+            .args(["-c", "import pssh"])
+            .status()
+            .is_ok_and(|s| s.success());
+        let (mut h, mut p_in, mut p_proc, mut x) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            let machines: Vec<Arc<dyn RemoteMachine>> = servers
+                .iter()
+                .map(|s| Arc::new(SshMachine::from_config(s.config(&keys, state.path()))) as _)
+                .collect();
+            h.push(
+                ours(async {
+                    let results = fan_out(&machines, &Command::new("true"), 32).await;
+                    assert!(results
+                        .iter()
+                        .all(|r| r.result.as_ref().is_ok_and(|o| o.status.success())));
+                })
+                .await,
+            );
+            if have_pssh {
+                let cmd = format!(
+                    "{python} {} {user} {} {}",
+                    pssh_script.display(),
+                    keys.private().display(),
+                    targets.join(" ")
+                );
+                let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
+                let out = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                p_proc.push(Cost {
+                    wall: t.elapsed(),
+                    cpu: rusage(libc::RUSAGE_CHILDREN) - c,
+                });
+                let text = String::from_utf8_lossy(&out.stdout);
+                let nums: Vec<f64> = text
+                    .split_whitespace()
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                p_in.push(Cost {
+                    wall: Duration::from_secs_f64(nums[0] / 1e3),
+                    cpu: Duration::from_secs_f64(nums[1] / 1e3),
+                });
+            }
+            let list: Vec<String> = servers
+                .iter()
+                .map(|s| format!("{} {}", s.port, s.ip))
+                .collect();
+            x.push(peer(&format!(
+            "printf '%s\\n' {} | xargs -P 32 -L 1 sh -c 'ssh {opts} -p \"$0\" {user}@\"$1\" true'",
+            list.iter()
+                .map(|l| format!("'{l}'"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )));
+        }
+        println!("\n== 1. `true` on 32 hosts, cold start ==");
+        let h = median(h);
+        if have_pssh {
+            row(
+                "32 hosts (in-process)",
+                h,
+                "parallel-ssh (in-proc)",
+                median(p_in),
+                true,
+            );
+            row(
+                "32 hosts (whole process)",
+                h,
+                "parallel-ssh (process)",
+                median(p_proc),
+                true,
+            );
+        } else {
+            println!("parallel-ssh not importable by {python}: row skipped (run benches/ssh.sh)");
+        }
+        row("32 hosts", h, "xargs -P 32 ssh", median(x), true);
+    }
+
+    // ---- 2. 1,000 sequential commands on one connected host --------------------------------
+    let sshd = Sshd::start("127.0.0.2", &keys);
+    let m = SshMachine::from_config(sshd.config(&keys, state.path()));
+    m.wait_ready(Duration::from_secs(20)).await.unwrap();
+    let sock = work.path().join("cm.sock");
+    let target = format!("-p {} {user}@{}", sshd.port, sshd.ip);
+    assert!(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ssh {opts} -M -S {} -o ControlPersist=yes -fN {target}",
+            sock.display()
+        ))
+        .status()
+        .unwrap()
+        .success());
+    if run_section("2") {
+        let (mut h, mut cm) = (Vec::new(), Vec::new());
+        for _ in 0..RUNS {
+            h.push(
+                ours(async {
+                    for _ in 0..1000 {
+                        assert!(m
+                            .exec(&Command::new("true"))
+                            .await
+                            .unwrap()
+                            .status
+                            .success());
+                    }
+                })
+                .await,
+            );
+            let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
+            for _ in 0..1000 {
+                let st = std::process::Command::new("ssh")
+                    .args(opts.split(' '))
+                    .args([
+                        "-S",
+                        &sock.display().to_string(),
+                        "-p",
+                        &sshd.port.to_string(),
+                        &format!("{user}@{}", sshd.ip),
+                        "true",
+                    ])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+            cm.push(Cost {
+                wall: t.elapsed(),
+                cpu: rusage(libc::RUSAGE_CHILDREN) - c,
+            });
+        }
+        let _ = std::process::Command::new("ssh")
+            .args(["-S", &sock.display().to_string(), "-O", "exit", "x"])
+            .stderr(Stdio::null())
+            .status();
+        println!("\n== 2. 1,000 sequential `true`, one connected host ==");
+        row(
+            "1000 x true",
+            median(h),
+            "ssh ControlMaster",
+            median(cm),
+            true,
+        );
+    }
+
+    let src = work.path().join("tree");
+    let total = random_tree(&src, 5000, 100_000_000);
+    let big: PathBuf = work.path().join("big.bin");
+    {
+        let mut seed = 42u64;
+        let mut f = std::fs::File::create(&big).unwrap();
+        for _ in 0..256 {
+            std::io::Write::write_all(&mut f, &random_bytes(&mut seed, 1 << 20)).unwrap();
+        }
+    }
+    // libssh2's default order (chacha20-poly1305 first, like OpenSSH) and AES-GCM first.
+    // libssh2's default order (chacha20-poly1305 first, like OpenSSH); with
+    // HGAUTO_BENCH_CIPHERS=1 also AES-GCM first, for comparison.
+    let mut settings = vec![("default (chacha20-poly1305)", None)];
+    if std::env::var_os("HGAUTO_BENCH_CIPHERS").is_some() {
+        settings.push((
+            "aes128-gcm first",
+            Some("aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"),
+        ));
+    }
+    for (label, ciphers) in settings {
+        let mut cfg = sshd.config(&keys, state.path());
+        cfg.ciphers = ciphers.map(str::to_owned);
+        let m = SshMachine::from_config(cfg);
+        // ---- 3. tree push -------------------------------------------------------------------------
+        let remote = |name: &str| format!("{user}@{}:{name}", sshd.ip);
+        if run_section("3") {
+            println!(
+                "\n== 3. push a 5,000-file, {:.0} MB tree (hgauto ciphers: {label}) ==",
+                total as f64 / 1e6
+            );
+            let have_rsync = std::process::Command::new("rsync")
+                .arg("--version")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            let rsh = format!("ssh {opts} -p {}", sshd.port);
+            let (mut ours_first, mut tarssh, mut rs_first, mut ours_re, mut rs_re) =
+                (vec![], vec![], vec![], vec![], vec![]);
+            let sync_opts = SyncOptions {
+                delete: true,
+                compress: false,
+            };
+            for run in 0..RUNS {
+                let d = format!("bench-sync-{run}");
+                ours_first.push(
+                    ours(async { m.sync_tree(&src, &d, &sync_opts).await.map(drop).unwrap() })
+                        .await,
+                );
+                tarssh.push(peer(&format!(
+                "tar -C {} -cf - . | ssh {opts} {target} 'mkdir -p bench-tar-{run} && tar -C bench-tar-{run} -xf -'",
+                src.display()
+            )));
+                let changed = src.join(format!("dir07/file{:05}.bin", 7 + 50 * run));
+                if have_rsync {
+                    rs_first.push(peer(&format!(
+                        "rsync -a -e '{rsh}' {}/ {}/",
+                        src.display(),
+                        remote(&format!("bench-rsync-{run}"))
+                    )));
+                    std::fs::write(&changed, format!("changed {run}")).unwrap();
+                    rs_re.push(peer(&format!(
+                        "rsync -a --delete -e '{rsh}' {}/ {}/",
+                        src.display(),
+                        remote(&format!("bench-rsync-{run}"))
+                    )));
+                } else {
+                    std::fs::write(&changed, format!("changed {run}")).unwrap();
+                }
+                ours_re.push(
+                    ours(async {
+                        let r = m.sync_tree(&src, &d, &sync_opts).await.unwrap();
+                        assert_eq!(r.files_sent, 1);
+                    })
+                    .await,
+                );
+                m.exec(&Command::script(format!(
+                    "rm -rf bench-sync-{run} bench-tar-{run} bench-rsync-{run}"
+                )))
+                .await
+                .unwrap();
+            }
+            let first = median(ours_first);
+            row(
+                "first sync",
+                first,
+                "tar c | ssh tar x",
+                median(tarssh),
+                true,
+            );
+            if have_rsync {
+                row("first sync", first, "rsync -a", median(rs_first), true);
+                row(
+                    "re-sync, 1 file changed",
+                    median(ours_re),
+                    "rsync -a",
+                    median(rs_re),
+                    true,
+                );
+            } else {
+                println!("rsync not installed: rsync rows skipped (run benches/ssh.sh)");
+            }
+        }
+        // ---- 4. 256 MB put / get ----------------------------------------------------------------------
+        if run_section("4") {
+            let back: PathBuf = work.path().join("back.bin");
+            let (mut hp, mut sp, mut hg, mut sg) = (vec![], vec![], vec![], vec![]);
+            for _ in 0..RUNS {
+                hp.push(ours(async { m.put(&big, "bench-big.bin").await.unwrap() }).await);
+                sp.push(peer(&format!(
+                    "scp -q {opts} -P {} {} {}",
+                    sshd.port,
+                    big.display(),
+                    remote("bench-scp.bin")
+                )));
+                hg.push(ours(async { m.get("bench-big.bin", &back).await.unwrap() }).await);
+                sg.push(peer(&format!(
+                    "scp -q {opts} -P {} {} {}",
+                    sshd.port,
+                    remote("bench-scp.bin"),
+                    work.path().join("scp-back.bin").display()
+                )));
+                assert_eq!(std::fs::metadata(&back).unwrap().len(), 256 << 20);
+            }
+            println!("\n== 4. 256 MB file (hgauto ciphers: {label}) ==");
+            row("put", median(hp), "scp (upload)", median(sp), true);
+            row("get", median(hg), "scp (download)", median(sg), true);
+        }
+    }
+    m.exec(&Command::new("rm").args(["-f", "bench-big.bin", "bench-scp.bin"]))
+        .await
+        .unwrap();
+}
