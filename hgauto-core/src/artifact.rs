@@ -67,6 +67,21 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks every name in a publish batch, and that no name appears twice.
+pub fn validate_batch(artifacts: &[Artifact]) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
+    for a in artifacts {
+        validate_name(&a.name)?;
+        if !names.insert(a.name.as_str()) {
+            return Err(Error::invalid(
+                format!("artifact name {:?}", a.name),
+                "appears twice in one publish",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The sha256 (lowercase hex) and size of a file, streamed in 256 KiB blocks.
 pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io("open", path, "localhost", e))?;

@@ -38,6 +38,7 @@ pub mod publisher;
 pub mod render;
 pub mod retry;
 pub mod spec;
+pub mod task;
 
 pub use artifact::Artifact;
 pub use cleanup::{with_machines, TemporaryMachines};

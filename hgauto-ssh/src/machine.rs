@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hgauto_core::render::{quote_posix, render};
+use hgauto_core::task::run_blocking;
 use hgauto_core::{
     Command, Error, LineSink, Output, Platform, RemoteMachine, Result, Stream, SyncOptions,
     SyncReport,
@@ -137,7 +138,7 @@ impl SshMachine {
                 source: None,
             })?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        run_blocking("ssh", move || {
             let _permit = permit;
             let cfg = &inner.cfg;
             let mut attempt = 0u32;
@@ -181,12 +182,6 @@ impl SshMachine {
             }
         })
         .await
-        .map_err(|e| Error::Backend {
-            backend: "ssh".into(),
-            message: format!("blocking task failed: {e}"),
-            retryable: false,
-            source: None,
-        })?
     }
 
     /// Runs a shell command string (no pid marker, no streaming) with `stdin`, for the
@@ -547,14 +542,7 @@ impl RemoteMachine for SshMachine {
             cfg.connect_timeout = cfg
                 .connect_timeout
                 .min(left.max(Duration::from_millis(200)));
-            let attempt = tokio::task::spawn_blocking(move || connect(&cfg))
-                .await
-                .map_err(|e| Error::Backend {
-                    backend: "ssh".into(),
-                    message: format!("blocking task failed: {e}"),
-                    retryable: false,
-                    source: None,
-                })?;
+            let attempt = run_blocking("ssh", move || Ok(connect(&cfg))).await?;
             match attempt {
                 Ok(conn) => {
                     self.inner.put_idle(conn);

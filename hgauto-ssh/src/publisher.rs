@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use async_trait::async_trait;
-use hgauto_core::artifact::validate_name;
+use hgauto_core::artifact::{validate_batch, validate_name};
 use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
 use sha2::{Digest, Sha256};
 use ssh2::{OpenFlags, OpenType, Sftp};
@@ -58,6 +58,10 @@ fn sftp_error(what: &str, path: &str, e: ssh2::Error) -> OpError {
             message: format!("sftp {what} {path}: {e}"),
         },
     }
+}
+
+fn open_sftp(conn: &crate::conn::Conn) -> std::result::Result<Sftp, OpError> {
+    conn.sess.sftp().map_err(|e| sftp_error("start", "sftp", e))
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -228,35 +232,20 @@ impl Publisher for SshPublisher {
         let artifact = artifact.clone();
         self.machine
             .with_conn(true, move |conn| {
-                let sftp = conn
-                    .sess
-                    .sftp()
-                    .map_err(|e| sftp_error("start", "sftp", e))?;
+                let sftp = open_sftp(conn)?;
                 check_existing(&sftp, &path, &artifact)
             })
             .await
     }
 
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
-        let mut names = std::collections::HashSet::new();
-        for a in artifacts {
-            validate_name(&a.name)?;
-            if !names.insert(a.name.as_str()) {
-                return Err(Error::invalid(
-                    format!("artifact name {:?}", a.name),
-                    "appears twice in one publish",
-                ));
-            }
-        }
+        validate_batch(artifacts)?;
         let dir = self.dir.clone();
         let mode = self.mode;
         let artifacts = artifacts.to_vec();
         self.machine
             .with_conn(true, move |conn| {
-                let sftp = conn
-                    .sess
-                    .sftp()
-                    .map_err(|e| sftp_error("start", "sftp", e))?;
+                let sftp = open_sftp(conn)?;
                 mkdir_p(&sftp, &dir)?;
                 for a in &artifacts {
                     check_existing(&sftp, &join(&dir, &a.name), a)?;

@@ -14,6 +14,7 @@ use crate::env::MACHINE_ID;
 use crate::error::{Error, IoContext, Result};
 use crate::local::mirror::{copy_file_atomic, mirror_tree};
 use crate::machine::{RemoteMachine, SyncOptions, SyncReport};
+use crate::task::blocking;
 
 /// A machine whose "disk" is a directory on this host (its home) and whose processes run
 /// here, each command in its own process group.
@@ -312,18 +313,4 @@ fn copy_one(src: &Path, dst: &Path, src_machine: &str, dst_machine: &str) -> Res
         std::fs::create_dir_all(parent).at("create directory", parent, dst_machine)?;
     }
     copy_file_atomic(src, dst, &meta).at("write", dst, dst_machine)
-}
-
-/// Runs blocking filesystem work off the async worker threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Backend {
-            backend: "local".into(),
-            message: format!("blocking task failed: {e}"),
-            retryable: false,
-            source: None,
-        })?
 }

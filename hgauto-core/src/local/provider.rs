@@ -11,11 +11,12 @@ use crate::command::{Command, Platform};
 use crate::env::{default_state_dir, MACHINE_ID};
 use crate::error::{Error, IoContext, Result};
 use crate::ledger::{unix_now, Ledger, LedgerRecord};
-use crate::local::machine::{blocking, LocalMachine};
+use crate::local::machine::LocalMachine;
 use crate::local::mirror::{mirror_tree, remove_any};
 use crate::machine::{RemoteMachine, SyncOptions};
 use crate::provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
 use crate::spec::{ImageRecipe, MachineSpec};
+use crate::task::blocking;
 
 const PROVIDER: &str = "local";
 

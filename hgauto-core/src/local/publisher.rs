@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{sha256_file, validate_name, Artifact};
+use crate::artifact::{sha256_file, validate_batch, validate_name, Artifact};
 use crate::error::{Error, IoContext, Result};
 use crate::ledger::tempfile_in;
-use crate::local::machine::blocking;
 use crate::publisher::{PublishReport, Publisher};
+use crate::task::blocking;
 
 /// Publishes into a directory (created if missing), each file with mode 0644.
 ///
@@ -127,16 +127,7 @@ impl Publisher for DirPublisher {
     }
 
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
-        let mut names = std::collections::HashSet::new();
-        for a in artifacts {
-            validate_name(&a.name)?;
-            if !names.insert(a.name.as_str()) {
-                return Err(Error::invalid(
-                    format!("artifact name {:?}", a.name),
-                    "appears twice in one publish",
-                ));
-            }
-        }
+        validate_batch(artifacts)?;
         let dir = self.dir.clone();
         let artifacts = artifacts.to_vec();
         blocking(move || {
