@@ -33,6 +33,10 @@ pub use hgauto_core::*;
 #[cfg(feature = "ssh")]
 pub use hgauto_ssh as ssh;
 
+/// The EC2 provider and the S3 publisher (feature `aws`).
+#[cfg(feature = "aws")]
+pub use hgauto_aws as aws;
+
 /// The README's examples, compiled as doctests so they stay true (with every feature, as
 /// `scripts/test-all` runs them).
 #[doc = include_str!("../README.md")]

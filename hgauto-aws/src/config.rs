@@ -1,0 +1,352 @@
+//! [`AwsConfig`]: region, endpoint, naming prefix and state directory, from a builder,
+//! environment variables or a TOML file. Validated before anything is created.
+
+use std::path::{Path, PathBuf};
+
+use hgauto_core::{Error, Result};
+use serde::Deserialize;
+
+/// `HGAUTO_AWS_REGION` (falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`).
+pub const ENV_REGION: &str = "HGAUTO_AWS_REGION";
+/// `HGAUTO_AWS_ENDPOINT`: an endpoint URL for every service (tests point it at moto).
+pub const ENV_ENDPOINT: &str = "HGAUTO_AWS_ENDPOINT";
+/// `HGAUTO_AWS_PREFIX`: the prefix of every resource name (default `hgauto-`).
+pub const ENV_PREFIX: &str = "HGAUTO_AWS_PREFIX";
+/// `HGAUTO_ALLOWED_CIDR`: who may reach the machines (security group source).
+pub const ENV_ALLOWED_CIDR: &str = "HGAUTO_ALLOWED_CIDR";
+
+/// Regions AWS has. A region outside this list is almost always a typo, and a typo on
+/// real AWS would otherwise surface as a confusing endpoint error after work was done.
+const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// Settings shared by the AWS backends.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// The AWS region, e.g. `us-west-2`.
+    pub region: String,
+    /// Endpoint URL for every service (moto in tests, or a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// Named profile from `~/.aws/config` (otherwise the standard chain: env, profile, IMDS).
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Prefix of every resource name and the value of the `hgauto:prefix` tag.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// hgauto's state directory (ledger, key pairs).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The CIDR allowed to reach machines (SSH, RDP, WinRM). Required for provisioning;
+    /// `0.0.0.0/0` is accepted only when written out explicitly.
+    #[serde(default)]
+    pub allowed_cidr: Option<String>,
+    /// Instance type when a spec names none.
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+    /// Image (id `ami-...` or name pattern) for Linux machines when a spec names none.
+    #[serde(default)]
+    pub linux_image: Option<String>,
+    /// Login user on Linux images.
+    #[serde(default = "default_ssh_user")]
+    pub ssh_user: String,
+    /// The `hgauto:owner` tag value (default `$USER`).
+    #[serde(default = "default_owner")]
+    pub owner: String,
+    /// Accept a region outside the known list (new regions, partitions we do not list).
+    #[serde(default)]
+    pub allow_unknown_region: bool,
+}
+
+fn default_prefix() -> String {
+    "hgauto-".into()
+}
+fn default_state_dir() -> PathBuf {
+    hgauto_core::env::default_state_dir().unwrap_or_else(|_| PathBuf::from(".hgauto"))
+}
+fn default_instance_type() -> String {
+    "t3.medium".into()
+}
+fn default_ssh_user() -> String {
+    "admin".into()
+}
+fn default_owner() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
+impl AwsConfig {
+    /// A config for `region` with every other setting at its default.
+    pub fn new(region: impl Into<String>) -> Self {
+        AwsConfig {
+            region: region.into(),
+            endpoint_url: None,
+            profile: None,
+            prefix: default_prefix(),
+            state_dir: default_state_dir(),
+            allowed_cidr: None,
+            instance_type: default_instance_type(),
+            linux_image: None,
+            ssh_user: default_ssh_user(),
+            owner: default_owner(),
+            allow_unknown_region: false,
+        }
+    }
+
+    /// Reads `HGAUTO_AWS_REGION` (or `AWS_REGION` / `AWS_DEFAULT_REGION`),
+    /// `HGAUTO_AWS_ENDPOINT`, `HGAUTO_AWS_PREFIX`, `HGAUTO_ALLOWED_CIDR`, `HGAUTO_STATE_DIR`
+    /// and `AWS_PROFILE`.
+    pub fn from_env() -> Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let region = var(ENV_REGION)
+            .or_else(|| var("AWS_REGION"))
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .ok_or_else(|| {
+                Error::invalid("AWS region", format!("set {ENV_REGION} or AWS_REGION"))
+            })?;
+        let mut cfg = AwsConfig::new(region);
+        cfg.endpoint_url = var(ENV_ENDPOINT);
+        cfg.profile = var("AWS_PROFILE");
+        if let Some(p) = var(ENV_PREFIX) {
+            cfg.prefix = p;
+        }
+        cfg.allowed_cidr = var(ENV_ALLOWED_CIDR);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a TOML file whose keys are this struct's fields.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::io("read", path, "localhost", e))?;
+        let cfg: AwsConfig = toml::from_str(&text)
+            .map_err(|e| Error::invalid(format!("AWS config {}", path.display()), e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Sets the endpoint URL.
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Sets the resource name prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the state directory.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// Sets the CIDR allowed to reach machines.
+    pub fn with_allowed_cidr(mut self, cidr: impl Into<String>) -> Self {
+        self.allowed_cidr = Some(cidr.into());
+        self
+    }
+
+    /// Sets the default Linux image.
+    pub fn with_linux_image(mut self, image: impl Into<String>) -> Self {
+        self.linux_image = Some(image.into());
+        self
+    }
+
+    /// Checks every setting, naming the first bad value.
+    pub fn validate(&self) -> Result<()> {
+        if !self.allow_unknown_region && !KNOWN_REGIONS.contains(&self.region.as_str()) {
+            let hint = KNOWN_REGIONS
+                .iter()
+                .min_by_key(|r| edit_distance(r, &self.region))
+                .map(|r| format!(" (did you mean {r}?)"))
+                .unwrap_or_default();
+            return Err(Error::invalid(
+                format!("AWS region {:?}", self.region),
+                format!("is not a known region{hint}; set allow_unknown_region to use it anyway"),
+            ));
+        }
+        let prefix_ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 32
+            && self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !prefix_ok {
+            return Err(Error::invalid(
+                format!("resource prefix {:?}", self.prefix),
+                "must be 1-32 characters of [A-Za-z0-9-]",
+            ));
+        }
+        if let Some(cidr) = &self.allowed_cidr {
+            check_cidr(cidr)?;
+        }
+        Ok(())
+    }
+
+    /// The allowed CIDR, or an error saying it is required.
+    pub fn require_cidr(&self) -> Result<&str> {
+        self.allowed_cidr.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "allowed CIDR",
+                format!("is required to open ports (set {ENV_ALLOWED_CIDR}, e.g. 203.0.113.4/32; 0.0.0.0/0 only if you mean it)"),
+            )
+        })
+    }
+
+    /// The AWS SDK configuration: region, endpoint, profile, and generous retries for
+    /// throttling (the SDK backs off between them).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        if let Some(p) = &self.profile {
+            loader = loader.profile_name(p);
+        }
+        loader.load().await
+    }
+
+    /// Fails with a clear error when the credential chain finds no credentials.
+    pub async fn check_credentials(sdk: &aws_config::SdkConfig) -> Result<()> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let provider = sdk.credentials_provider().ok_or_else(|| {
+            Error::invalid("AWS credentials", "no credential provider is configured")
+        })?;
+        provider
+            .provide_credentials()
+            .await
+            .map(drop)
+            .map_err(|e| Error::Auth {
+                machine: "AWS".into(),
+                user: "(credential chain)".into(),
+                reason: format!("no usable AWS credentials (env, AWS_PROFILE, ~/.aws, IMDS): {e}"),
+            })
+    }
+}
+
+/// Checks an IPv4 CIDR such as `203.0.113.0/24`.
+pub fn check_cidr(cidr: &str) -> Result<()> {
+    let bad = || Error::invalid(format!("CIDR {cidr:?}"), "must look like 203.0.113.0/24");
+    let (ip, bits) = cidr.split_once('/').ok_or_else(bad)?;
+    ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?;
+    let bits: u8 = bits.parse().map_err(|_| bad())?;
+    if bits > 32 {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_typo_is_named_with_a_suggestion() {
+        let e = AwsConfig::new("us-est-1")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("us-est-1") && e.contains("did you mean us-east-1"),
+            "{e}"
+        );
+        assert!(AwsConfig::new("eu-west-1").validate().is_ok());
+        let mut c = AwsConfig::new("xx-new-1");
+        c.allow_unknown_region = true;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn cidr_and_prefix_are_checked() {
+        assert!(check_cidr("203.0.113.4/32").is_ok());
+        assert!(check_cidr("0.0.0.0/0").is_ok());
+        for bad in ["203.0.113.4", "1.2.3/8", "1.2.3.4/33", "any"] {
+            assert!(check_cidr(bad).unwrap_err().to_string().contains(bad));
+        }
+        assert!(AwsConfig::new("us-east-1")
+            .with_prefix("bad_prefix")
+            .validate()
+            .is_err());
+        let e = AwsConfig::new("us-east-1")
+            .require_cidr()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HGAUTO_ALLOWED_CIDR"), "{e}");
+    }
+
+    #[test]
+    fn toml_file_with_defaults_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("aws.toml");
+        std::fs::write(
+            &p,
+            "region = \"us-west-2\"\nallowed_cidr = \"10.0.0.0/8\"\n",
+        )
+        .unwrap();
+        let c = AwsConfig::from_toml_file(&p).unwrap();
+        assert_eq!(
+            (c.region.as_str(), c.prefix.as_str()),
+            ("us-west-2", "hgauto-")
+        );
+        std::fs::write(&p, "region = \"us-west-2\"\nregoin = \"x\"\n").unwrap();
+        let e = AwsConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("regoin"), "{e}");
+    }
+}

@@ -1,0 +1,20 @@
+//! # hgauto-aws
+//!
+//! The AWS backends of hgauto: the EC2 [`Ec2Provider`] (machines reached over SSH) and
+//! [`S3Publisher`]. Image building and SSM machines are not here yet.
+//!
+//! Everything is configured by one [`AwsConfig`] (builder, environment or TOML), which is
+//! validated before any call: a region typo, a bad CIDR or missing credentials are typed
+//! errors naming the value, and nothing is created. Resource names start with a prefix
+//! (`hgauto-` by default) and carry tags, so `purge` and sweeps find what a crashed run left.
+
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod ec2;
+mod error;
+pub mod s3;
+
+pub use config::AwsConfig;
+pub use ec2::Ec2Provider;
+pub use s3::S3Publisher;

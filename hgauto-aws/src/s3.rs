@@ -1,0 +1,186 @@
+//! [`S3Publisher`]: publishes artifacts to an S3 bucket, idempotently.
+
+use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine as _;
+use hgauto_core::artifact::{sha256_file, validate_batch, validate_name};
+use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
+
+use crate::error::sdk_error;
+
+/// The object metadata key holding an artifact's sha256 (hex).
+pub const SHA256_METADATA: &str = "hgauto-sha256";
+
+/// Uploads artifacts as `s3://bucket/prefix/name`, each with its sha256 recorded in object
+/// metadata and sent as S3's own `x-amz-checksum-sha256`, so S3 rejects a body that does
+/// not match. An object whose recorded sha256 differs is a conflict, never overwritten;
+/// uploads use `If-None-Match: *`, so a concurrent publisher cannot overwrite either.
+#[derive(Debug, Clone)]
+pub struct S3Publisher {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Publisher {
+    /// A publisher into `bucket` under `prefix` (may be empty).
+    pub fn new(
+        client: aws_sdk_s3::Client,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        let prefix = prefix.into().trim_matches('/').to_owned();
+        S3Publisher {
+            client,
+            bucket: bucket.into(),
+            prefix,
+        }
+    }
+
+    /// A publisher built from an [`AwsConfig`](crate::AwsConfig).
+    pub async fn from_config(
+        cfg: &crate::AwsConfig,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let sdk = cfg.sdk_config().await;
+        crate::AwsConfig::check_credentials(&sdk).await?;
+        // Path-style addressing works with every endpoint (moto, MinIO, VPC endpoints).
+        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build();
+        Ok(Self::new(
+            aws_sdk_s3::Client::from_conf(conf),
+            bucket,
+            prefix,
+        ))
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// `Ok(true)` identical, `Ok(false)` absent, `Conflict` when other content is there.
+    async fn check_existing(&self, artifact: &Artifact) -> Result<bool> {
+        let key = self.key(&artifact.name);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(head) => {
+                let recorded = head
+                    .metadata()
+                    .and_then(|m| m.get(SHA256_METADATA))
+                    .cloned();
+                match recorded {
+                    Some(sha) if sha == artifact.sha256 => Ok(true),
+                    Some(sha) => Err(Error::Conflict {
+                        what: format!("s3://{}/{key}", self.bucket),
+                        reason: format!(
+                            "already published with sha256 {sha}, not {}",
+                            artifact.sha256
+                        ),
+                    }),
+                    None => Err(Error::Conflict {
+                        what: format!("s3://{}/{key}", self.bucket),
+                        reason: "exists without a recorded sha256 (not published by hgauto)".into(),
+                    }),
+                }
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(sdk_error(
+                "s3",
+                "head object",
+                &format!("s3://{}/{key}", self.bucket),
+                e,
+            )),
+        }
+    }
+
+    async fn upload(&self, a: &Artifact) -> Result<bool> {
+        // The file must still be what was described: S3 checks the body against this.
+        let (actual, _) = sha256_file(&a.path)?;
+        if actual != a.sha256 {
+            return Err(Error::Integrity {
+                what: format!("{} (changed since it was described)", a.path.display()),
+                expected: a.sha256.clone(),
+                actual,
+            });
+        }
+        let digest = hex::decode(&a.sha256)
+            .map_err(|e| Error::invalid(format!("sha256 of {}", a.name), e.to_string()))?;
+        let body = ByteStream::from_path(&a.path).await.map_err(|e| {
+            Error::io(
+                "read",
+                &a.path,
+                "localhost",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let key = self.key(&a.name);
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(body)
+            .content_length(a.size as i64)
+            .checksum_sha256(base64::engine::general_purpose::STANDARD.encode(digest))
+            .metadata(SHA256_METADATA, &a.sha256)
+            .if_none_match("*")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Someone published the same name meanwhile.
+            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("PreconditionFailed") => {
+                self.check_existing(a).await.map(|_| false)
+            }
+            Err(e) => Err(sdk_error(
+                "s3",
+                "put object",
+                &format!("s3://{}/{key}", self.bucket),
+                e,
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for S3Publisher {
+    fn destination(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    async fn exists(&self, artifact: &Artifact) -> Result<bool> {
+        validate_name(&artifact.name)?;
+        self.check_existing(artifact).await
+    }
+
+    async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
+        validate_batch(artifacts)?;
+        for a in artifacts {
+            self.check_existing(a).await?;
+        }
+        let mut report = PublishReport::default();
+        for a in artifacts {
+            if self.check_existing(a).await? || !self.upload(a).await? {
+                report.already_present.push(a.name.clone());
+            } else {
+                tracing::info!(artifact = %a.name, bucket = %self.bucket, "published to s3");
+                report.published.push(a.name.clone());
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,298 @@
+//! Ec2Provider against moto_server (started with instance type, AMI and key pair
+//! validation on, as real AWS behaves).
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use hgauto_aws::Ec2Provider;
+use hgauto_core::{Error, MachineSpec, ResourceKind, ResourceProvider};
+use support::Moto;
+
+/// An image moto knows (any Amazon-owned one).
+async fn some_image(p: &Ec2Provider) -> String {
+    let out = p
+        .client()
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
+    out.images()[0].image_id().unwrap().to_owned()
+}
+
+async fn live_instances(p: &Ec2Provider, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = p
+        .client()
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:hgauto:prefix")
+                .values(prefix)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .filter(|i| {
+            !matches!(
+                i.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                Some("terminated" | "shutting-down")
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn provision_tags_records_and_terminates() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let image = some_image(&p).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro")
+        .with_lifetime(Duration::from_secs(3600));
+    let machines = p.provision(&spec, 2).await.unwrap();
+    assert_eq!(machines.len(), 2);
+    let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
+
+    // Tags: Name, owner, creator, deadline, prefix; shutdown terminates.
+    let instances = live_instances(&p, "hgauto-").await;
+    assert_eq!(instances.len(), 2);
+    for i in &instances {
+        let tag = |k: &str| {
+            i.tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        };
+        assert_eq!(tag("Name").as_deref(), Some("hgauto-machine"));
+        assert!(tag("hgauto:owner").is_some());
+        assert_eq!(
+            tag("hgauto:created-by").as_deref(),
+            Some(hgauto_core::ledger::session_id())
+        );
+        let deadline: u64 = tag("hgauto:deadline").unwrap().parse().unwrap();
+        assert!(deadline >= hgauto_core::ledger::unix_now() + 3500);
+        let attr = p
+            .client()
+            .describe_instance_attribute()
+            .instance_id(i.instance_id().unwrap())
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            attr.instance_initiated_shutdown_behavior()
+                .and_then(|v| v.value()),
+            Some("terminate")
+        );
+    }
+    // The ledger knows the instances, the key pair and the security group.
+    let records = p.ledger().records().unwrap();
+    for id in &ids {
+        assert!(
+            records.iter().any(|r| &r.id == id),
+            "{id} not in the ledger"
+        );
+    }
+    assert!(records.iter().any(|r| r.kind == ResourceKind::KeyPair));
+    assert!(records
+        .iter()
+        .any(|r| r.kind == ResourceKind::SecurityGroup));
+    let mode = std::fs::metadata(p.private_key_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the private key is written 0600");
+    let managed = p.list_managed().await.unwrap();
+    assert_eq!(
+        managed
+            .iter()
+            .filter(|r| r.kind == ResourceKind::Machine)
+            .count(),
+        2
+    );
+
+    p.terminate(&ids).await.unwrap();
+    p.terminate(&ids).await.unwrap(); // idempotent
+    assert!(live_instances(&p, "hgauto-").await.is_empty());
+    assert!(!p
+        .ledger()
+        .records()
+        .unwrap()
+        .iter()
+        .any(|r| ids.contains(&r.id)));
+}
+
+#[tokio::test]
+async fn purge_leaves_nothing_with_our_prefix() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let image = some_image(&p).await;
+    p.provision(
+        &MachineSpec::linux()
+            .with_image(&image)
+            .with_instance_type("t3.micro"),
+        3,
+    )
+    .await
+    .unwrap();
+    let report = p.purge().await.unwrap();
+    assert!(report.removed.len() >= 5, "{report:?}");
+
+    assert!(live_instances(&p, "hgauto-").await.is_empty());
+    let keys = p.client().describe_key_pairs().send().await.unwrap();
+    assert!(keys
+        .key_pairs()
+        .iter()
+        .all(|k| !k.key_name().unwrap_or("").starts_with("hgauto-")));
+    let groups = p.client().describe_security_groups().send().await.unwrap();
+    assert!(groups
+        .security_groups()
+        .iter()
+        .all(|g| !g.group_name().unwrap_or("").starts_with("hgauto-")));
+    assert!(p.ledger().records().unwrap().is_empty());
+    assert!(p.list_managed().await.unwrap().is_empty());
+    assert!(!p.private_key_path().exists());
+}
+
+#[tokio::test]
+async fn bad_input_is_named_and_nothing_is_created() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let image = some_image(&p).await;
+
+    let e = p
+        .provision(
+            &MachineSpec::linux()
+                .with_image(&image)
+                .with_instance_type("t3.mircro"),
+            1,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidInput { .. }) && e.to_string().contains("t3.mircro"),
+        "{e:?}"
+    );
+    let e = p
+        .provision(
+            &MachineSpec::linux()
+                .with_image("ami-00000000deadbeef0")
+                .with_instance_type("t3.micro"),
+            1,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ami-00000000deadbeef0"), "{e}");
+    let e = p
+        .provision(
+            &MachineSpec::linux()
+                .with_image("debian-13-*-nosuch")
+                .with_instance_type("t3.micro"),
+            1,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("debian-13-*-nosuch"), "{e}");
+
+    let mut no_cidr = moto.config(state.path());
+    no_cidr.allowed_cidr = None;
+    let q = Ec2Provider::new(no_cidr).await.unwrap();
+    let e = q
+        .provision(&MachineSpec::linux().with_image(&image), 1)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("CIDR"), "{e}");
+
+    let e = Ec2Provider::new(moto.config(state.path()).with_prefix("bad prefix"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("bad prefix"), "{e}");
+
+    // Nothing at all was created: no instances, key pairs, groups or ledger entries.
+    assert!(live_instances(&p, "hgauto-").await.is_empty());
+    assert!(
+        p.list_managed().await.unwrap().is_empty(),
+        "{:?}",
+        p.list_managed().await.unwrap()
+    );
+    assert!(p.ledger().records().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn key_pair_and_security_group_are_reconciled() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    p.ensure_key_pair().await.unwrap();
+    let first = std::fs::read(p.private_key_path()).unwrap();
+    p.ensure_key_pair().await.unwrap();
+    assert_eq!(
+        std::fs::read(p.private_key_path()).unwrap(),
+        first,
+        "a matching key pair is kept"
+    );
+    std::fs::remove_file(p.private_key_path()).unwrap();
+    p.ensure_key_pair().await.unwrap();
+    assert_ne!(
+        std::fs::read(p.private_key_path()).unwrap(),
+        first,
+        "a lost private key means a new pair"
+    );
+
+    let id = p
+        .ensure_security_group(hgauto_core::Platform::Windows)
+        .await
+        .unwrap();
+    // Drift: someone opens another port by hand.
+    p.client()
+        .authorize_security_group_ingress()
+        .group_id(&id)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(8080)
+                .to_port(8080)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        p.ensure_security_group(hgauto_core::Platform::Windows)
+            .await
+            .unwrap(),
+        id
+    );
+    let g = p
+        .client()
+        .describe_security_groups()
+        .group_ids(&id)
+        .send()
+        .await
+        .unwrap();
+    let mut ports: Vec<(i32, i32)> = g.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .map(|p| (p.from_port().unwrap(), p.to_port().unwrap()))
+        .collect();
+    ports.sort();
+    assert_eq!(ports, [(22, 22), (3389, 3389), (5985, 5986)]);
+}
