@@ -296,3 +296,159 @@ async fn key_pair_and_security_group_are_reconciled() {
     ports.sort();
     assert_eq!(ports, [(22, 22), (3389, 3389), (5985, 5986)]);
 }
+
+/// moto does not execute user data, so nothing powers the build instance off: this task
+/// plays that part, stopping each image-build instance once it runs.
+fn play_build_instances(client: aws_sdk_ec2::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let out = client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("tag:hgauto:role")
+                        .values("image-build")
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let ids: Vec<String> = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect();
+            if !ids.is_empty() {
+                client
+                    .stop_instances()
+                    .set_instance_ids(Some(ids))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+async fn build_instances_launched(p: &Ec2Provider) -> usize {
+    let out = p
+        .client()
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:hgauto:role")
+                .values("image-build")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().map(|r| r.instances().len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_built_once_reused_and_stale_ones_removed() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let base = some_image(&p).await;
+    let player = play_build_instances(p.client().clone());
+    let files = tempfile::tempdir().unwrap();
+    let tool = files.path().join("tool.sh");
+    std::fs::write(&tool, "echo v1\n").unwrap();
+    let mut recipe = hgauto_core::ImageRecipe::new("builder", hgauto_core::Platform::Linux, &base)
+        .with_file(&tool, "bin/tool.sh")
+        .with_script("chmod +x bin/tool.sh");
+    recipe.instance_type = Some("t3.micro".into());
+
+    // Two concurrent calls: one build.
+    let (a, b) = tokio::join!(p.ensure_image(&recipe), p.ensure_image(&recipe));
+    let first = a.unwrap();
+    assert_eq!(b.unwrap(), first);
+    assert_eq!(build_instances_launched(&p).await, 1);
+    let img = p
+        .client()
+        .describe_images()
+        .image_ids(&first)
+        .send()
+        .await
+        .unwrap();
+    let fp_tag = img.images()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("hgauto:fingerprint"))
+        .and_then(|t| t.value())
+        .map(str::to_owned);
+    assert_eq!(fp_tag, Some(recipe.fingerprint().unwrap()));
+
+    // Unchanged recipe: cache hit, nothing launched.
+    assert_eq!(p.ensure_image(&recipe).await.unwrap(), first);
+    assert_eq!(build_instances_launched(&p).await, 1);
+
+    // Changed file content: a new image; the stale one and its snapshots are gone.
+    let old_snapshots: Vec<String> = img.images()[0]
+        .block_device_mappings()
+        .iter()
+        .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_owned))
+        .collect();
+    std::fs::write(&tool, "echo v2\n").unwrap();
+    let second = p.ensure_image(&recipe).await.unwrap();
+    assert_ne!(second, first);
+    let old = p
+        .client()
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        old.images()
+            .iter()
+            .all(|i| i.image_id() != Some(first.as_str())),
+        "stale image still registered"
+    );
+    for snap in old_snapshots {
+        let r = p
+            .client()
+            .describe_snapshots()
+            .snapshot_ids(&snap)
+            .send()
+            .await;
+        assert!(
+            r.map(|o| o.snapshots().is_empty()).unwrap_or(true),
+            "snapshot {snap} survived"
+        );
+    }
+    // Build instances are terminated; machines start from the image.
+    assert!(live_instances(&p, "hgauto-").await.is_empty());
+    let ms = p
+        .provision(
+            &MachineSpec::linux()
+                .with_image(&second)
+                .with_instance_type("t3.micro"),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ms.len(), 1);
+    player.abort();
+
+    p.purge().await.unwrap();
+    let left = p
+        .client()
+        .describe_images()
+        .owners("self")
+        .send()
+        .await
+        .unwrap();
+    assert!(left.images().is_empty(), "purge left images");
+    assert!(p.ledger().records().unwrap().is_empty());
+}

@@ -30,6 +30,24 @@ const TAG_OWNER: &str = "hgauto:owner";
 const TAG_CREATED_BY: &str = "hgauto:created-by";
 const TAG_DEADLINE: &str = "hgauto:deadline";
 const TAG_TOKEN: &str = "hgauto:token";
+const TAG_ROLE: &str = "hgauto:role";
+
+mod images;
+
+/// What to launch.
+struct Launch<'a> {
+    platform: Platform,
+    count: usize,
+    image: &'a str,
+    instance_type: &'a str,
+    lifetime: Duration,
+    name: String,
+    shutdown: ShutdownBehavior,
+    /// Base64 user data.
+    user_data: Option<String>,
+    /// Value of the `hgauto:role` tag.
+    role: Option<&'static str>,
+}
 
 /// How long `provision` waits for instances to run and get an address.
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -39,6 +57,8 @@ pub struct Ec2Provider {
     cfg: AwsConfig,
     ec2: aws_sdk_ec2::Client,
     ledger: Ledger,
+    /// One lock per image fingerprint: concurrent calls for one recipe build it once.
+    image_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Ec2Provider {
@@ -61,6 +81,7 @@ impl Ec2Provider {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             cfg,
             ledger,
+            image_locks: Default::default(),
         })
     }
 
@@ -433,17 +454,22 @@ impl Ec2Provider {
         Arc::new(SshMachine::new(id, cfg))
     }
 
-    async fn run_instances(
-        &self,
-        spec: &MachineSpec,
-        count: usize,
-        image: &str,
-        instance_type: &str,
-    ) -> Result<Vec<String>> {
+    async fn run_instances(&self, launch: Launch<'_>) -> Result<Vec<String>> {
+        let Launch {
+            platform,
+            count,
+            image,
+            instance_type,
+            lifetime,
+            name,
+            shutdown,
+            user_data,
+            role,
+        } = launch;
         let key_name = self.ensure_key_pair().await?;
-        let group = self.ensure_security_group(spec.platform).await?;
+        let group = self.ensure_security_group(platform).await?;
         let token = format!("{}{:016x}", self.cfg.prefix, rand::random::<u64>());
-        let deadline = unix_now() + spec.lifetime.as_secs();
+        let deadline = unix_now() + lifetime.as_secs();
         // Recorded before the call: if we die before the answer, the token and tags find it.
         let pending = format!("pending-{token}");
         let mut record = LedgerRecord::new(&pending, ResourceKind::Machine);
@@ -451,7 +477,12 @@ impl Ec2Provider {
         record.details.insert("token".into(), token.clone());
         record.details.insert("count".into(), count.to_string());
         self.ledger.record(&record)?;
-        let name = format!("{}machine", self.cfg.prefix);
+        let mut tags = self.tags(ResourceType::Instance, &name, Some(deadline), Some(&token));
+        if let Some(role) = role {
+            tags.tags
+                .get_or_insert_with(Vec::new)
+                .push(Tag::builder().key(TAG_ROLE).value(role).build());
+        }
         let result = self
             .ec2
             .run_instances()
@@ -462,13 +493,9 @@ impl Ec2Provider {
             .key_name(key_name)
             .security_group_ids(group)
             .client_token(&token)
-            .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-            .tag_specifications(self.tags(
-                ResourceType::Instance,
-                &name,
-                Some(deadline),
-                Some(&token),
-            ))
+            .instance_initiated_shutdown_behavior(shutdown)
+            .set_user_data(user_data)
+            .tag_specifications(tags)
             .send()
             .await;
         let out = match result {
@@ -538,7 +565,17 @@ impl ResourceProvider for Ec2Provider {
         let image = self.preflight_image(&image_ref).await?;
 
         let ids = self
-            .run_instances(spec, count, &image, &instance_type)
+            .run_instances(Launch {
+                platform: spec.platform,
+                count,
+                image: &image,
+                instance_type: &instance_type,
+                lifetime: spec.lifetime,
+                name: format!("{}machine", self.cfg.prefix),
+                shutdown: ShutdownBehavior::Terminate,
+                user_data: None,
+                role: None,
+            })
             .await?;
         match self.wait_running(&ids).await {
             Ok(ready) => {
@@ -582,16 +619,7 @@ impl ResourceProvider for Ec2Provider {
     }
 
     async fn ensure_image(&self, recipe: &ImageRecipe) -> Result<String> {
-        // The fingerprint is checked first so a bad recipe fails here, not later.
-        let fingerprint = recipe.fingerprint()?;
-        Err(Error::NotSupported {
-            backend: "ec2 provider".into(),
-            what: format!(
-                "building images yet (recipe {} / {})",
-                recipe.name,
-                &fingerprint[..12]
-            ),
-        })
+        self.build_or_reuse_image(recipe).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ManagedResource>> {
@@ -609,6 +637,15 @@ impl ResourceProvider for Ec2Provider {
                 kind: ResourceKind::Machine,
                 created_at: i.launch_time().map(|t| t.secs().max(0) as u64).unwrap_or(0),
                 deadline: tag(TAG_DEADLINE).and_then(|d| d.parse().ok()),
+                exists: true,
+            });
+        }
+        for image in self.our_images(None).await? {
+            out.push(ManagedResource {
+                id: image.image_id().unwrap_or_default().to_owned(),
+                kind: ResourceKind::Image,
+                created_at: 0,
+                deadline: None,
                 exists: true,
             });
         }
@@ -673,6 +710,9 @@ impl ResourceProvider for Ec2Provider {
             .collect();
         self.terminate(&ids).await?;
         report.removed.extend(ids);
+        for image in self.our_images(None).await? {
+            report.removed.extend(self.delete_image(&image).await?);
+        }
         let keys = self
             .ec2
             .describe_key_pairs()
