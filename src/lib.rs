@@ -40,5 +40,5 @@ pub use hgauto_aws as aws;
 /// The README's examples, compiled as doctests so they stay true (with every feature, as
 /// `scripts/test-all` runs them).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "ssh"))]
+#[cfg(all(doctest, feature = "aws"))]
 pub struct ReadmeDoctests;

@@ -201,6 +201,32 @@ pub fn session_id() -> &'static str {
     })
 }
 
+/// Whether the process behind a [`session_id`] is known to be gone: it ran on this host
+/// and no process with its pid exists now. Sessions of other hosts are never known dead.
+pub fn session_is_dead(session: &str) -> bool {
+    let mut parts = session.rsplitn(3, '-');
+    let (Some(_rand), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    let this_host = session_id().rsplitn(3, '-').nth(2).unwrap_or("");
+    if host != this_host {
+        return false;
+    }
+    if session == session_id() {
+        return false;
+    }
+    // A zombie is dead too: it only waits for its parent to collect it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +246,24 @@ mod tests {
         l.forget(&r.id).unwrap();
         l.forget(&r.id).unwrap();
         assert!(l.records().unwrap().is_empty());
+    }
+
+    #[test]
+    fn session_liveness() {
+        assert!(!session_is_dead(session_id()), "we are alive");
+        let host = session_id().rsplitn(3, '-').nth(2).unwrap().to_owned();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(
+            session_is_dead(&format!("{host}-{pid}-0000abcd")),
+            "a reaped process is dead"
+        );
+        assert!(
+            !session_is_dead(&format!("other-host-{pid}-0000abcd")),
+            "other hosts are unknown"
+        );
+        assert!(!session_is_dead("garbage"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ const TAG_TOKEN: &str = "hgauto:token";
 const TAG_ROLE: &str = "hgauto:role";
 
 mod images;
+mod sweep;
 
 /// What to launch.
 struct Launch<'a> {

@@ -1,0 +1,87 @@
+//! `sweep`: remove what a crashed or forgotten run left behind.
+//!
+//! An instance goes when its `hgauto:deadline` tag has passed, or when the process that
+//! created it (its `hgauto:created-by` session) is known to be gone and the boot grace
+//! period has passed. Ledger records are resolved the same way; a `pending-<token>` record
+//! (written before `RunInstances` answered) finds its instances by the `hgauto:token` tag.
+
+use std::time::Duration;
+
+use hgauto_core::ledger::{session_is_dead, unix_now};
+use hgauto_core::{PurgeReport, ResourceKind, ResourceProvider, Result};
+
+use super::{Ec2Provider, TAG_CREATED_BY, TAG_DEADLINE, TAG_TOKEN};
+
+impl Ec2Provider {
+    /// Terminates instances past their deadline, and instances whose creator is gone once
+    /// `grace` has passed since launch; forgets ledger records whose resources are gone.
+    pub async fn sweep(&self, grace: Duration) -> Result<PurgeReport> {
+        let now = unix_now();
+        let instances = self.our_instances().await?;
+        let tag = |i: &aws_sdk_ec2::types::Instance, k: &str| {
+            i.tags()
+                .iter()
+                .find(|t| t.key() == Some(k))
+                .and_then(|t| t.value())
+                .map(str::to_owned)
+        };
+        let mut doomed: Vec<String> = Vec::new();
+        for i in &instances {
+            let id = i.instance_id().unwrap_or_default().to_owned();
+            let expired = tag(i, TAG_DEADLINE)
+                .and_then(|d| d.parse::<u64>().ok())
+                .is_some_and(|d| d <= now);
+            let launched = i.launch_time().map(|t| t.secs().max(0) as u64).unwrap_or(0);
+            let orphaned = tag(i, TAG_CREATED_BY).is_some_and(|s| session_is_dead(&s))
+                && launched + grace.as_secs() <= now;
+            if expired || orphaned {
+                tracing::info!(instance = %id, expired, orphaned, "sweeping");
+                doomed.push(id);
+            }
+        }
+        let live: Vec<String> = instances
+            .iter()
+            .filter_map(|i| i.instance_id().map(str::to_owned))
+            .collect();
+        let mut forget = Vec::new();
+        for rec in self.ledger.records()? {
+            if rec.kind != ResourceKind::Machine {
+                continue;
+            }
+            let creator_gone =
+                session_is_dead(&rec.session) && rec.created_at + grace.as_secs() <= now;
+            if let Some(token) = rec
+                .details
+                .get("token")
+                .filter(|_| rec.id.starts_with("pending-"))
+            {
+                // Instances launched under this token, whether or not the answer arrived.
+                let matched: Vec<String> = instances
+                    .iter()
+                    .filter(|i| tag(i, TAG_TOKEN).as_deref() == Some(token.as_str()))
+                    .filter_map(|i| i.instance_id().map(str::to_owned))
+                    .collect();
+                if creator_gone {
+                    // Forgetting is safe: an instance of this launch that shows up later
+                    // still carries the dead creator's tag, which the rule above sweeps.
+                    forget.push(rec.id.clone());
+                    doomed.extend(matched);
+                }
+            } else if !live.contains(&rec.id) {
+                forget.push(rec.id.clone()); // already gone
+            } else if creator_gone {
+                doomed.push(rec.id.clone());
+            }
+        }
+        doomed.sort();
+        doomed.dedup();
+        self.terminate(&doomed).await?;
+        for id in &forget {
+            self.ledger.forget(id)?;
+        }
+        let mut report = PurgeReport::default();
+        report.removed.extend(doomed);
+        report.removed.extend(forget);
+        Ok(report)
+    }
+}

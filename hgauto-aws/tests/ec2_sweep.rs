@@ -1,0 +1,195 @@
+//! Crash safety: a provisioning process killed with SIGKILL leaves nothing after `sweep`;
+//! instances past their deadline are swept; live ones of a live creator are not.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use hgauto_aws::{AwsConfig, Ec2Provider};
+use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
+use support::Moto;
+
+const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
+const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+
+fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
+    AwsConfig::new("us-east-1")
+        .with_endpoint(endpoint)
+        .with_state_dir(state)
+        .with_allowed_cidr("127.0.0.1/32")
+}
+
+async fn some_image(p: &Ec2Provider) -> String {
+    let out = p
+        .client()
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
+    out.images()[0].image_id().unwrap().to_owned()
+}
+
+async fn live_count(p: &Ec2Provider) -> usize {
+    let out = p
+        .client()
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:hgauto:prefix")
+                .values("hgauto-")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().map(|r| r.instances().len()).sum()
+}
+
+/// Runs in the child: provisions 5 instances, then waits to be killed.
+#[test]
+#[ignore = "run as a child process by the crash test"]
+fn child_provisions_five() {
+    let (Ok(endpoint), Ok(state)) = (std::env::var(CHILD_ENDPOINT), std::env::var(CHILD_STATE))
+    else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let p = Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
+            .await
+            .unwrap();
+        let image = some_image(&p).await;
+        println!("STARTING");
+        let _ = p
+            .provision(
+                &MachineSpec::linux()
+                    .with_image(image)
+                    .with_instance_type("t3.micro"),
+                5,
+            )
+            .await;
+        println!("PROVISIONED");
+        tokio::time::sleep(Duration::from_secs(300)).await;
+    });
+}
+
+fn ledger_has_machine_records(state: &std::path::Path) -> bool {
+    std::fs::read_dir(state.join("ledger/ec2-us-east-1"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("pending-") || n.starts_with("i-")
+            })
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigkill_mid_provision_then_sweep_leaves_nothing() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_provisions_five",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENDPOINT, moto.endpoint())
+        .env(CHILD_STATE, state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    // Kill it the moment its ledger shows the launch (pending record or instances).
+    let started = Instant::now();
+    while !ledger_has_machine_records(state.path()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child never started provisioning"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+            .await
+            .unwrap();
+        // A launch cut off mid-way may still be materialising: sweep until clean (bounded),
+        // as a periodic sweep would.
+        let mut clean = false;
+        for _ in 0..25 {
+            p.sweep(Duration::ZERO).await.unwrap();
+            let machines = p
+                .ledger()
+                .records()
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.kind == ResourceKind::Machine)
+                .count();
+            if live_count(&p).await == 0 && machines == 0 {
+                clean = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            clean,
+            "left: {} live instances, ledger {:?}",
+            live_count(&p).await,
+            p.ledger().records().unwrap()
+        );
+        // The supporting resources are purge's job.
+        p.purge().await.unwrap();
+        assert!(p.ledger().records().unwrap().is_empty());
+    });
+}
+
+#[tokio::test]
+async fn sweep_takes_expired_instances_and_spares_live_ones() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+        .await
+        .unwrap();
+    let image = some_image(&p).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro");
+    let expired = p
+        .provision(&spec.clone().with_lifetime(Duration::ZERO), 1)
+        .await
+        .unwrap();
+    let kept = p
+        .provision(&spec.with_lifetime(Duration::from_secs(3600)), 1)
+        .await
+        .unwrap();
+    let report = p.sweep(Duration::from_secs(600)).await.unwrap();
+    assert!(
+        report.removed.contains(&expired[0].id().to_owned()),
+        "{report:?}"
+    );
+    assert!(
+        !report.removed.contains(&kept[0].id().to_owned()),
+        "{report:?}"
+    );
+    assert_eq!(live_count(&p).await, 1);
+    p.purge().await.unwrap();
+}
