@@ -182,6 +182,39 @@ impl RetryPolicy {
     }
 }
 
+/// Polls `check` until it returns `Ok(Some(value))`, with exponential backoff from
+/// `first_delay` (doubling, at most 15 s) and a hard deadline of `limit`. `check` returns
+/// `Ok(None)` to keep waiting and `Err` to stop at once. On the deadline the error is
+/// [`Error::Timeout`] naming `resource` and `what` was awaited.
+pub async fn poll_until<T, F, Fut>(
+    resource: &str,
+    what: &str,
+    limit: Duration,
+    first_delay: Duration,
+    mut check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut delay = first_delay;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() + delay > deadline {
+            return Err(Error::Timeout {
+                machine: resource.to_owned(),
+                what: what.to_owned(),
+                after: limit,
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(15));
+    }
+}
+
 /// A source of time for [`RetryPolicy`]: sleeps for a duration.
 pub trait Clock: Send + Sync {
     /// Waits for `d`.
@@ -349,6 +382,44 @@ mod tests {
         assert_eq!(r.unwrap(), 2);
         let slept = clock.0.lock().unwrap().clone();
         assert_eq!(slept, [Duration::from_secs(1), Duration::from_secs(2)]);
+    }
+
+    #[tokio::test]
+    async fn poll_until_backs_off_and_stops_at_the_deadline() {
+        let calls = Mutex::new(0u32);
+        let started = std::time::Instant::now();
+        let r: Result<()> = poll_until(
+            "i-1",
+            "running",
+            Duration::from_millis(200),
+            Duration::from_millis(20),
+            || {
+                *calls.lock().unwrap() += 1;
+                async { Ok(None) }
+            },
+        )
+        .await;
+        assert!(matches!(r, Err(Error::Timeout { ref machine, .. }) if machine == "i-1"));
+        // Sleeps of 20, 40, 80 ms fit in 200 ms; the next (160 ms) would overshoot, so it
+        // stops early instead of sleeping past the deadline (3 calls if the machine is slow).
+        let n_calls = *calls.lock().unwrap();
+        assert!((3..=4).contains(&n_calls), "{n_calls} calls");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let n = Mutex::new(0);
+        let v = poll_until(
+            "x",
+            "ready",
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+            || {
+                *n.lock().unwrap() += 1;
+                let done = *n.lock().unwrap() == 3;
+                async move { Ok(done.then_some(42)) }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(v, 42);
     }
 
     #[test]

@@ -7,14 +7,14 @@
 //! created from it, tagged, waited for, and stale images of the same name are deregistered
 //! with their snapshots. The build instance is always terminated.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ec2::types::{
     Filter, Image, ImageState, InstanceStateName, ResourceType, ShutdownBehavior, Tag,
 };
 use base64::Engine as _;
 use hgauto_core::ledger::LedgerRecord;
-use hgauto_core::{Error, ImageRecipe, Platform, ResourceKind, Result};
+use hgauto_core::{poll_until, Error, ImageRecipe, Platform, ResourceKind, Result};
 
 use super::{Ec2Provider, Launch, TAG_PREFIX};
 use crate::error::sdk_error;
@@ -264,83 +264,75 @@ impl Ec2Provider {
         want: InstanceStateName,
         limit: Duration,
     ) -> Result<()> {
-        let deadline = Instant::now() + limit;
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let out = self
-                .ec2
-                .describe_instances()
-                .instance_ids(id)
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "describe instance", id, e))?;
-            let state = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .next()
-                .and_then(|i| i.state())
-                .and_then(|s| s.name())
-                .cloned();
-            match state {
-                Some(s) if s == want => return Ok(()),
-                Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown) => {
-                    return Err(Error::Provision {
-                        provider: "ec2".into(),
-                        action: "build image on",
-                        resource: id.to_owned(),
-                        reason: "the build instance terminated before it stopped".into(),
-                        retryable: false,
-                    })
+        poll_until(
+            id,
+            &format!("waiting for state {want}"),
+            limit,
+            Duration::from_millis(500),
+            || async {
+                let out = self
+                    .ec2
+                    .describe_instances()
+                    .instance_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("ec2", "describe instance", id, e))?;
+                let state = out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .next()
+                    .and_then(|i| i.state())
+                    .and_then(|s| s.name())
+                    .cloned();
+                match state {
+                    Some(s) if s == want => Ok(Some(())),
+                    Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown) => {
+                        Err(Error::Provision {
+                            provider: "ec2".into(),
+                            action: "build image on",
+                            resource: id.to_owned(),
+                            reason: "the build instance terminated before it stopped".into(),
+                            retryable: false,
+                        })
+                    }
+                    _ => Ok(None),
                 }
-                _ => {}
-            }
-            if Instant::now() + delay > deadline {
-                return Err(Error::Timeout {
-                    machine: id.to_owned(),
-                    what: format!("waiting for state {want}"),
-                    after: limit,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(15));
-        }
+            },
+        )
+        .await
     }
 
     async fn wait_image_available(&self, id: &str) -> Result<()> {
-        let deadline = Instant::now() + IMAGE_TIMEOUT;
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let out = self
-                .ec2
-                .describe_images()
-                .image_ids(id)
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "describe image", id, e))?;
-            match out.images().first().and_then(|i| i.state()) {
-                Some(ImageState::Available) => return Ok(()),
-                Some(ImageState::Failed | ImageState::Invalid | ImageState::Error) => {
-                    return Err(Error::Provision {
-                        provider: "ec2".into(),
-                        action: "create image",
-                        resource: id.to_owned(),
-                        reason: "the image failed".into(),
-                        retryable: false,
-                    })
+        poll_until(
+            id,
+            "waiting for the image",
+            IMAGE_TIMEOUT,
+            Duration::from_millis(500),
+            || async {
+                let out = self
+                    .ec2
+                    .describe_images()
+                    .image_ids(id)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("ec2", "describe image", id, e))?;
+                match out.images().first().and_then(|i| i.state()) {
+                    Some(ImageState::Available) => Ok(Some(())),
+                    Some(ImageState::Failed | ImageState::Invalid | ImageState::Error) => {
+                        Err(Error::Provision {
+                            provider: "ec2".into(),
+                            action: "create image",
+                            resource: id.to_owned(),
+                            reason: "the image failed".into(),
+                            retryable: false,
+                        })
+                    }
+                    _ => Ok(None),
                 }
-                _ => {}
-            }
-            if Instant::now() + delay > deadline {
-                return Err(Error::Timeout {
-                    machine: id.to_owned(),
-                    what: "waiting for the image".into(),
-                    after: IMAGE_TIMEOUT,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(15));
-        }
+            },
+        )
+        .await
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -17,8 +17,8 @@ use aws_sdk_ec2::types::{
 };
 use hgauto_core::ledger::{session_id, unix_now, Ledger, LedgerRecord};
 use hgauto_core::{
-    Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport, RemoteMachine,
-    ResourceKind, ResourceProvider, Result,
+    poll_until, Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport,
+    RemoteMachine, ResourceKind, ResourceProvider, Result,
 };
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
@@ -146,11 +146,7 @@ impl Ec2Provider {
                 .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
         }
         let _ = std::fs::remove_file(self.private_key_path());
-        let mut record = LedgerRecord::new(&name, ResourceKind::KeyPair);
-        record
-            .details
-            .insert("region".into(), self.cfg.region.clone());
-        self.ledger.record(&record)?;
+        self.record_supporting(&name, ResourceKind::KeyPair)?;
         let created = self
             .ec2
             .create_key_pair()
@@ -217,11 +213,7 @@ impl Ec2Provider {
             self.authorize(&id, ports, &cidr).await?;
             return Ok(id);
         }
-        let mut record = LedgerRecord::new(&name, ResourceKind::SecurityGroup);
-        record
-            .details
-            .insert("region".into(), self.cfg.region.clone());
-        self.ledger.record(&record)?;
+        self.record_supporting(&name, ResourceKind::SecurityGroup)?;
         let created = self
             .ec2
             .create_security_group()
@@ -388,56 +380,62 @@ impl Ec2Provider {
 
     /// Waits until every instance runs and has an address; returns (id, address) pairs.
     async fn wait_running(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut delay = Duration::from_millis(500);
-        loop {
-            let out = self
-                .ec2
-                .describe_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "describe instances", &ids.join(","), e))?;
-            let instances: Vec<_> = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .collect();
-            let ready: Vec<(String, String)> = instances
-                .iter()
-                .filter(|i| i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running))
-                .filter_map(|i| {
-                    let addr = i.public_ip_address().or(i.private_ip_address())?;
-                    Some((i.instance_id()?.to_owned(), addr.to_owned()))
-                })
-                .collect();
-            if ready.len() == ids.len() {
-                return Ok(ready);
-            }
-            if let Some(dead) = instances.iter().find(|i| {
-                matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
-                )
-            }) {
-                return Err(Error::Provision {
-                    provider: "ec2".into(),
-                    action: "start",
-                    resource: dead.instance_id().unwrap_or_default().to_owned(),
-                    reason: "the instance terminated while starting".into(),
-                    retryable: true,
-                });
-            }
-            if Instant::now() + delay > deadline {
-                return Err(Error::Timeout {
-                    machine: ids.join(","),
-                    what: "waiting for instances to run".into(),
-                    after: READY_TIMEOUT,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
+        let resource = ids.join(",");
+        poll_until(
+            &resource,
+            "waiting for instances to run",
+            READY_TIMEOUT,
+            Duration::from_millis(500),
+            || async {
+                let out = self
+                    .ec2
+                    .describe_instances()
+                    .set_instance_ids(Some(ids.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("ec2", "describe instances", &resource, e))?;
+                let instances: Vec<_> = out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .collect();
+                if let Some(dead) = instances.iter().find(|i| {
+                    matches!(
+                        i.state().and_then(|s| s.name()),
+                        Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+                    )
+                }) {
+                    return Err(Error::Provision {
+                        provider: "ec2".into(),
+                        action: "start",
+                        resource: dead.instance_id().unwrap_or_default().to_owned(),
+                        reason: "the instance terminated while starting".into(),
+                        retryable: true,
+                    });
+                }
+                let ready: Vec<(String, String)> = instances
+                    .iter()
+                    .filter(|i| {
+                        i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)
+                    })
+                    .filter_map(|i| {
+                        let addr = i.public_ip_address().or(i.private_ip_address())?;
+                        Some((i.instance_id()?.to_owned(), addr.to_owned()))
+                    })
+                    .collect();
+                Ok((ready.len() == ids.len()).then_some(ready))
+            },
+        )
+        .await
+    }
+
+    /// Records a supporting resource (key pair, security group) before creating it.
+    fn record_supporting(&self, name: &str, kind: ResourceKind) -> Result<()> {
+        let mut record = LedgerRecord::new(name, kind);
+        record
+            .details
+            .insert("region".into(), self.cfg.region.clone());
+        self.ledger.record(&record)
     }
 
     fn machine(&self, id: &str, address: &str) -> Arc<dyn RemoteMachine> {
