@@ -46,7 +46,7 @@ mod tests {
         let path = dir.path().join("keys/id_ed25519");
         // SAFETY: umask has no memory-safety preconditions; restored right after.
         let old = unsafe { libc::umask(0) };
-        let r = write_private_key(&path, b"-----BEGIN OPENSSH PRIVATE KEY-----\n");
+        let r = write_private_key(&path, b"test key material, not a real key\n");
         unsafe { libc::umask(old) };
         r.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
