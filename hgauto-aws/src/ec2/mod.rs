@@ -429,6 +429,42 @@ impl Ec2Provider {
         .await
     }
 
+    /// Names of key pairs with our prefix.
+    async fn our_key_pair_names(&self) -> Result<Vec<String>> {
+        let keys = self
+            .ec2
+            .describe_key_pairs()
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2", "describe key pairs", "*", e))?;
+        Ok(keys
+            .key_pairs()
+            .iter()
+            .filter_map(|k| k.key_name())
+            .filter(|n| n.starts_with(&self.cfg.prefix))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Ids of security groups whose name has our prefix.
+    async fn our_security_group_ids(&self) -> Result<Vec<String>> {
+        let groups = self
+            .ec2
+            .describe_security_groups()
+            .send()
+            .await
+            .map_err(|e| sdk_error("ec2", "describe security groups", "*", e))?;
+        Ok(groups
+            .security_groups()
+            .iter()
+            .filter(|g| {
+                g.group_name()
+                    .is_some_and(|n| n.starts_with(&self.cfg.prefix))
+            })
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect())
+    }
+
     /// Records a supporting resource (key pair, security group) before creating it.
     fn record_supporting(&self, name: &str, kind: ResourceKind) -> Result<()> {
         let mut record = LedgerRecord::new(name, kind);
@@ -648,41 +684,23 @@ impl ResourceProvider for Ec2Provider {
                 exists: true,
             });
         }
-        let keys = self
-            .ec2
-            .describe_key_pairs()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe key pairs", "*", e))?;
-        for k in keys.key_pairs() {
-            if let Some(name) = k.key_name().filter(|n| n.starts_with(&self.cfg.prefix)) {
-                out.push(ManagedResource {
-                    id: name.to_owned(),
-                    kind: ResourceKind::KeyPair,
-                    created_at: 0,
-                    deadline: None,
-                    exists: true,
-                });
-            }
+        for name in self.our_key_pair_names().await? {
+            out.push(ManagedResource {
+                id: name,
+                kind: ResourceKind::KeyPair,
+                created_at: 0,
+                deadline: None,
+                exists: true,
+            });
         }
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe security groups", "*", e))?;
-        for g in groups.security_groups() {
-            if g.group_name()
-                .is_some_and(|n| n.starts_with(&self.cfg.prefix))
-            {
-                out.push(ManagedResource {
-                    id: g.group_id().unwrap_or_default().to_owned(),
-                    kind: ResourceKind::SecurityGroup,
-                    created_at: 0,
-                    deadline: None,
-                    exists: true,
-                });
-            }
+        for id in self.our_security_group_ids().await? {
+            out.push(ManagedResource {
+                id,
+                kind: ResourceKind::SecurityGroup,
+                created_at: 0,
+                deadline: None,
+                exists: true,
+            });
         }
         // Ledger entries whose resource the API no longer shows.
         for rec in self.ledger.records()? {
@@ -712,39 +730,20 @@ impl ResourceProvider for Ec2Provider {
         for image in self.our_images(None).await? {
             report.removed.extend(self.delete_image(&image).await?);
         }
-        let keys = self
-            .ec2
-            .describe_key_pairs()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe key pairs", "*", e))?;
-        for name in keys
-            .key_pairs()
-            .iter()
-            .filter_map(|k| k.key_name())
-            .filter(|n| n.starts_with(&self.cfg.prefix))
-        {
+        for name in self.our_key_pair_names().await? {
             self.ec2
                 .delete_key_pair()
-                .key_name(name)
+                .key_name(&name)
                 .send()
                 .await
-                .map_err(|e| sdk_error("ec2", "delete key pair", name, e))?;
-            report.removed.push(name.to_owned());
+                .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
+            report.removed.push(name);
         }
         let _ = std::fs::remove_file(self.private_key_path());
         let _ = std::fs::remove_file(self.fingerprint_path());
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe security groups", "*", e))?;
-        for g in groups.security_groups().iter().filter(|g| {
-            g.group_name()
-                .is_some_and(|n| n.starts_with(&self.cfg.prefix))
-        }) {
-            let id = g.group_id().unwrap_or_default();
+        for id in self.our_security_group_ids().await? {
+            let id = id.as_str();
+
             self.ec2
                 .delete_security_group()
                 .group_id(id)
