@@ -94,6 +94,26 @@ pub struct AwsConfig {
     /// Accept a region outside the known list (new regions, partitions we do not list).
     #[serde(default)]
     pub allow_unknown_region: bool,
+    /// How Linux machines are driven: `ssh` (default) or `ssm`. Windows always uses SSM.
+    #[serde(default)]
+    pub linux_access: Access,
+    /// Image (id or name pattern) for Windows machines when a spec names none.
+    #[serde(default)]
+    pub windows_image: Option<String>,
+    /// S3 bucket for SSM machines' full output and file transfer (see `SsmOptions`).
+    #[serde(default)]
+    pub ssm_bucket: Option<String>,
+}
+
+/// How the provider's machines are reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// SSH with the provider's key pair (port 22 open to the allowed CIDR).
+    #[default]
+    Ssh,
+    /// SSM Run Command (needs the SSM agent and the provider's instance profile).
+    Ssm,
 }
 
 fn default_prefix() -> String {
@@ -127,6 +147,9 @@ impl AwsConfig {
             ssh_user: default_ssh_user(),
             owner: default_owner(),
             allow_unknown_region: false,
+            linux_access: Access::Ssh,
+            windows_image: None,
+            ssm_bucket: None,
         }
     }
 
@@ -183,6 +206,24 @@ impl AwsConfig {
     /// Sets the CIDR allowed to reach machines.
     pub fn with_allowed_cidr(mut self, cidr: impl Into<String>) -> Self {
         self.allowed_cidr = Some(cidr.into());
+        self
+    }
+
+    /// Drives Linux machines over SSM instead of SSH.
+    pub fn with_linux_access(mut self, access: Access) -> Self {
+        self.linux_access = access;
+        self
+    }
+
+    /// Sets the default Windows image.
+    pub fn with_windows_image(mut self, image: impl Into<String>) -> Self {
+        self.windows_image = Some(image.into());
+        self
+    }
+
+    /// Sets the S3 bucket SSM machines use for full output and file transfer.
+    pub fn with_ssm_bucket(mut self, bucket: impl Into<String>) -> Self {
+        self.ssm_bucket = Some(bucket.into());
         self
     }
 

@@ -1,7 +1,7 @@
 //! # hgauto-aws
 //!
-//! The AWS backends of hgauto: the EC2 [`Ec2Provider`] (machines reached over SSH) and
-//! [`S3Publisher`]. Image building and SSM machines are not here yet.
+//! The AWS backends of hgauto: the EC2 [`Ec2Provider`] (instances, fingerprinted images,
+//! machines reached over SSH or SSM), [`SsmMachine`] (Run Command) and [`S3Publisher`].
 //!
 //! Everything is configured by one [`AwsConfig`] (builder, environment or TOML), which is
 //! validated before any call: a region typo, a bad CIDR or missing credentials are typed
@@ -14,7 +14,9 @@ pub mod config;
 pub mod ec2;
 mod error;
 pub mod s3;
+pub mod ssm;
 
-pub use config::AwsConfig;
+pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;
 pub use s3::S3Publisher;
+pub use ssm::{SsmMachine, SsmOptions};

@@ -250,6 +250,9 @@ pub struct Output {
     pub stderr: Vec<u8>,
     /// Wall time from start to exit.
     pub duration: Duration,
+    /// The transport kept only part of the output (SSM without an output bucket keeps
+    /// 24,000 characters per stream); `stdout`/`stderr` hold what arrived.
+    pub truncated: bool,
 }
 
 impl Output {
@@ -305,6 +308,7 @@ mod tests {
             stdout: vec![],
             stderr: b"a\nb\n".to_vec(),
             duration: Duration::ZERO,
+            truncated: false,
         };
         let err = out.check("m1", &cmd).unwrap_err();
         assert!(

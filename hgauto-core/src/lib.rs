@@ -52,5 +52,5 @@ pub use local::{DirPublisher, ListJobSource, LocalMachine, LocalProvider};
 pub use machine::{RemoteMachine, SyncOptions, SyncReport};
 pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
 pub use publisher::{PublishReport, Publisher};
-pub use retry::{poll_until, Jitter, RetryPolicy};
+pub use retry::{poll_until, poll_until_capped, Jitter, RetryPolicy};
 pub use spec::{ImageRecipe, MachineSpec};

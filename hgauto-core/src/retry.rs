@@ -191,6 +191,31 @@ pub async fn poll_until<T, F, Fut>(
     what: &str,
     limit: Duration,
     first_delay: Duration,
+    check: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    poll_until_capped(
+        resource,
+        what,
+        limit,
+        first_delay,
+        Duration::from_secs(15),
+        check,
+    )
+    .await
+}
+
+/// [`poll_until`] with the longest delay between checks set to `max_delay`. The last check
+/// happens at the deadline itself, not one delay before it.
+pub async fn poll_until_capped<T, F, Fut>(
+    resource: &str,
+    what: &str,
+    limit: Duration,
+    first_delay: Duration,
+    max_delay: Duration,
     mut check: F,
 ) -> Result<T>
 where
@@ -203,15 +228,17 @@ where
         if let Some(v) = check().await? {
             return Ok(v);
         }
-        if tokio::time::Instant::now() + delay > deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             return Err(Error::Timeout {
                 machine: resource.to_owned(),
                 what: what.to_owned(),
                 after: limit,
             });
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(15));
+        // The last sleep is cut to the deadline, so the final check happens at the deadline.
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(max_delay);
     }
 }
 

@@ -26,3 +26,4 @@ mod sync;
 pub use config::{Auth, HostKeyPolicy, SshConfig};
 pub use machine::SshMachine;
 pub use publisher::SshPublisher;
+pub use sync::sync_over_exec;

@@ -344,6 +344,7 @@ impl RemoteMachine for SshMachine {
                 stdout,
                 stderr,
                 duration: started.elapsed(),
+                truncated: false,
             }),
             ExecEnd::TimedOut => Err(Error::Timeout {
                 machine: self.inner.id.clone(),

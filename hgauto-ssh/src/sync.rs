@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use hgauto_core::render::quote_posix;
-use hgauto_core::{Error, Result, SyncReport};
+use hgauto_core::{Command, Error, RemoteMachine, Result, SyncOptions, SyncReport};
 
 /// The `find` invocation that prints the remote manifest, 6 NUL-terminated fields per entry.
 pub(crate) fn manifest_command(remote_dir: &str) -> Result<String> {
@@ -208,6 +208,82 @@ pub(crate) fn extract_command(remote_dir: &str, gzip: bool) -> Result<String> {
     Ok(format!(
         "mkdir -p -- {dir} && cd -- {dir} && exec tar -x{z}pf - --no-same-owner --delay-directory-restore"
     ))
+}
+
+/// Makes `remote_dir` on `machine` mirror `local_dir` using only `exec` and `put`: for
+/// POSIX machines whose transport has no stream to pipe a tar into (SSM). Same plan as the
+/// SSH path: a remote manifest, deletions first, then one archive of what changed, uploaded
+/// next to the target and extracted there.
+pub async fn sync_over_exec(
+    machine: &dyn RemoteMachine,
+    local_dir: &Path,
+    remote_dir: &str,
+    options: &SyncOptions,
+) -> Result<SyncReport> {
+    let meta =
+        std::fs::metadata(local_dir).map_err(|e| Error::io("read", local_dir, "localhost", e))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(
+            format!("{}", local_dir.display()),
+            "is not a directory",
+        ));
+    }
+    let listing = machine
+        .exec(&Command::script(manifest_command(remote_dir)?).idempotent(true))
+        .await?
+        .check(machine.id(), &Command::script("list remote tree"))?;
+    let remote = parse_manifest(&listing.stdout);
+    let root = local_dir.to_owned();
+    let delete = options.delete;
+    let plan =
+        hgauto_core::task::run_blocking("sync", move || plan(&root, &remote, delete)).await?;
+    if !plan.delete.is_empty() {
+        let mut list = Vec::new();
+        for p in &plan.delete {
+            list.extend_from_slice(p);
+            list.push(0);
+        }
+        let cmd = Command::script(delete_command(remote_dir)?).stdin(list);
+        machine.exec(&cmd).await?.check(machine.id(), &cmd)?;
+    }
+    let archive = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::io("create", std::env::temp_dir(), "localhost", e))?;
+    let file = archive
+        .reopen()
+        .map_err(|e| Error::io("open", archive.path(), "localhost", e))?;
+    let items = plan.send.clone();
+    let compress = options.compress;
+    hgauto_core::task::run_blocking("sync", move || {
+        let out = std::io::BufWriter::new(file);
+        let written = if compress {
+            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            write_tar(&items, &mut gz).and_then(|()| gz.finish().map(drop))
+        } else {
+            write_tar(&items, out)
+        };
+        written.map_err(|e| Error::io("write archive of", "local tree", "localhost", e))
+    })
+    .await?;
+    let remote_archive = format!(
+        "{}.hgauto-sync-{:016x}.tar",
+        remote_dir.trim_end_matches('/'),
+        rand::random::<u64>()
+    );
+    machine.put(archive.path(), &remote_archive).await?;
+    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    let file = quote_posix(OsStr::new(&remote_archive), "archive")?;
+    let z = if options.compress { "z" } else { "" };
+    let extract = Command::script(format!(
+        "a=$(cd -- \"$(dirname -- {file})\" && pwd)/$(basename -- {file}) || exit 1\n\
+         mkdir -p -- {dir} && cd -- {dir} && \
+         tar -x{z}pf \"$a\" --no-same-owner --delay-directory-restore\n\
+         rc=$?; rm -f -- \"$a\"; exit $rc"
+    ));
+    machine
+        .exec(&extract)
+        .await?
+        .check(machine.id(), &extract)?;
+    Ok(plan.report)
 }
 
 /// Writes the tar stream of `items` into `out`.

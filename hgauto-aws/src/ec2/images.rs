@@ -181,6 +181,7 @@ impl Ec2Provider {
                 shutdown: ShutdownBehavior::Stop,
                 user_data: Some(base64::engine::general_purpose::STANDARD.encode(script)),
                 role: Some("image-build"),
+                instance_profile: None,
             })
             .await?;
         let result = self.image_from_build(recipe, &fingerprint, &ids[0]).await;

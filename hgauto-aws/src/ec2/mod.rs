@@ -22,8 +22,9 @@ use hgauto_core::{
 };
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
-use crate::config::AwsConfig;
+use crate::config::{Access, AwsConfig};
 use crate::error::sdk_error;
+use crate::ssm::{SsmMachine, SsmOptions};
 
 const TAG_PREFIX: &str = "hgauto:prefix";
 const TAG_OWNER: &str = "hgauto:owner";
@@ -31,9 +32,15 @@ const TAG_CREATED_BY: &str = "hgauto:created-by";
 const TAG_DEADLINE: &str = "hgauto:deadline";
 const TAG_TOKEN: &str = "hgauto:token";
 const TAG_ROLE: &str = "hgauto:role";
+const TAG_ACCESS: &str = "hgauto:access";
 
+mod host_keys;
+mod iam;
 mod images;
 mod sweep;
+
+pub use host_keys::host_keys_from_console;
+pub use sweep::{Probe, ProbeTarget};
 
 /// What to launch.
 struct Launch<'a> {
@@ -48,6 +55,8 @@ struct Launch<'a> {
     user_data: Option<String>,
     /// Value of the `hgauto:role` tag.
     role: Option<&'static str>,
+    /// IAM instance profile (for SSM machines).
+    instance_profile: Option<String>,
 }
 
 /// How long `provision` waits for instances to run and get an address.
@@ -57,6 +66,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Ec2Provider {
     cfg: AwsConfig,
     ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+    ssm: aws_sdk_ssm::Client,
+    s3: aws_sdk_s3::Client,
     ledger: Ledger,
     /// One lock per image fingerprint: concurrent calls for one recipe build it once.
     image_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -78,8 +90,15 @@ impl Ec2Provider {
         let sdk = cfg.sdk_config().await;
         AwsConfig::check_credentials(&sdk).await?;
         let ledger = Ledger::open(&cfg.state_dir, &format!("ec2-{}", cfg.region))?;
+        // Path-style addressing works with every endpoint (moto, MinIO, VPC endpoints).
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build();
         Ok(Ec2Provider {
             ec2: aws_sdk_ec2::Client::new(&sdk),
+            iam: aws_sdk_iam::Client::new(&sdk),
+            ssm: aws_sdk_ssm::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
             cfg,
             ledger,
             image_locks: Default::default(),
@@ -474,7 +493,43 @@ impl Ec2Provider {
         self.ledger.record(&record)
     }
 
-    fn machine(&self, id: &str, address: &str) -> Arc<dyn RemoteMachine> {
+    /// An SSM machine for instance `id`, using the configured output/transfer bucket.
+    pub fn ssm_machine(&self, id: &str, platform: Platform) -> SsmMachine {
+        let opts = SsmOptions {
+            bucket: self.cfg.ssm_bucket.clone(),
+            key_prefix: self.ssm_key_prefix(),
+            ..SsmOptions::default()
+        };
+        let s3 = self.cfg.ssm_bucket.as_ref().map(|_| self.s3.clone());
+        SsmMachine::new(id, platform, self.ssm.clone(), s3, opts)
+    }
+
+    /// The instance's SSH host key from its console output (cloud-init prints them), when
+    /// the console already has it.
+    async fn console_host_key(&self, id: &str) -> Option<Vec<u8>> {
+        let out = self
+            .ec2
+            .get_console_output()
+            .instance_id(id)
+            .latest(true)
+            .send()
+            .await
+            .ok()?;
+        let text = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            out.output()?.trim(),
+        )
+        .ok()?;
+        host_keys_from_console(&String::from_utf8_lossy(&text))
+            .into_iter()
+            .next()
+    }
+
+    async fn ssh_machine(&self, id: &str, address: &str) -> Arc<dyn RemoteMachine> {
+        let policy = match self.console_host_key(id).await {
+            Some(blob) => HostKeyPolicy::Pinned(blob),
+            None => HostKeyPolicy::AcceptNew,
+        };
         let cfg = SshConfig::new(
             address,
             22,
@@ -485,7 +540,7 @@ impl Ec2Provider {
             },
             &self.cfg.state_dir,
         )
-        .with_host_keys(HostKeyPolicy::AcceptNew);
+        .with_host_keys(policy);
         Arc::new(SshMachine::new(id, cfg))
     }
 
@@ -500,6 +555,7 @@ impl Ec2Provider {
             shutdown,
             user_data,
             role,
+            instance_profile,
         } = launch;
         let key_name = self.ensure_key_pair().await?;
         let group = self.ensure_security_group(platform).await?;
@@ -513,26 +569,55 @@ impl Ec2Provider {
         record.details.insert("count".into(), count.to_string());
         self.ledger.record(&record)?;
         let mut tags = self.tags(ResourceType::Instance, &name, Some(deadline), Some(&token));
+        let access = if instance_profile.is_some() {
+            "ssm"
+        } else {
+            "ssh"
+        };
+        tags.tags
+            .get_or_insert_with(Vec::new)
+            .push(Tag::builder().key(TAG_ACCESS).value(access).build());
         if let Some(role) = role {
             tags.tags
                 .get_or_insert_with(Vec::new)
                 .push(Tag::builder().key(TAG_ROLE).value(role).build());
         }
-        let result = self
-            .ec2
-            .run_instances()
-            .image_id(image)
-            .instance_type(InstanceType::from(instance_type))
-            .min_count(count as i32)
-            .max_count(count as i32)
-            .key_name(key_name)
-            .security_group_ids(group)
-            .client_token(&token)
-            .instance_initiated_shutdown_behavior(shutdown)
-            .set_user_data(user_data)
-            .tag_specifications(tags)
-            .send()
-            .await;
+        let profile = instance_profile.map(|name| {
+            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                .name(name)
+                .build()
+        });
+        let mut attempt = 0;
+        let result = loop {
+            let result = self
+                .ec2
+                .run_instances()
+                .image_id(image)
+                .instance_type(InstanceType::from(instance_type))
+                .min_count(count as i32)
+                .max_count(count as i32)
+                .key_name(&key_name)
+                .security_group_ids(&group)
+                .client_token(&token)
+                .instance_initiated_shutdown_behavior(shutdown.clone())
+                .set_user_data(user_data.clone())
+                .set_iam_instance_profile(profile.clone())
+                .tag_specifications(tags.clone())
+                .send()
+                .await;
+            // A new instance profile takes seconds to become visible to EC2 (IAM is
+            // eventually consistent); the same token makes the retry safe.
+            let profile_not_ready = matches!(&result, Err(e) if e
+                .as_service_error()
+                .and_then(|s| s.message())
+                .is_some_and(|m| m.contains("Instance Profile")));
+            if profile_not_ready && attempt < 6 {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            break result;
+        };
         let out = match result {
             Ok(out) => out,
             Err(e) => {
@@ -571,12 +656,6 @@ impl ResourceProvider for Ec2Provider {
         spec: &MachineSpec,
         count: usize,
     ) -> Result<Vec<Arc<dyn RemoteMachine>>> {
-        if spec.platform != Platform::Linux {
-            return Err(Error::NotSupported {
-                backend: "ec2 provider".into(),
-                what: "Windows machines (they need the SSM machine)".into(),
-            });
-        }
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -587,17 +666,26 @@ impl ResourceProvider for Ec2Provider {
             .clone()
             .unwrap_or_else(|| self.cfg.instance_type.clone());
         self.preflight_instance_type(&instance_type).await?;
-        let image_ref = spec
-            .image
-            .clone()
-            .or_else(|| self.cfg.linux_image.clone())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "image",
-                    "no image in the spec and no linux_image in the config",
-                )
-            })?;
+        let default_image = match spec.platform {
+            Platform::Linux => self.cfg.linux_image.clone(),
+            Platform::Windows => self.cfg.windows_image.clone(),
+        };
+        let image_ref = spec.image.clone().or(default_image).ok_or_else(|| {
+            Error::invalid(
+                "image",
+                format!(
+                    "no image in the spec and no {}_image in the config",
+                    spec.platform
+                ),
+            )
+        })?;
         let image = self.preflight_image(&image_ref).await?;
+        let ssm = spec.platform == Platform::Windows || self.cfg.linux_access == Access::Ssm;
+        let instance_profile = if ssm {
+            Some(self.ensure_instance_profile().await?)
+        } else {
+            None
+        };
 
         let ids = self
             .run_instances(Launch {
@@ -610,15 +698,21 @@ impl ResourceProvider for Ec2Provider {
                 shutdown: ShutdownBehavior::Terminate,
                 user_data: None,
                 role: None,
+                instance_profile,
             })
             .await?;
         match self.wait_running(&ids).await {
             Ok(ready) => {
                 tracing::info!(ids = ?ids, "instances running");
-                Ok(ready
-                    .iter()
-                    .map(|(id, addr)| self.machine(id, addr))
-                    .collect())
+                let mut machines: Vec<Arc<dyn RemoteMachine>> = Vec::with_capacity(ready.len());
+                for (id, addr) in &ready {
+                    machines.push(if ssm {
+                        Arc::new(self.ssm_machine(id, spec.platform))
+                    } else {
+                        self.ssh_machine(id, addr).await
+                    });
+                }
+                Ok(machines)
             }
             Err(e) => {
                 if let Err(t) = self.terminate(&ids).await {
@@ -702,6 +796,7 @@ impl ResourceProvider for Ec2Provider {
                 exists: true,
             });
         }
+        out.extend(self.our_iam().await?);
         // Ledger entries whose resource the API no longer shows.
         for rec in self.ledger.records()? {
             if !out.iter().any(|r| r.id == rec.id) && rec.kind == ResourceKind::Machine {
@@ -752,6 +847,7 @@ impl ResourceProvider for Ec2Provider {
                 .map_err(|e| sdk_error("ec2", "delete security group", id, e))?;
             report.removed.push(id.to_owned());
         }
+        report.removed.extend(self.purge_iam().await?);
         for rec in self.ledger.records()? {
             self.ledger.forget(&rec.id)?;
         }

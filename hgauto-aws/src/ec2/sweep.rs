@@ -2,20 +2,63 @@
 //!
 //! An instance goes when its `hgauto:deadline` tag has passed, or when the process that
 //! created it (its `hgauto:created-by` session) is known to be gone and the boot grace
-//! period has passed. Ledger records are resolved the same way; a `pending-<token>` record
-//! (written before `RunInstances` answered) finds its instances by the `hgauto:token` tag.
+//! period has passed, or when it is in our ledger, past the grace period and unreachable
+//! (a machine that never booted, or lost its network, only costs money). Ledger records are
+//! resolved the same way; a `pending-<token>` record (written before `RunInstances`
+//! answered) finds its instances by the `hgauto:token` tag.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use hgauto_core::ledger::{session_is_dead, unix_now};
 use hgauto_core::{PurgeReport, ResourceKind, ResourceProvider, Result};
 
-use super::{Ec2Provider, TAG_CREATED_BY, TAG_DEADLINE, TAG_TOKEN};
+use super::{Ec2Provider, TAG_ACCESS, TAG_CREATED_BY, TAG_DEADLINE, TAG_TOKEN};
+
+/// What a reachability probe learns about one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// The instance id.
+    pub id: String,
+    /// Its public address, else its private one.
+    pub address: Option<String>,
+    /// `true` when it is driven over SSM (its `hgauto:access` tag), else SSH.
+    pub ssm: bool,
+}
+
+/// Decides whether an instance answers: `true` keeps it.
+pub type Probe<'a> = &'a (dyn Fn(ProbeTarget) -> Pin<Box<dyn Future<Output = bool> + Send>> + Sync);
 
 impl Ec2Provider {
-    /// Terminates instances past their deadline, and instances whose creator is gone once
-    /// `grace` has passed since launch; forgets ledger records whose resources are gone.
+    /// [`sweep_with`](Self::sweep_with) with the standard probe: a TCP connection to port 22
+    /// within 5 s for SSH machines, SSM's ping status `Online` for SSM machines.
     pub async fn sweep(&self, grace: Duration) -> Result<PurgeReport> {
+        let ssm = self.ssm.clone();
+        let probe = move |t: ProbeTarget| -> Pin<Box<dyn Future<Output = bool> + Send>> {
+            let ssm = ssm.clone();
+            Box::pin(async move {
+                if t.ssm {
+                    ssm_online(&ssm, &t.id).await
+                } else if let Some(addr) = t.address {
+                    let connect = tokio::net::TcpStream::connect((addr.as_str(), 22));
+                    matches!(
+                        tokio::time::timeout(Duration::from_secs(5), connect).await,
+                        Ok(Ok(_))
+                    )
+                } else {
+                    false
+                }
+            })
+        };
+        self.sweep_with(grace, &probe).await
+    }
+
+    /// Terminates instances past their deadline; instances whose creator is gone once
+    /// `grace` has passed since launch; and instances in our ledger, past `grace`, that
+    /// `probe` finds unreachable. Forgets ledger records whose resources are gone.
+    pub async fn sweep_with(&self, grace: Duration, probe: Probe<'_>) -> Result<PurgeReport> {
         let now = unix_now();
         let instances = self.our_instances().await?;
         let tag = |i: &aws_sdk_ec2::types::Instance, k: &str| {
@@ -71,6 +114,26 @@ impl Ec2Provider {
                 forget.push(rec.id.clone()); // already gone
             } else if creator_gone {
                 doomed.push(rec.id.clone());
+            } else if let Some(i) = instances
+                .iter()
+                .find(|i| i.instance_id() == Some(rec.id.as_str()))
+            {
+                let launched = i.launch_time().map(|t| t.secs().max(0) as u64).unwrap_or(0);
+                if launched + grace.as_secs() > now || doomed.contains(&rec.id) {
+                    continue;
+                }
+                let target = ProbeTarget {
+                    id: rec.id.clone(),
+                    address: i
+                        .public_ip_address()
+                        .or(i.private_ip_address())
+                        .map(str::to_owned),
+                    ssm: tag(i, TAG_ACCESS).as_deref() == Some("ssm"),
+                };
+                if !probe(target).await {
+                    tracing::info!(instance = %rec.id, "sweeping: unreachable after the grace period");
+                    doomed.push(rec.id.clone());
+                }
             }
         }
         doomed.sort();
@@ -83,5 +146,28 @@ impl Ec2Provider {
         report.removed.extend(doomed);
         report.removed.extend(forget);
         Ok(report)
+    }
+}
+
+async fn ssm_online(ssm: &aws_sdk_ssm::Client, id: &str) -> bool {
+    let Ok(filter) = InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .values(id)
+        .build()
+    else {
+        return false;
+    };
+    match ssm
+        .describe_instance_information()
+        .filters(filter)
+        .send()
+        .await
+    {
+        Ok(out) => out
+            .instance_information_list()
+            .iter()
+            .any(|i| i.ping_status() == Some(&PingStatus::Online)),
+        // Unknown is not "unreachable": never terminate on an API error.
+        Err(_) => true,
     }
 }

@@ -1,6 +1,8 @@
 //! Test support: a real `moto_server` (AWS API emulator) on a free loopback port.
 #![allow(dead_code)]
 
+pub mod fake_agent;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};

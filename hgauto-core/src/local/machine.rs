@@ -249,6 +249,7 @@ impl RemoteMachine for LocalMachine {
             stdout: out.at("read stdout of", Path::new(&program), &self.id)?,
             stderr: err.at("read stderr of", Path::new(&program), &self.id)?,
             duration: start.elapsed(),
+            truncated: false,
         })
     }
 
