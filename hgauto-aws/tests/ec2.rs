@@ -9,51 +9,14 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use hgauto_aws::Ec2Provider;
 use hgauto_core::{Error, MachineSpec, ResourceKind, ResourceProvider};
-use support::Moto;
-
-/// An image moto knows (any Amazon-owned one).
-async fn some_image(p: &Ec2Provider) -> String {
-    let out = p
-        .client()
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap();
-    out.images()[0].image_id().unwrap().to_owned()
-}
-
-async fn live_instances(p: &Ec2Provider, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {
-    let out = p
-        .client()
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:hgauto:prefix")
-                .values(prefix)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances().to_vec())
-        .filter(|i| {
-            !matches!(
-                i.state().and_then(|s| s.name()).map(|n| n.as_str()),
-                Some("terminated" | "shutting-down")
-            )
-        })
-        .collect()
-}
+use support::{live_instances, some_image, Moto};
 
 #[tokio::test]
 async fn provision_tags_records_and_terminates() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
-    let image = some_image(&p).await;
+    let image = some_image(&p, false).await;
     let spec = MachineSpec::linux()
         .with_image(&image)
         .with_instance_type("t3.micro")
@@ -138,7 +101,7 @@ async fn purge_leaves_nothing_with_our_prefix() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
-    let image = some_image(&p).await;
+    let image = some_image(&p, false).await;
     p.provision(
         &MachineSpec::linux()
             .with_image(&image)
@@ -171,7 +134,7 @@ async fn bad_input_is_named_and_nothing_is_created() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
-    let image = some_image(&p).await;
+    let image = some_image(&p, false).await;
 
     let e = p
         .provision(
@@ -359,7 +322,7 @@ async fn images_are_built_once_reused_and_stale_ones_removed() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
-    let base = some_image(&p).await;
+    let base = some_image(&p, false).await;
     let player = play_build_instances(p.client().clone());
     let files = tempfile::tempdir().unwrap();
     let tool = files.path().join("tool.sh");
@@ -451,4 +414,166 @@ async fn images_are_built_once_reused_and_stale_ones_removed() {
         .unwrap();
     assert!(left.images().is_empty(), "purge left images");
     assert!(p.ledger().records().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn ssm_machines_get_an_instance_profile_and_purge_removes_the_iam_resources() {
+    use hgauto_aws::Access;
+    use hgauto_core::Platform;
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let cfg = moto
+        .config(state.path())
+        .with_linux_access(Access::Ssm)
+        .with_ssm_bucket("hgauto-ssm-output");
+    let p = Ec2Provider::new(cfg.clone()).await.unwrap();
+    let windows = some_image(&p, true).await;
+    let linux = some_image(&p, false).await;
+    let p = Ec2Provider::new(cfg.with_windows_image(&windows))
+        .await
+        .unwrap();
+
+    let win = p
+        .provision(&MachineSpec::windows().with_instance_type("t3.medium"), 1)
+        .await
+        .unwrap();
+    let lin = p
+        .provision(
+            &MachineSpec::linux()
+                .with_image(&linux)
+                .with_instance_type("t3.micro"),
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(win[0].platform(), Platform::Windows);
+    assert_eq!(lin[0].platform(), Platform::Linux);
+    assert!(
+        format!("{:?}", win[0]).starts_with("SsmMachine"),
+        "{:?}",
+        win[0]
+    );
+    assert!(
+        format!("{:?}", lin[0]).starts_with("SsmMachine"),
+        "{:?}",
+        lin[0]
+    );
+
+    let profile = p.instance_profile_name();
+    for i in live_instances(&p, "hgauto-").await {
+        let arn = i
+            .iam_instance_profile()
+            .and_then(|x| x.arn())
+            .unwrap_or_default();
+        assert!(arn.ends_with(&format!("/{profile}")), "{arn}");
+        let access = i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some("hgauto:access"))
+            .and_then(|t| t.value());
+        assert_eq!(access, Some("ssm"));
+    }
+    // The Windows group opens SSH, RDP and WinRM to the allowed CIDR only.
+    let groups = p
+        .client()
+        .describe_security_groups()
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("hgauto-windows")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut ports: Vec<(i32, i32)> = groups.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .map(|r| (r.from_port().unwrap(), r.to_port().unwrap()))
+        .collect();
+    ports.sort();
+    assert_eq!(ports, vec![(22, 22), (3389, 3389), (5985, 5986)]);
+
+    // The role trusts EC2, has the SSM core policy and may write output to the bucket only.
+    let iam = aws_sdk_iam::Client::new(&moto.config(state.path()).sdk_config().await);
+    let role = iam.get_role().role_name(&profile).send().await.unwrap();
+    let trust = role
+        .role()
+        .unwrap()
+        .assume_role_policy_document()
+        .unwrap_or_default();
+    assert!(trust.contains("ec2.amazonaws.com"), "{trust}");
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(&profile)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attached.attached_policies()[0].policy_arn(),
+        Some("arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name(&profile)
+        .policy_name("hgauto-ssm-output")
+        .send()
+        .await
+        .unwrap();
+    // IAM returns policy documents URL-encoded, as AWS does.
+    let doc = percent_decode(inline.policy_document());
+    assert!(doc.contains("s3:PutObject"), "{doc}");
+    assert!(
+        doc.contains("arn:aws:s3:::hgauto-ssm-output/hgauto-ssm/*"),
+        "{doc}"
+    );
+    // Reconciling again changes nothing.
+    assert_eq!(p.ensure_instance_profile().await.unwrap(), profile);
+    let kinds: Vec<ResourceKind> = p
+        .list_managed()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(kinds.contains(&ResourceKind::Role) && kinds.contains(&ResourceKind::InstanceProfile));
+
+    let report = p.purge().await.unwrap();
+    assert!(
+        report.removed.contains(&format!("role/{profile}"))
+            && report
+                .removed
+                .contains(&format!("instance-profile/{profile}")),
+        "{report:?}"
+    );
+    let roles = iam.list_roles().send().await.unwrap();
+    assert!(roles
+        .roles()
+        .iter()
+        .all(|r| !r.role_name().starts_with("hgauto-")));
+    let profiles = iam.list_instance_profiles().send().await.unwrap();
+    assert!(profiles
+        .instance_profiles()
+        .iter()
+        .all(|p| !p.instance_profile_name().starts_with("hgauto-")));
+    assert!(live_instances(&p, "hgauto-").await.is_empty());
+    assert!(p.list_managed().await.unwrap().is_empty());
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

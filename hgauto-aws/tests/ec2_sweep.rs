@@ -7,10 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::Filter;
 use hgauto_aws::{AwsConfig, Ec2Provider};
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
-use support::Moto;
+use support::{live_instances, some_image, Moto};
 
 const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
 const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
@@ -20,40 +19,6 @@ fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
         .with_endpoint(endpoint)
         .with_state_dir(state)
         .with_allowed_cidr("127.0.0.1/32")
-}
-
-async fn some_image(p: &Ec2Provider) -> String {
-    let out = p
-        .client()
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap();
-    out.images()[0].image_id().unwrap().to_owned()
-}
-
-async fn live_count(p: &Ec2Provider) -> usize {
-    let out = p
-        .client()
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:hgauto:prefix")
-                .values("hgauto-")
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.reservations().iter().map(|r| r.instances().len()).sum()
 }
 
 /// Runs in the child: provisions 5 instances, then waits to be killed.
@@ -69,7 +34,7 @@ fn child_provisions_five() {
         let p = Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
             .await
             .unwrap();
-        let image = some_image(&p).await;
+        let image = some_image(&p, false).await;
         println!("STARTING");
         let _ = p
             .provision(
@@ -144,7 +109,7 @@ fn sigkill_mid_provision_then_sweep_leaves_nothing() {
                 .into_iter()
                 .filter(|r| r.kind == ResourceKind::Machine)
                 .count();
-            if live_count(&p).await == 0 && machines == 0 {
+            if live_instances(&p, "hgauto-").await.is_empty() && machines == 0 {
                 clean = true;
                 break;
             }
@@ -153,7 +118,7 @@ fn sigkill_mid_provision_then_sweep_leaves_nothing() {
         assert!(
             clean,
             "left: {} live instances, ledger {:?}",
-            live_count(&p).await,
+            live_instances(&p, "hgauto-").await.len(),
             p.ledger().records().unwrap()
         );
         // The supporting resources are purge's job.
@@ -169,7 +134,7 @@ async fn sweep_takes_expired_instances_and_spares_live_ones() {
     let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
         .await
         .unwrap();
-    let image = some_image(&p).await;
+    let image = some_image(&p, false).await;
     let spec = MachineSpec::linux()
         .with_image(&image)
         .with_instance_type("t3.micro");
@@ -190,6 +155,52 @@ async fn sweep_takes_expired_instances_and_spares_live_ones() {
         !report.removed.contains(&kept[0].id().to_owned()),
         "{report:?}"
     );
-    assert_eq!(live_count(&p).await, 1);
+    assert_eq!(live_instances(&p, "hgauto-").await.len(), 1);
+    p.purge().await.unwrap();
+}
+
+#[tokio::test]
+async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_period() {
+    use hgauto_aws::ec2::ProbeTarget;
+    use std::sync::Mutex;
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+        .await
+        .unwrap();
+    let image = some_image(&p, false).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro");
+    let ms = p.provision(&spec, 2).await.unwrap();
+    let (dead, alive) = (ms[0].id().to_owned(), ms[1].id().to_owned());
+    let probed: Mutex<Vec<ProbeTarget>> = Mutex::new(Vec::new());
+    let dead2 = dead.clone();
+    let probe =
+        |t: ProbeTarget| -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+            let up = t.id != dead2;
+            probed.lock().unwrap().push(t);
+            Box::pin(async move { up })
+        };
+    // Within the grace period nobody is probed or removed.
+    let report = p
+        .sweep_with(Duration::from_secs(3600), &probe)
+        .await
+        .unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+    assert!(probed.lock().unwrap().is_empty());
+    // After it, the unreachable one goes; the reachable one stays.
+    let report = p.sweep_with(Duration::ZERO, &probe).await.unwrap();
+    assert_eq!(report.removed, vec![dead.clone()]);
+    let targets = probed.lock().unwrap().clone();
+    assert_eq!(targets.len(), 2);
+    assert!(targets.iter().all(|t| t.address.is_some() && !t.ssm));
+    let live: Vec<String> = live_instances(&p, "hgauto-")
+        .await
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    assert_eq!(live, vec![alive]);
+    assert!(p.ledger().records().unwrap().iter().all(|r| r.id != dead));
     p.purge().await.unwrap();
 }

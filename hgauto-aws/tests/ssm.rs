@@ -330,3 +330,71 @@ async fn windows_commands_use_powershell_and_refuse_stdin() {
         .unwrap_err();
     assert!(matches!(err, Error::NotSupported { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn requests_have_the_shapes_ssm_expects() {
+    // moto records Run Command requests (it never runs them, and reports Success).
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let sdk = moto.config(state.path()).sdk_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let images = ec2.describe_images().owners("amazon").send().await.unwrap();
+    let image = images.images()[0].image_id().unwrap();
+    let run = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let id = run.instances()[0].instance_id().unwrap().to_owned();
+    let s3 = s3_client(&moto, state.path()).await;
+    s3.create_bucket()
+        .bucket("out-bucket")
+        .send()
+        .await
+        .unwrap();
+    for (platform, document) in [
+        (Platform::Linux, "AWS-RunShellScript"),
+        (Platform::Windows, "AWS-RunPowerShellScript"),
+    ] {
+        let m = SsmMachine::new(
+            &id,
+            platform,
+            ssm.clone(),
+            Some(s3.clone()),
+            fast(SsmOptions::default().with_bucket("out-bucket")),
+        );
+        let out = m
+            .exec(
+                &Command::new("echo")
+                    .arg("it's")
+                    .timeout(Duration::from_secs(90)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.status, ExitStatus::Code(0));
+        let listed = ssm.list_commands().instance_id(&id).send().await.unwrap();
+        let cmd = listed
+            .commands()
+            .iter()
+            .find(|c| c.document_name() == Some(document))
+            .unwrap_or_else(|| panic!("no {document} command in {listed:?}"));
+        let params = cmd.parameters().unwrap();
+        assert_eq!(params["executionTimeout"], vec!["120".to_owned()]);
+        let script = &params["commands"][0];
+        match platform {
+            Platform::Linux => assert!(
+                script.contains("setsid -w") && script.contains("'\\''"),
+                "{script}"
+            ),
+            Platform::Windows => assert!(script.contains("ProcessStartInfo"), "{script}"),
+        }
+        assert_eq!(cmd.output_s3_bucket_name(), Some("out-bucket"));
+        assert_eq!(cmd.output_s3_key_prefix(), Some("hgauto-ssm"));
+        assert_eq!(cmd.timeout_seconds(), Some(600));
+        assert_eq!(cmd.instance_ids(), std::slice::from_ref(&id));
+    }
+}

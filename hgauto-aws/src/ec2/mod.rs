@@ -72,6 +72,9 @@ pub struct Ec2Provider {
     ledger: Ledger,
     /// One lock per image fingerprint: concurrent calls for one recipe build it once.
     image_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises reconciling key pair, security groups and IAM: concurrent provisions
+    /// would otherwise both see "missing" and both create.
+    supporting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Ec2Provider {
@@ -102,6 +105,7 @@ impl Ec2Provider {
             cfg,
             ledger,
             image_locks: Default::default(),
+            supporting: Default::default(),
         })
     }
 
@@ -192,6 +196,18 @@ impl Ec2Provider {
     /// Makes sure the security group for `platform` exists with exactly the declared ports
     /// open to the allowed CIDR. Returns its id.
     pub async fn ensure_security_group(&self, platform: Platform) -> Result<String> {
+        match self.reconcile_security_group(platform).await {
+            // Another process created it between our look and our create: use theirs.
+            Err(Error::Provision { reason, .. })
+                if reason.starts_with("InvalidGroup.Duplicate") =>
+            {
+                self.reconcile_security_group(platform).await
+            }
+            other => other,
+        }
+    }
+
+    async fn reconcile_security_group(&self, platform: Platform) -> Result<String> {
         let cidr = self.cfg.require_cidr()?.to_owned();
         let name = format!("{}{}", self.cfg.prefix, platform);
         let ports: &[(i32, i32)] = match platform {
@@ -557,8 +573,13 @@ impl Ec2Provider {
             role,
             instance_profile,
         } = launch;
-        let key_name = self.ensure_key_pair().await?;
-        let group = self.ensure_security_group(platform).await?;
+        let (key_name, group) = {
+            let _one_at_a_time = self.supporting.lock().await;
+            (
+                self.ensure_key_pair().await?,
+                self.ensure_security_group(platform).await?,
+            )
+        };
         let token = format!("{}{:016x}", self.cfg.prefix, rand::random::<u64>());
         let deadline = unix_now() + lifetime.as_secs();
         // Recorded before the call: if we die before the answer, the token and tags find it.
@@ -682,11 +703,17 @@ impl ResourceProvider for Ec2Provider {
         let image = self.preflight_image(&image_ref).await?;
         let ssm = spec.platform == Platform::Windows || self.cfg.linux_access == Access::Ssm;
         let instance_profile = if ssm {
+            let _one_at_a_time = self.supporting.lock().await;
             Some(self.ensure_instance_profile().await?)
         } else {
             None
         };
 
+        if hgauto_core::cleanup::is_interrupted() {
+            return Err(Error::Interrupted {
+                signal: libc::SIGINT,
+            });
+        }
         let ids = self
             .run_instances(Launch {
                 platform: spec.platform,
@@ -701,7 +728,27 @@ impl ResourceProvider for Ec2Provider {
                 instance_profile,
             })
             .await?;
-        match self.wait_running(&ids).await {
+        // Ctrl-C while waiting: terminate what this call launched before the signal
+        // handler gives up waiting for provisions in flight.
+        let interrupted = async {
+            while !hgauto_core::cleanup::is_interrupted() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Error::Interrupted {
+                signal: libc::SIGINT,
+            }
+        };
+        let waited = tokio::select! {
+            r = self.wait_running(&ids) => r,
+            e = interrupted => Err(e),
+        };
+        match waited {
+            Ok(_) if hgauto_core::cleanup::is_interrupted() => {
+                self.terminate(&ids).await?;
+                Err(Error::Interrupted {
+                    signal: libc::SIGINT,
+                })
+            }
             Ok(ready) => {
                 tracing::info!(ids = ?ids, "instances running");
                 let mut machines: Vec<Arc<dyn RemoteMachine>> = Vec::with_capacity(ready.len());

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use hgauto_aws::AwsConfig;
+use hgauto_aws::{AwsConfig, Ec2Provider};
 
 /// A running moto_server, killed on drop.
 pub struct Moto {
@@ -43,6 +43,8 @@ impl Moto {
             .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "1")
             .env("MOTO_ENABLE_AMI_VALIDATION", "1")
             .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "1")
+            // AWS-managed IAM policies exist (AmazonSSMManagedInstanceCore).
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -79,4 +81,162 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An image moto knows (any Amazon-owned one), optionally of one platform (`windows`).
+pub async fn some_image(p: &Ec2Provider, windows: bool) -> String {
+    let out = p
+        .client()
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
+    out.images()
+        .iter()
+        .find(|i| (i.platform().map(|p| p.as_str()) == Some("windows")) == windows)
+        .and_then(|i| i.image_id())
+        .unwrap()
+        .to_owned()
+}
+
+/// Instances tagged with `prefix` that are not terminated or terminating.
+pub async fn live_instances(p: &Ec2Provider, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = p
+        .client()
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:hgauto:prefix")
+                .values(prefix)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances().to_vec())
+        .filter(|i| {
+            !matches!(
+                i.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                Some("terminated" | "shutting-down")
+            )
+        })
+        .collect()
+}
+
+/// An HTTP proxy in front of moto that answers a share of requests itself with EC2's
+/// throttling error (`RequestLimitExceeded`, HTTP 503) or a bare 503, as AWS does under
+/// load. A throttled request never reaches moto. One request per connection.
+pub struct ThrottleProxy {
+    pub port: u16,
+    injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ThrottleProxy {
+    pub fn start(upstream: u16, percent: u32) -> ThrottleProxy {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let injected = Arc::new(AtomicUsize::new(0));
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let (inj, fwd) = (injected.clone(), forwarded.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (inj, fwd) = (inj.clone(), fwd.clone());
+                std::thread::spawn(move || {
+                    let fault = rand::random::<u32>() % 100 < percent;
+                    let counter = if fault { &inj } else { &fwd };
+                    if proxy_one(conn, upstream, fault).is_ok() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        ThrottleProxy {
+            port,
+            injected,
+            forwarded,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Requests answered with a throttling error.
+    pub fn injected(&self) -> usize {
+        self.injected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests passed to moto.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if fault {
+        let body = if rand::random::<bool>() {
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+             <Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>\
+             </Error></Errors><RequestID>hgauto-fault</RequestID></Response>"
+        } else {
+            ""
+        };
+        write!(
+            client,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/xml\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    // Forward with `Connection: close`, so the response ends at EOF.
+    let mut request = Vec::with_capacity(buf.len() + 32);
+    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
+        if !line.to_ascii_lowercase().starts_with("connection:") {
+            request.extend_from_slice(line.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+    }
+    request.extend_from_slice(b"Connection: close\r\n\r\n");
+    request.extend_from_slice(&buf[head_end..]);
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(&request)?;
+    std::io::copy(&mut up, &mut client)?;
+    Ok(())
 }

@@ -1,0 +1,157 @@
+//! Ec2Provider under faults: 30% of API calls throttled by a proxy in front of moto, and
+//! Ctrl-C (SIGINT) while several provisions run in parallel.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hgauto_aws::{AwsConfig, Ec2Provider};
+use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider, TemporaryMachines};
+use support::{live_instances, some_image, Moto, ThrottleProxy};
+
+const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
+const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+
+fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
+    AwsConfig::new("us-east-1")
+        .with_endpoint(endpoint)
+        .with_state_dir(state)
+        .with_allowed_cidr("127.0.0.1/32")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_ten_instances_survives_thirty_percent_throttling() {
+    let moto = Moto::start();
+    let proxy = ThrottleProxy::start(moto.port, 30);
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(config(&proxy.endpoint(), state.path()))
+        .await
+        .unwrap();
+    let image = some_image(&p, false).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro");
+    // Ten instances in two concurrent launches, every call through the throttling proxy.
+    let (a, b) = tokio::join!(p.provision(&spec, 5), p.provision(&spec, 5));
+    let machines: Vec<_> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    assert_eq!(machines.len(), 10);
+    assert!(
+        proxy.injected() >= 3,
+        "the proxy throttled only {} of {} calls",
+        proxy.injected(),
+        proxy.injected() + proxy.forwarded()
+    );
+    // Exactly ten: a throttled RunInstances never reached moto, and retries did not duplicate.
+    let direct = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+        .await
+        .unwrap();
+    assert_eq!(live_instances(&direct, "hgauto-").await.len(), 10);
+    p.purge().await.unwrap();
+    assert!(live_instances(&direct, "hgauto-").await.is_empty());
+    assert!(direct.list_managed().await.unwrap().is_empty());
+}
+
+/// Runs in the child: three provisions of 3 in parallel under guards, then waits.
+#[test]
+#[ignore = "run as a child process by the Ctrl-C test"]
+fn child_provisions_in_parallel() {
+    let (Ok(endpoint), Ok(state)) = (std::env::var(CHILD_ENDPOINT), std::env::var(CHILD_STATE))
+    else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let p: Arc<dyn ResourceProvider> = Arc::new(
+            Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
+                .await
+                .unwrap(),
+        );
+        let direct = Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
+            .await
+            .unwrap();
+        let spec = MachineSpec::linux()
+            .with_image(some_image(&direct, false).await)
+            .with_instance_type("t3.micro");
+        println!("STARTING");
+        let (a, b, c) = tokio::join!(
+            TemporaryMachines::provision(p.clone(), &spec, 3),
+            TemporaryMachines::provision(p.clone(), &spec, 3),
+            TemporaryMachines::provision(p.clone(), &spec, 3),
+        );
+        println!("PROVISIONED");
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        drop((a, b, c));
+    });
+}
+
+#[test]
+fn ctrl_c_during_parallel_provisioning_leaves_nothing() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_provisions_in_parallel",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENDPOINT, moto.endpoint())
+        .env(CHILD_STATE, state.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    // Interrupt as soon as the first launch is recorded, while the others are in flight.
+    let ledger = state.path().join("ledger/ec2-us-east-1");
+    let started = Instant::now();
+    while !std::fs::read_dir(&ledger)
+        .map(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("pending-") || n.starts_with("i-")
+            })
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child never started provisioning"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGINT),
+        "the child dies of the signal after cleaning up: {status:?}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+            .await
+            .unwrap();
+        assert_eq!(
+            live_instances(&p, "hgauto-").await.len(),
+            0,
+            "instances survived Ctrl-C"
+        );
+        let machines: Vec<_> = p
+            .ledger()
+            .records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == ResourceKind::Machine)
+            .collect();
+        assert!(machines.is_empty(), "ledger still lists {machines:?}");
+        p.purge().await.unwrap();
+    });
+}
