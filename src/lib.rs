@@ -33,7 +33,7 @@ pub use hgauto_core::*;
 #[cfg(feature = "ssh")]
 pub use hgauto_ssh as ssh;
 
-/// The EC2 provider and the S3 publisher (feature `aws`).
+/// The AWS backend: EC2 provider, SSM machines, S3 publisher (feature `aws`).
 #[cfg(feature = "aws")]
 pub use hgauto_aws as aws;
 

@@ -15,6 +15,11 @@ pub const ENV_PREFIX: &str = "HGAUTO_AWS_PREFIX";
 /// `HGAUTO_ALLOWED_CIDR`: who may reach the machines (security group source).
 pub const ENV_ALLOWED_CIDR: &str = "HGAUTO_ALLOWED_CIDR";
 
+/// `HGAUTO_SSM_BUCKET`: S3 bucket for SSM machines' output and file transfer.
+pub const ENV_SSM_BUCKET: &str = "HGAUTO_SSM_BUCKET";
+/// `HGAUTO_AWS_LINUX_ACCESS`: `ssh` (default) or `ssm`.
+pub const ENV_LINUX_ACCESS: &str = "HGAUTO_AWS_LINUX_ACCESS";
+
 /// Regions AWS has. A region outside this list is almost always a typo, and a typo on
 /// real AWS would otherwise surface as a confusing endpoint error after work was done.
 const KNOWN_REGIONS: &[&str] = &[
@@ -154,8 +159,8 @@ impl AwsConfig {
     }
 
     /// Reads `HGAUTO_AWS_REGION` (or `AWS_REGION` / `AWS_DEFAULT_REGION`),
-    /// `HGAUTO_AWS_ENDPOINT`, `HGAUTO_AWS_PREFIX`, `HGAUTO_ALLOWED_CIDR`, `HGAUTO_STATE_DIR`
-    /// and `AWS_PROFILE`.
+    /// `HGAUTO_AWS_ENDPOINT`, `HGAUTO_AWS_PREFIX`, `HGAUTO_ALLOWED_CIDR`, `HGAUTO_SSM_BUCKET`,
+    /// `HGAUTO_AWS_LINUX_ACCESS`, `HGAUTO_STATE_DIR` and `AWS_PROFILE`.
     pub fn from_env() -> Result<Self> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let region = var(ENV_REGION)
@@ -171,6 +176,17 @@ impl AwsConfig {
             cfg.prefix = p;
         }
         cfg.allowed_cidr = var(ENV_ALLOWED_CIDR);
+        cfg.ssm_bucket = var(ENV_SSM_BUCKET);
+        cfg.linux_access = match var(ENV_LINUX_ACCESS).as_deref() {
+            None | Some("ssh") => Access::Ssh,
+            Some("ssm") => Access::Ssm,
+            Some(other) => {
+                return Err(Error::invalid(
+                    format!("{ENV_LINUX_ACCESS}={other:?}"),
+                    "must be ssh or ssm",
+                ))
+            }
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -386,6 +402,17 @@ mod tests {
             (c.region.as_str(), c.prefix.as_str()),
             ("us-west-2", "hgauto-")
         );
+        std::fs::write(
+            &p,
+            "region = \"us-west-2\"\nlinux_access = \"ssm\"\nssm_bucket = \"out\"\n",
+        )
+        .unwrap();
+        let c = AwsConfig::from_toml_file(&p).unwrap();
+        assert_eq!(c.linux_access, Access::Ssm);
+        assert_eq!(c.ssm_bucket.as_deref(), Some("out"));
+        std::fs::write(&p, "region = \"us-west-2\"\nlinux_access = \"telnet\"\n").unwrap();
+        let e = AwsConfig::from_toml_file(&p).unwrap_err().to_string();
+        assert!(e.contains("telnet"), "{e}");
         std::fs::write(&p, "region = \"us-west-2\"\nregoin = \"x\"\n").unwrap();
         let e = AwsConfig::from_toml_file(&p).unwrap_err().to_string();
         assert!(e.contains("regoin"), "{e}");

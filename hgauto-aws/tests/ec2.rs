@@ -577,3 +577,51 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_images_are_built_from_powershell_user_data() {
+    use base64::Engine as _;
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let base = some_image(&p, true).await;
+    let player = play_build_instances(p.client().clone());
+    let mut recipe =
+        hgauto_core::ImageRecipe::new("winbuilder", hgauto_core::Platform::Windows, &base)
+            .with_script("Install-WindowsFeature Web-Server");
+    recipe.instance_type = Some("t3.medium".into());
+    let image = p.ensure_image(&recipe).await.unwrap();
+    player.abort();
+    // The build instance booted with the recipe as PowerShell user data.
+    let builds = p
+        .client()
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("tag:hgauto:role")
+                .values("image-build")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let build = builds.reservations()[0].instances()[0]
+        .instance_id()
+        .unwrap();
+    let attr = p
+        .client()
+        .describe_instance_attribute()
+        .instance_id(build)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let user_data = base64::engine::general_purpose::STANDARD
+        .decode(attr.user_data().and_then(|u| u.value()).unwrap())
+        .unwrap();
+    let user_data = String::from_utf8(user_data).unwrap();
+    assert!(user_data.starts_with("<powershell>"), "{user_data}");
+    assert!(user_data.contains("Install-WindowsFeature Web-Server"));
+    assert_eq!(p.ensure_image(&recipe).await.unwrap(), image, "cache hit");
+    p.purge().await.unwrap();
+}

@@ -63,6 +63,42 @@ pub(crate) fn user_data_script(recipe: &ImageRecipe, login_user: &str) -> Result
     Ok(script)
 }
 
+/// The Windows user data (run by EC2Launch as SYSTEM on first boot) that performs
+/// `recipe` in `C:\hgauto` (the SSM machine's home) and shuts the machine down.
+pub(crate) fn user_data_powershell(recipe: &ImageRecipe) -> Result<String> {
+    use hgauto_core::render::quote_powershell;
+    let mut script = String::from(
+        "<powershell>\n$ErrorActionPreference = 'Stop'\n\
+         New-Item -ItemType Directory -Force -Path 'C:\\hgauto' | Out-Null\n\
+         Set-Location -LiteralPath 'C:\\hgauto'\n",
+    );
+    for f in &recipe.files {
+        let data = std::fs::read(&f.source)
+            .map_err(|e| Error::io("read image file", &f.source, "localhost", e))?;
+        let dest = quote_powershell(std::ffi::OsStr::new(&f.dest), "image file destination")?;
+        script.push_str(&format!(
+            "$p = [IO.Path]::GetFullPath((Join-Path (Get-Location) {dest}))\n\
+             New-Item -ItemType Directory -Force -Path (Split-Path -Parent $p) | Out-Null\n\
+             [IO.File]::WriteAllBytes($p, [Convert]::FromBase64String('{}'))\n",
+            base64::engine::general_purpose::STANDARD.encode(data)
+        ));
+    }
+    // Each script runs in its own scope; a failing native command stops the build.
+    for s in recipe.user_data.iter().chain(&recipe.bootstrap) {
+        script.push_str(&format!(
+            "& {{\n{s}\n}}\nif ($LASTEXITCODE) {{ exit $LASTEXITCODE }}\n"
+        ));
+    }
+    script.push_str("Stop-Computer -Force\n</powershell>\n");
+    if script.len() > MAX_USER_DATA {
+        return Err(Error::invalid(
+            format!("image recipe {}", recipe.name),
+            format!("needs {} bytes of user data; EC2 allows {MAX_USER_DATA} (ship large files another way)", script.len()),
+        ));
+    }
+    Ok(script)
+}
+
 impl Ec2Provider {
     /// Our images (owned by this account, with our prefix tag), optionally only those of
     /// one recipe name.
@@ -119,12 +155,6 @@ impl Ec2Provider {
     }
 
     pub(crate) async fn build_or_reuse_image(&self, recipe: &ImageRecipe) -> Result<String> {
-        if recipe.platform != Platform::Linux {
-            return Err(Error::NotSupported {
-                backend: "ec2 provider".into(),
-                what: "Windows images (they need SSM)".into(),
-            });
-        }
         let name_ok = !recipe.name.is_empty()
             && recipe.name.len() <= 64
             && recipe
@@ -167,7 +197,10 @@ impl Ec2Provider {
             .unwrap_or_else(|| self.cfg.instance_type.clone());
         self.preflight_instance_type(&instance_type).await?;
         let base = self.preflight_image(&recipe.base).await?;
-        let script = user_data_script(recipe, &self.cfg.ssh_user)?;
+        let script = match recipe.platform {
+            Platform::Linux => user_data_script(recipe, &self.cfg.ssh_user)?,
+            Platform::Windows => user_data_powershell(recipe)?,
+        };
 
         tracing::info!(recipe = %recipe.name, fingerprint = %&fingerprint[..16], "building image");
         let ids = self
@@ -340,6 +373,32 @@ impl Ec2Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_user_data_writes_files_runs_scripts_and_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tool.ps1");
+        std::fs::write(&f, "Write-Output hi").unwrap();
+        let r = ImageRecipe::new("win", Platform::Windows, "Windows_Server-2022-*")
+            .with_file(&f, "tools\\it's.ps1")
+            .with_script("choco install -y git");
+        let s = user_data_powershell(&r).unwrap();
+        assert!(s.starts_with("<powershell>\n"), "{s}");
+        assert!(
+            s.contains("Join-Path (Get-Location) 'tools\\it''s.ps1'"),
+            "{s}"
+        );
+        assert!(
+            s.contains("FromBase64String('V3JpdGUtT3V0cHV0IGhp')"),
+            "{s}"
+        );
+        assert!(s.contains("& {\nchoco install -y git\n}"), "{s}");
+        assert!(
+            s.trim_end()
+                .ends_with("Stop-Computer -Force\n</powershell>"),
+            "{s}"
+        );
+    }
 
     #[test]
     fn user_data_writes_files_runs_scripts_and_powers_off() {
