@@ -538,7 +538,35 @@ async fn ssm_machines_get_an_instance_profile_and_purge_removes_the_iam_resource
         .collect();
     assert!(kinds.contains(&ResourceKind::Role) && kinds.contains(&ResourceKind::InstanceProfile));
 
+    // A transfer left by a crashed caller is purged; other keys in the bucket are not ours.
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto.config(state.path()).sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("hgauto-ssm-output")
+        .send()
+        .await
+        .unwrap();
+    for key in ["hgauto-ssm/transfer/i-1/0001", "someone-else/keep"] {
+        s3.put_object()
+            .bucket("hgauto-ssm-output")
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
     let report = p.purge().await.unwrap();
+    let left = s3
+        .list_objects_v2()
+        .bucket("hgauto-ssm-output")
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<_> = left.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(left, ["someone-else/keep"]);
     assert!(
         report.removed.contains(&format!("role/{profile}"))
             && report

@@ -141,6 +141,42 @@ impl Ec2Provider {
         format!("{}ssm", self.cfg.prefix)
     }
 
+    /// Deletes what SSM machines left in the bucket (output and transfers of commands whose
+    /// caller died before cleaning up). Returns the removed `s3://` URLs.
+    pub(crate) async fn purge_ssm_objects(&self) -> Result<Vec<String>> {
+        let Some(bucket) = &self.cfg.ssm_bucket else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("{}/", self.ssm_key_prefix());
+        let mut removed = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("s3", "list SSM objects", &prefix, e))?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                self.s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("s3", "delete SSM object", key, e))?;
+                removed.push(format!("s3://{bucket}/{key}"));
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(removed),
+            }
+        }
+    }
+
     /// Our roles and instance profiles (by IAM path and name prefix).
     pub(crate) async fn our_iam(&self) -> Result<Vec<ManagedResource>> {
         let mut out = Vec::new();

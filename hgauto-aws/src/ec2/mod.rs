@@ -895,6 +895,7 @@ impl ResourceProvider for Ec2Provider {
             report.removed.push(id.to_owned());
         }
         report.removed.extend(self.purge_iam().await?);
+        report.removed.extend(self.purge_ssm_objects().await?);
         for rec in self.ledger.records()? {
             self.ledger.forget(&rec.id)?;
         }
