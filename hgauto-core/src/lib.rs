@@ -24,6 +24,7 @@ pub mod cleanup;
 pub mod command;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod download;
 pub mod env;
 pub mod error;
 pub mod fanout;
@@ -43,6 +44,7 @@ pub mod task;
 pub use artifact::Artifact;
 pub use cleanup::{with_machines, TemporaryMachines};
 pub use command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
+pub use download::{download, download_many, DownloadOptions, DownloadReport};
 pub use error::{Error, Result};
 pub use fanout::{fan_out, HostResult};
 pub use job::{Job, JobOutcome};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hgauto_core::{Command, Error, Jitter, RemoteMachine, RetryPolicy, SyncOptions};
 use hgauto_ssh::SshMachine;
-use support::{FaultProxy, Sshd, UserKeys};
+use support::{FaultProxy, Faults, Sshd, UserKeys};
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
@@ -26,7 +26,7 @@ fn through_proxy(
     state: &Path,
     cut_after: u64,
 ) -> (SshMachine, FaultProxy) {
-    let proxy = FaultProxy::start((sshd.ip.clone(), sshd.port), cut_after, 1);
+    let proxy = FaultProxy::start((sshd.ip.clone(), sshd.port), Faults::cut(cut_after, 1));
     let mut cfg = sshd.config(keys, state).with_retry(fast_retry());
     cfg.host = "127.0.0.1".into();
     cfg.port = proxy.port;

@@ -2,12 +2,9 @@
 //! proxy that cuts a connection after N bytes.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig};
@@ -215,69 +212,5 @@ impl Drop for Sshd {
     }
 }
 
-/// A TCP proxy to `target` that cuts its first `cut_connections` connections once they
-/// have carried `cut_after` bytes (both directions); later connections pass untouched.
-pub struct FaultProxy {
-    pub port: u16,
-    pub connections: Arc<AtomicUsize>,
-    pub cuts: Arc<AtomicUsize>,
-}
-
-impl FaultProxy {
-    pub fn start(target: (String, u16), cut_after: u64, cut_connections: usize) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let cuts = Arc::new(AtomicUsize::new(0));
-        let (conns, cut_count) = (connections.clone(), cuts.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { break };
-                let n = conns.fetch_add(1, Ordering::SeqCst);
-                let Ok(server) = TcpStream::connect((target.0.as_str(), target.1)) else {
-                    continue;
-                };
-                let limit = if n < cut_connections {
-                    cut_after
-                } else {
-                    u64::MAX
-                };
-                let moved = Arc::new(AtomicU64::new(0));
-                let cut_count = cut_count.clone();
-                for (from, to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
-                    let moved = moved.clone();
-                    let cut_count = cut_count.clone();
-                    std::thread::spawn(move || pipe(from, to, &moved, limit, &cut_count));
-                }
-            }
-        });
-        FaultProxy {
-            port,
-            connections,
-            cuts,
-        }
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: TcpStream, moved: &AtomicU64, limit: u64, cuts: &AtomicUsize) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let total = moved.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-        if total > limit {
-            cuts.fetch_add(1, Ordering::SeqCst);
-            break;
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = from.shutdown(Shutdown::Both);
-    let _ = to.shutdown(Shutdown::Both);
-}
+#[allow(unused_imports)]
+pub use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};

@@ -1,0 +1,373 @@
+//! [`extract`]: unpack zip and tar archives (plain, gzip, bzip2, xz, zstd) into a
+//! directory, refusing any entry that would land outside it: absolute paths, `..`
+//! components, links whose target leaves the directory, and entries under a symlink.
+//! Modes are kept. Extraction happens in a temporary sibling directory that is renamed into
+//! place only when every entry succeeded, so a refused archive leaves nothing behind.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Archive formats [`extract`] understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `.zip`
+    Zip,
+    /// `.tar`
+    Tar,
+    /// `.tar.gz`, `.tgz`
+    TarGz,
+    /// `.tar.bz2`, `.tbz2`
+    TarBz2,
+    /// `.tar.xz`, `.txz`
+    TarXz,
+    /// `.tar.zst`, `.tzst`
+    TarZst,
+}
+
+impl ArchiveFormat {
+    /// Guesses the format from a file name or URL path.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.to_ascii_lowercase();
+        [
+            (".zip", ArchiveFormat::Zip),
+            (".tar.gz", ArchiveFormat::TarGz),
+            (".tgz", ArchiveFormat::TarGz),
+            (".tar.bz2", ArchiveFormat::TarBz2),
+            (".tbz2", ArchiveFormat::TarBz2),
+            (".tar.xz", ArchiveFormat::TarXz),
+            (".txz", ArchiveFormat::TarXz),
+            (".tar.zst", ArchiveFormat::TarZst),
+            (".tzst", ArchiveFormat::TarZst),
+            (".tar", ArchiveFormat::Tar),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| n.ends_with(suffix))
+        .map(|(_, f)| f)
+    }
+}
+
+/// Extracts `archive` into `dest` (which must not exist, or be an empty directory).
+pub fn extract(archive: &Path, dest: &Path, format: ArchiveFormat) -> Result<()> {
+    if let Ok(mut entries) = std::fs::read_dir(dest) {
+        if entries.next().is_some() {
+            return Err(Error::invalid(
+                format!("extraction target {}", dest.display()),
+                "exists and is not empty",
+            ));
+        }
+    }
+    let parent = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, "localhost", e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".hgauto-extract-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io("create", parent, "localhost", e))?;
+    let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let what = archive.display().to_string();
+    match format {
+        ArchiveFormat::Zip => unzip(archive, staging.path())?,
+        ArchiveFormat::Tar => untar(reader, staging.path(), &what)?,
+        ArchiveFormat::TarGz => untar(flate2::read::GzDecoder::new(reader), staging.path(), &what)?,
+        ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), staging.path(), &what)?,
+        ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), staging.path(), &what)?,
+        ArchiveFormat::TarZst => {
+            let z = zstd::stream::read::Decoder::with_buffer(reader)
+                .map_err(|e| Error::io("read", archive, "localhost", e))?;
+            untar(z, staging.path(), &what)?
+        }
+    }
+    let _ = std::fs::remove_dir(dest); // an empty directory may be replaced
+    let staged = staging.keep();
+    std::fs::rename(&staged, dest).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&staged);
+        Error::io("rename into", dest, "localhost", e)
+    })?;
+    Ok(())
+}
+
+fn refuse(archive: &str, entry: &Path, why: &str) -> Error {
+    Error::invalid(
+        format!("archive {archive}: entry {}", entry.display()),
+        why.to_owned(),
+    )
+}
+
+/// The entry's path relative to the root, or an error if it could leave it.
+fn safe_relative(archive: &str, path: &Path) -> Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(refuse(archive, path, "contains `..`")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(refuse(archive, path, "is an absolute path"))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a link at `rel` pointing to `target` stays inside the root.
+fn check_link(archive: &str, rel: &Path, target: &Path) -> Result<()> {
+    if target.is_absolute() {
+        return Err(refuse(archive, rel, "is a link to an absolute path"));
+    }
+    let mut depth: i64 = rel.components().count() as i64 - 1;
+    for c in target.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(refuse(
+                archive,
+                rel,
+                "is a link that points outside the target",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a path whose parent directories include a symlink (writing through it could
+/// land anywhere).
+fn check_parents(archive: &str, root: &Path, rel: &Path) -> Result<()> {
+    let mut p = root.to_path_buf();
+    let parents: Vec<_> = rel.components().collect();
+    for c in parents.iter().take(parents.len().saturating_sub(1)) {
+        p.push(c);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(refuse(archive, rel, "lies under a symlink"));
+        }
+    }
+    Ok(())
+}
+
+fn untar(reader: impl Read, root: &Path, archive: &str) -> Result<()> {
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_unpack_xattrs(false);
+    let io = |e| Error::io("read", archive, "localhost", e);
+    for entry in ar.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let path = entry.path().map_err(io)?.into_owned();
+        let rel = safe_relative(archive, &path)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            let target = entry
+                .link_name()
+                .map_err(io)?
+                .ok_or_else(|| refuse(archive, &rel, "is a link without a target"))?
+                .into_owned();
+            if kind.is_hard_link() {
+                // Hard link targets are archive paths, relative to the root.
+                safe_relative(archive, &target)?;
+            } else {
+                check_link(archive, &rel, &target)?;
+            }
+        }
+        check_parents(archive, root, &rel)?;
+        if !entry
+            .unpack_in(root)
+            .map_err(|e| Error::io("extract", root.join(&rel), "localhost", e))?
+        {
+            return Err(refuse(archive, &rel, "would be written outside the target"));
+        }
+    }
+    Ok(())
+}
+
+fn unzip(archive: &Path, root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let what = archive.display().to_string();
+    let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|e| Error::invalid(format!("zip archive {what}"), e.to_string()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| Error::invalid(format!("zip archive {what}"), e.to_string()))?;
+        let raw = PathBuf::from(entry.name());
+        let rel = safe_relative(&what, &raw)?;
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        check_parents(&what, root, &rel)?;
+        let out = root.join(&rel);
+        let mode = entry.unix_mode();
+        let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&out).map_err(|e| Error::io("create", &out, "localhost", e))?;
+        } else {
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::io("create", dir, "localhost", e))?;
+            }
+            if is_link {
+                let mut target = String::new();
+                entry
+                    .read_to_string(&mut target)
+                    .map_err(|e| Error::io("read", archive, "localhost", e))?;
+                check_link(&what, &rel, Path::new(&target))?;
+                std::os::unix::fs::symlink(&target, &out)
+                    .map_err(|e| Error::io("symlink", &out, "localhost", e))?;
+                continue;
+            }
+            let mut f =
+                File::create(&out).map_err(|e| Error::io("create", &out, "localhost", e))?;
+            std::io::copy(&mut entry, &mut f)
+                .map_err(|e| Error::io("extract", &out, "localhost", e))?;
+        }
+        if let Some(m) = mode {
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(m & 0o7777))
+                .map_err(|e| Error::io("chmod", &out, "localhost", e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// (path, kind, contents or link target) of one raw tar entry.
+    type RawEntry<'a> = (&'a str, tar::EntryType, &'a str);
+
+    fn tar_with(entries: &[RawEntry]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            if kind.is_symlink() {
+                h.set_size(0);
+                // set_path/set_link_name refuse `..`; write the raw bytes like an attacker.
+                let name = &mut h.as_old_mut().name;
+                name[..path.len()].copy_from_slice(path.as_bytes());
+                let link = &mut h.as_old_mut().linkname;
+                link[..data.len()].copy_from_slice(data.as_bytes());
+                h.set_cksum();
+                b.append(&h, std::io::empty()).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                let name = &mut h.as_old_mut().name;
+                name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_cksum();
+                b.append(&h, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn formats_are_guessed_from_names() {
+        assert_eq!(
+            ArchiveFormat::from_name("a/b.tar.gz"),
+            Some(ArchiveFormat::TarGz)
+        );
+        assert_eq!(
+            ArchiveFormat::from_name("x.TZST"),
+            Some(ArchiveFormat::TarZst)
+        );
+        assert_eq!(ArchiveFormat::from_name("x.zip"), Some(ArchiveFormat::Zip));
+        assert_eq!(ArchiveFormat::from_name("x.txt"), None);
+    }
+
+    #[test]
+    fn tar_keeps_modes_and_links_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.tar");
+        std::fs::write(
+            &a,
+            tar_with(&[
+                ("bin/tool", tar::EntryType::Regular, "#!/bin/sh\n"),
+                ("bin/alias", tar::EntryType::Symlink, "tool"),
+            ]),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        extract(&a, &out, ArchiveFormat::Tar).unwrap();
+        let m = std::fs::metadata(out.join("bin/tool")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_link(out.join("bin/alias")).unwrap(),
+            Path::new("tool")
+        );
+    }
+
+    #[test]
+    fn escaping_entries_are_refused_and_nothing_is_left() {
+        let cases: &[(&[RawEntry], &str)] = &[
+            (&[("../evil", tar::EntryType::Regular, "x")], "`..`"),
+            (&[("/etc/evil", tar::EntryType::Regular, "x")], "absolute"),
+            (
+                &[("ok/link", tar::EntryType::Symlink, "../../etc")],
+                "outside",
+            ),
+            (&[("link", tar::EntryType::Symlink, "/etc")], "absolute"),
+            (
+                &[
+                    ("d", tar::EntryType::Symlink, "."),
+                    ("d/x", tar::EntryType::Regular, "x"),
+                ],
+                "under a symlink",
+            ),
+        ];
+        for (entries, why) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let a = dir.path().join("a.tar");
+            std::fs::write(&a, tar_with(entries)).unwrap();
+            let out = dir.path().join("out");
+            let e = extract(&a, &out, ArchiveFormat::Tar)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{entries:?}: {e}");
+            assert!(!out.exists(), "{entries:?} left the target");
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "staging directory left behind");
+        }
+    }
+
+    #[test]
+    fn zip_slip_is_refused_and_good_zips_keep_modes() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("slip.zip");
+        let mut w = zip::ZipWriter::new(File::create(&a).unwrap());
+        let o = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+        w.start_file("ok.txt", o).unwrap();
+        w.write_all(b"ok").unwrap();
+        w.start_file("../../escaped.txt", o).unwrap();
+        w.write_all(b"evil").unwrap();
+        w.finish().unwrap();
+        let out = dir.path().join("out");
+        let e = extract(&a, &out, ArchiveFormat::Zip)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("escaped.txt") && e.contains("`..`"), "{e}");
+        assert!(!out.exists() && !dir.path().join("../escaped.txt").exists());
+
+        let good = dir.path().join("good.zip");
+        let mut w = zip::ZipWriter::new(File::create(&good).unwrap());
+        w.start_file("bin/run", o.unix_permissions(0o750)).unwrap();
+        w.write_all(b"#!/bin/sh\n").unwrap();
+        w.finish().unwrap();
+        extract(&good, &out, ArchiveFormat::Zip).unwrap();
+        let m = std::fs::metadata(out.join("bin/run")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o750);
+    }
+}

@@ -1,0 +1,302 @@
+//! `download` against a real nginx on loopback: resume after cut connections, a server
+//! that ignores Range, corrupted bodies, Retry-After, proxies from the environment,
+//! concurrency and extraction.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hgauto_core::download::{download, download_many, DownloadOptions};
+use hgauto_core::retry::{Jitter, RetryPolicy};
+use hgauto_core::Error;
+use support::{blob, sha256, FaultProxy, Faults, Nginx};
+
+/// Retries quickly (the policy's shape is tested elsewhere).
+fn fast() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 6,
+        base_delay: Duration::from_millis(10),
+        factor: 2.0,
+        max_delay: Duration::from_millis(100),
+        jitter: Jitter::None,
+    }
+}
+
+/// Files in `dir` (to check nothing partial is left).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn downloads_verify_report_progress_and_land_by_rename() {
+    let nginx = Nginx::start();
+    let data = blob(3 << 20, 1);
+    nginx.serve("pkg/tool.bin", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("sub/tool.bin");
+    let seen = Arc::new(AtomicU64::new(0));
+    let s = seen.clone();
+    let opts = DownloadOptions::default()
+        .with_sha256(sha256(&data).to_uppercase())
+        .with_size(data.len() as u64)
+        .with_progress(move |done, total| {
+            assert_eq!(total, Some(3 << 20));
+            s.store(done, Ordering::Relaxed);
+        });
+    let r = download(&nginx.url("pkg/tool.bin"), &dest, &opts)
+        .await
+        .unwrap();
+    assert_eq!((r.bytes, r.requests, r.resumed), (data.len() as u64, 1, 0));
+    assert_eq!(r.sha256, sha256(&data));
+    assert_eq!(seen.load(Ordering::Relaxed), data.len() as u64);
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(listing(dest.parent().unwrap()), ["tool.bin"]);
+
+    let missing = download(&nginx.url("nope"), &dir.path().join("nope"), &opts).await;
+    assert!(matches!(missing, Err(Error::NotFound { ref what }) if what.ends_with("/nope")));
+}
+
+#[tokio::test]
+async fn cut_connections_resume_with_range_and_the_hash_matches() {
+    let nginx = Nginx::start();
+    let data = blob(4 << 20, 2);
+    nginx.serve("big.bin", &data);
+    // The first three connections die after ~1 MB each.
+    let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::cut(1 << 20, 3));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big.bin");
+    let opts = DownloadOptions::default()
+        .with_sha256(sha256(&data))
+        .with_retry(fast());
+    let url = format!("http://127.0.0.1:{}/big.bin", proxy.port);
+    let r = download(&url, &dest, &opts).await.unwrap();
+    assert!(proxy.cuts.load(Ordering::SeqCst) >= 3);
+    assert_eq!(r.requests, 4, "{r:?}");
+    assert_eq!(
+        r.resumed, 3,
+        "each retry continued where the last stopped: {r:?}"
+    );
+    assert_eq!(r.restarted, 0);
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(listing(dir.path()), ["big.bin"]);
+}
+
+#[tokio::test]
+async fn a_partial_file_from_an_earlier_run_is_resumed() {
+    let nginx = Nginx::start();
+    let data = blob(2 << 20, 3);
+    nginx.serve("f.bin", &data);
+    let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::cut(700_000, 1));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    let url = format!("http://127.0.0.1:{}/f.bin", proxy.port);
+    let once = DownloadOptions::default()
+        .with_sha256(sha256(&data))
+        .with_retry(RetryPolicy::none());
+    let first = download(&url, &dest, &once).await;
+    assert!(first.is_err(), "the cut connection fails without retries");
+    assert!(!dest.exists());
+    let part = std::fs::metadata(dir.path().join(".f.bin.hgauto-part"))
+        .unwrap()
+        .len();
+    assert!(part > 0 && part < data.len() as u64, "{part}");
+    let r = download(&url, &dest, &once).await.unwrap();
+    assert_eq!((r.requests, r.resumed), (1, 1), "{r:?}");
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(listing(dir.path()), ["f.bin"]);
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_range_restarts_instead_of_corrupting() {
+    let nginx = Nginx::start();
+    let data = blob(3 << 20, 4);
+    nginx.serve("f.bin", &data);
+    let proxy = FaultProxy::start(
+        ("127.0.0.1".into(), nginx.no_range_port),
+        Faults::cut(1 << 20, 1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    let url = format!("http://127.0.0.1:{}/f.bin", proxy.port);
+    let opts = DownloadOptions::default()
+        .with_sha256(sha256(&data))
+        .with_retry(fast());
+    let r = download(&url, &dest, &opts).await.unwrap();
+    assert_eq!((r.requests, r.resumed, r.restarted), (2, 0, 1), "{r:?}");
+    assert!(std::fs::read(&dest).unwrap() == data);
+}
+
+#[tokio::test]
+async fn a_corrupted_body_is_an_integrity_error_and_leaves_nothing() {
+    let nginx = Nginx::start();
+    let data = blob(1 << 20, 5);
+    nginx.serve("f.bin", &data);
+    let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::corrupt(500_000));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f.bin");
+    let url = format!("http://127.0.0.1:{}/f.bin", proxy.port);
+    let opts = DownloadOptions::default()
+        .with_sha256(sha256(&data))
+        .with_retry(fast());
+    let err = download(&url, &dest, &opts).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Integrity { expected, .. } if *expected == sha256(&data)),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(proxy.connections.load(Ordering::SeqCst), 1, "never retried");
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+}
+
+/// A one-shot HTTP server: answers each connection with the next canned response.
+fn canned(responses: Vec<Vec<u8>>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (conn, resp) in listener.incoming().zip(responses) {
+            let mut conn = conn.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(&resp);
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_for_503_and_429() {
+    let body = b"finally";
+    let ok = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut ok = ok.into_bytes();
+    ok.extend_from_slice(body);
+    let port = canned(vec![
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+        ok,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let r = download(
+        &format!("http://127.0.0.1:{port}/x"),
+        &dir.path().join("x"),
+        &DownloadOptions::default().with_retry(fast()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.requests, 3);
+    assert_eq!(std::fs::read(dir.path().join("x")).unwrap(), body);
+    // A 4xx other than 429 is not retried.
+    let port = canned(vec![
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+    ]);
+    let e = download(
+        &format!("http://127.0.0.1:{port}/y"),
+        &dir.path().join("y"),
+        &DownloadOptions::default().with_retry(fast()),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+}
+
+#[tokio::test]
+async fn http_proxy_and_no_proxy_come_from_the_environment() {
+    let nginx = Nginx::start();
+    nginx.serve("via-proxy.txt", b"through the proxy\n");
+    // nginx answers absolute-URI requests, so it can stand in for a forward proxy; the
+    // fault proxy in front counts the connections that reach it.
+    let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::cut(u64::MAX, 0));
+    std::env::set_var("HTTP_PROXY", format!("http://127.0.0.1:{}", proxy.port));
+    std::env::set_var("NO_PROXY", "direct.invalid");
+    let dir = tempfile::tempdir().unwrap();
+    let r = download(
+        "http://mirror.invalid/via-proxy.txt",
+        &dir.path().join("a"),
+        &DownloadOptions::default().with_retry(RetryPolicy::none()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.bytes, 18);
+    assert_eq!(proxy.connections.load(Ordering::SeqCst), 1);
+    // NO_PROXY hosts go direct (and `.invalid` never resolves).
+    let e = download(
+        "http://direct.invalid/via-proxy.txt",
+        &dir.path().join("b"),
+        &DownloadOptions::default().with_retry(RetryPolicy::none()),
+    )
+    .await;
+    assert!(e.is_err());
+    assert_eq!(proxy.connections.load(Ordering::SeqCst), 1);
+    std::env::remove_var("HTTP_PROXY");
+    std::env::remove_var("NO_PROXY");
+}
+
+#[tokio::test]
+async fn many_downloads_run_concurrently_and_archives_extract() {
+    let nginx = Nginx::start();
+    let mut items = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..8u32 {
+        let data = blob(200_000 + i as usize, i);
+        nginx.serve(&format!("f{i}"), &data);
+        items.push((
+            nginx.url(&format!("f{i}")),
+            dir.path().join(format!("f{i}")),
+            DownloadOptions::default().with_sha256(sha256(&data)),
+        ));
+    }
+    let results = download_many(items, 3).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(listing(dir.path()).len(), 8);
+
+    // A tar.gz made here with a mode to keep and a link inside.
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("bin")).unwrap();
+    std::fs::write(src.path().join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        src.path().join("bin/tool"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("tool", src.path().join("bin/alias")).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(nginx.root.join("tool.tar.gz"))
+        .arg("-C")
+        .arg(src.path())
+        .arg("bin")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = dir.path().join("tool");
+    download(
+        &nginx.url("tool.tar.gz"),
+        &dir.path().join("tool.tar.gz"),
+        &DownloadOptions::default().extract_to(&out),
+    )
+    .await
+    .unwrap();
+    let m = std::fs::metadata(out.join("bin/tool")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::read_link(out.join("bin/alias")).unwrap(),
+        std::path::Path::new("tool")
+    );
+}
