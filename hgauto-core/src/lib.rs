@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod checkout;
 pub mod cleanup;
 pub mod command;
 #[cfg(feature = "conformance")]
@@ -42,6 +43,7 @@ pub mod spec;
 pub mod task;
 
 pub use artifact::Artifact;
+pub use checkout::{checkout, CheckoutOptions, CheckoutReport, Vcs, Want};
 pub use cleanup::{with_machines, TemporaryMachines};
 pub use command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
 pub use download::{download, download_many, DownloadOptions, DownloadReport};

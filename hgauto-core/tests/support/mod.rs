@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};
 
 pub struct Nginx {

@@ -1,0 +1,207 @@
+//! The Mercurial side of [`checkout`](super::checkout): a store without a working copy
+//! (`clone -U`) and working copies made by `hg share`.
+
+use std::path::Path;
+
+use super::{run, Backend};
+use crate::error::{Error, Result};
+
+pub(crate) struct Hg;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+const SHARE: &str = "extensions.share=";
+const PURGE: &str = "extensions.purge=";
+
+impl Backend for Hg {
+    fn root_of(&self, url: &str, _scratch: &Path) -> Result<String> {
+        let out = run("hg", &["identify", "--debug", "-r", "0", "--", url], None)?;
+        out.split_whitespace()
+            .next()
+            .filter(|h| super::is_full_hash(h))
+            .map(str::to_owned)
+            .ok_or_else(|| Error::invalid(format!("repository {url}"), "has no commits"))
+    }
+
+    fn clone_store(&self, url: &str, store: &Path) -> Result<()> {
+        run("hg", &["clone", "-U", "--quiet", "--", url, s(store)], None).map(drop)
+    }
+
+    fn verify(&self, store: &Path) -> Result<()> {
+        // Cheap: the changelog, the manifest, and every revlog the fncache lists must exist
+        // (names that need no filename encoding; a lost revlog shows up here).
+        let st = store.join(".hg/store");
+        let mut missing: Vec<String> = ["00changelog.i", "00manifest.i"]
+            .iter()
+            .filter(|f| !st.join(f).exists())
+            .map(|f| (*f).to_owned())
+            .collect();
+        if let Ok(fncache) = std::fs::read_to_string(st.join("fncache")) {
+            missing.extend(
+                fncache
+                    .lines()
+                    .filter(|l| l.ends_with(".i") && stored_verbatim(l))
+                    .filter(|l| !st.join(l).exists())
+                    .map(str::to_owned),
+            );
+        }
+        match missing.first() {
+            None => Ok(()),
+            Some(f) => Err(Error::Integrity {
+                what: format!("hg store {}", store.display()),
+                expected: format!("revlog {f}"),
+                actual: "missing".into(),
+            }),
+        }
+    }
+
+    fn clear_locks(&self, dir: &Path) -> Vec<String> {
+        let host = hostname();
+        let mut removed = Vec::new();
+        for lock in [dir.join(".hg/wlock"), dir.join(".hg/store/lock")] {
+            // Mercurial's lock is a symlink (or file) holding "host:pid".
+            let holder = std::fs::read_link(&lock)
+                .map(|t| t.to_string_lossy().into_owned())
+                .or_else(|_| std::fs::read_to_string(&lock));
+            let Ok(holder) = holder else { continue };
+            let (h, pid) = holder.rsplit_once(':').unwrap_or((&holder, ""));
+            let pid: i32 = pid.trim().parse().unwrap_or(0);
+            // SAFETY: kill with signal 0 only checks that the process exists.
+            let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+            if h == host && !alive && std::fs::remove_file(&lock).is_ok() {
+                removed.push(format!(
+                    "removed the stale lock {} ({holder})",
+                    lock.display()
+                ));
+            }
+        }
+        removed
+    }
+
+    fn has(&self, store: &Path, rev: &str) -> bool {
+        run(
+            "hg",
+            &["log", "-R", s(store), "-r", rev, "-T", "{node}"],
+            None,
+        )
+        .is_ok_and(|n| n == rev)
+    }
+
+    fn pull(&self, store: &Path, url: &str) -> Result<()> {
+        run("hg", &["pull", "-R", s(store), "--quiet", "--", url], None).map(drop)
+    }
+
+    fn resolve(&self, store: &Path, branch: &str) -> Result<String> {
+        run(
+            "hg",
+            &[
+                "log",
+                "-R",
+                s(store),
+                "-b",
+                branch,
+                "-l",
+                "1",
+                "-T",
+                "{node}",
+            ],
+            None,
+        )
+        .ok()
+        .filter(|n| super::is_full_hash(n))
+        .ok_or_else(|| Error::NotFound {
+            what: format!("branch {branch}"),
+        })
+    }
+
+    fn shares(&self, dest: &Path, store: &Path) -> bool {
+        let Ok(text) = std::fs::read_to_string(dest.join(".hg/sharedpath")) else {
+            return false;
+        };
+        let got = std::fs::canonicalize(text.trim()).ok();
+        got.is_some() && got == std::fs::canonicalize(store.join(".hg")).ok()
+    }
+
+    fn share(&self, store: &Path, dest: &Path) -> Result<()> {
+        run(
+            "hg",
+            &[
+                "--config",
+                SHARE,
+                "share",
+                "-U",
+                "--quiet",
+                s(store),
+                s(dest),
+            ],
+            None,
+        )
+        .map(drop)
+    }
+
+    fn update(&self, dest: &Path, rev: &str, purge: bool) -> Result<()> {
+        run(
+            "hg",
+            &["update", "-R", s(dest), "-C", "-r", rev, "--quiet"],
+            None,
+        )?;
+        if purge {
+            run(
+                "hg",
+                &["--config", PURGE, "purge", "-R", s(dest), "--all"],
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn is_repo(&self, dir: &Path) -> bool {
+        dir.join(".hg").is_dir()
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// True when Mercurial stores the revlog `path` under its own name (no filename
+/// encoding: lowercase, no leading or trailing dot, no Windows device names, short).
+fn stored_verbatim(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    path.len() < 100
+        && parts.iter().enumerate().all(|(i, c)| {
+            let is_dir = i + 1 < parts.len();
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+                && !c.starts_with('.')
+                && !c.ends_with('.')
+                && !(is_dir && (c.ends_with(".i") || c.ends_with(".d") || c.ends_with(".hg")))
+                && !["aux", "con", "prn", "nul", "com", "lpt"]
+                    .iter()
+                    .any(|r| c.starts_with(r))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_verbatim_revlog_names_are_checked() {
+        use super::stored_verbatim as v;
+        assert!(v("data/file.txt.i"));
+        assert!(v("data/src/main-2.c.i"));
+        assert!(!v("data/.hgignore.i"));
+        assert!(!v("data/README.i"));
+        assert!(!v("data/dir.i/x.i"));
+        assert!(!v("data/aux.c.i"));
+        assert!(!v("data/a_b.i"));
+    }
+}
