@@ -337,26 +337,16 @@ fn checkout_blocking(
         crate::ledger::write_atomic(&store.join(STORE_OK), url.as_bytes())?;
         cloned = true;
     }
-    let rev = match want {
-        Want::Revision(r) => {
-            let r = r.to_ascii_lowercase();
-            if !be.has(&store, &r) {
-                be.pull(&store, url)?;
-                pulled = true;
-                if !be.has(&store, &r) {
-                    return Err(Error::NotFound {
-                        what: format!("revision {r} in {url}"),
-                    });
-                }
-            }
-            r
-        }
+    // A wanted revision is looked up by updating to it (one process fewer on the common
+    // path); only when that fails does the store pull.
+    let (rev, known) = match want {
+        Want::Revision(r) => (r.to_ascii_lowercase(), false),
         Want::Branch(b) => {
             if !cloned {
                 be.pull(&store, url)?;
                 pulled = true;
             }
-            be.resolve(&store, b)?
+            (be.resolve(&store, b)?, true)
         }
     };
 
@@ -389,7 +379,19 @@ fn checkout_blocking(
     } else {
         recovered.extend(be.clear_locks(dest));
     }
-    be.update(dest, &rev, opts.purge)?;
+    if let Err(e) = be.update(dest, &rev, opts.purge) {
+        if known || pulled || be.has(&store, &rev) {
+            return Err(e);
+        }
+        be.pull(&store, url)?;
+        pulled = true;
+        if !be.has(&store, &rev) {
+            return Err(Error::NotFound {
+                what: format!("revision {rev} in {url}"),
+            });
+        }
+        be.update(dest, &rev, opts.purge)?;
+    }
     Ok(CheckoutReport {
         revision: rev,
         store,
