@@ -41,6 +41,7 @@ pub mod render;
 pub mod retry;
 pub mod spec;
 pub mod task;
+pub mod venv;
 
 pub use artifact::Artifact;
 pub use checkout::{checkout, CheckoutOptions, CheckoutReport, Vcs, Want};
@@ -58,3 +59,4 @@ pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider}
 pub use publisher::{PublishReport, Publisher};
 pub use retry::{poll_until, poll_until_capped, Jitter, RetryPolicy};
 pub use spec::{ImageRecipe, MachineSpec};
+pub use venv::{create_virtualenv, Installer, VenvOptions, VenvReport};

@@ -144,3 +144,36 @@ pub fn sha256(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(data))
 }
+
+/// Writes `{name}-{version}-py3-none-any.whl` providing module `name`.
+pub fn wheel(dir: &Path, name: &str, version: &str) {
+    let path = dir.join(format!("{name}-{version}-py3-none-any.whl"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let info = format!("{name}-{version}.dist-info");
+    let files = [
+        (format!("{name}/__init__.py"), format!("VERSION = {version:?}\n")),
+        (
+            format!("{info}/METADATA"),
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+        ),
+        (
+            format!("{info}/WHEEL"),
+            "Wheel-Version: 1.0\nGenerator: hgauto-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n".into(),
+        ),
+    ];
+    let mut record = String::new();
+    let o = zip::write::SimpleFileOptions::default();
+    for (p, body) in &files {
+        zip.start_file(p.as_str(), o).unwrap();
+        std::io::Write::write_all(&mut zip, body.as_bytes()).unwrap();
+        let h = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            sha2::Digest::finalize(sha2::Digest::chain_update(sha2::Sha256::default(), body)),
+        );
+        record.push_str(&format!("{p},sha256={h},{}\n", body.len()));
+    }
+    record.push_str(&format!("{info}/RECORD,,\n"));
+    zip.start_file(format!("{info}/RECORD"), o).unwrap();
+    std::io::Write::write_all(&mut zip, record.as_bytes()).unwrap();
+    zip.finish().unwrap();
+}

@@ -1,0 +1,484 @@
+//! [`create_virtualenv`]: Python virtual environments made the way uv makes them: no
+//! `python -m venv` subprocess, just `pyvenv.cfg`, interpreter links, `site-packages` and
+//! the activation scripts (the interpreter's own templates, so tools that expect a
+//! `python -m venv` environment work with it). The interpreter is asked about itself once;
+//! the answer is cached by its path and modification time.
+//!
+//! Requirements are installed with `uv pip` when `uv` is on `PATH` (or given), otherwise
+//! with pip (bootstrapped by `ensurepip` when the venv has none), under a timeout and the
+//! network retry policy; the log says which installer ran. A venv whose recorded
+//! interpreter and requirements hash match is reused as it is.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
+
+/// Which tool installs requirements.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Installer {
+    /// `uv` when it is on `PATH`, else pip.
+    #[default]
+    Auto,
+    /// This `uv` binary.
+    Uv(PathBuf),
+    /// pip inside the venv.
+    Pip,
+}
+
+/// How to create a virtualenv.
+#[derive(Debug, Clone)]
+pub struct VenvOptions {
+    /// The base interpreter (default `python3` from `PATH`).
+    pub python: Option<PathBuf>,
+    /// Requirement files (`-r`).
+    pub requirements: Vec<PathBuf>,
+    /// Constraint files (`-c`).
+    pub constraints: Vec<PathBuf>,
+    /// `--find-links` locations.
+    pub find_links: Vec<String>,
+    /// `--index-url`.
+    pub index_url: Option<String>,
+    /// `--no-index`.
+    pub no_index: bool,
+    /// Which installer.
+    pub installer: Installer,
+    /// Limit for one install run.
+    pub timeout: Duration,
+    /// Retries of a failed install (network errors).
+    pub retry: RetryPolicy,
+}
+
+impl Default for VenvOptions {
+    fn default() -> Self {
+        VenvOptions {
+            python: None,
+            requirements: Vec::new(),
+            constraints: Vec::new(),
+            find_links: Vec::new(),
+            index_url: None,
+            no_index: false,
+            installer: Installer::Auto,
+            timeout: Duration::from_secs(900),
+            retry: RetryPolicy::network(),
+        }
+    }
+}
+
+/// What [`create_virtualenv`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenvReport {
+    /// The venv.
+    pub path: PathBuf,
+    /// The venv's interpreter.
+    pub python: PathBuf,
+    /// `major.minor.micro` of the interpreter.
+    pub python_version: String,
+    /// The existing venv matched and was kept.
+    pub reused: bool,
+    /// `uv` or `pip`, when requirements were installed.
+    pub installer: Option<String>,
+}
+
+/// What the interpreter says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Interpreter {
+    executable: PathBuf,
+    version: String,
+    major_minor: String,
+    stdlib: PathBuf,
+    /// The file the answer belongs to, and its mtime (cache key).
+    #[serde(default)]
+    key: String,
+}
+
+/// Recorded in the venv: what it was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    executable: PathBuf,
+    version: String,
+    requirements_sha256: String,
+}
+
+const STAMP: &str = ".hgauto-venv.json";
+
+const QUERY: &str = "import json, sys, sysconfig; print(json.dumps({'executable': sys.executable, \
+'version': '%d.%d.%d' % sys.version_info[:3], 'major_minor': '%d.%d' % sys.version_info[:2], \
+'stdlib': sysconfig.get_paths()['stdlib']}))";
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn cache_dir() -> PathBuf {
+    crate::env::default_state_dir()
+        .unwrap_or_else(|_| std::env::temp_dir().join("hgauto"))
+        .join("python-info")
+}
+
+/// Asks the interpreter about itself, or reads the cached answer.
+fn interpreter(python: &Path) -> Result<Interpreter> {
+    let resolved = if python.components().count() == 1 {
+        which(&python.to_string_lossy()).ok_or_else(|| {
+            Error::invalid(format!("python {}", python.display()), "is not on PATH")
+        })?
+    } else {
+        python.to_owned()
+    };
+    let meta =
+        std::fs::metadata(&resolved).map_err(|e| Error::io("stat", &resolved, "localhost", e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // A launcher script (pyenv shim, wrapper) may pick another interpreter tomorrow with
+    // the same mtime: only real binaries are cached.
+    let mut head = [0u8; 2];
+    let is_script = std::fs::File::open(&resolved)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"#!";
+    let key = if is_script {
+        String::new()
+    } else {
+        format!("{}@{mtime}", resolved.display())
+    };
+    let cache = cache_dir().join(format!(
+        "{}.json",
+        hex::encode(&Sha256::digest(key.as_bytes())[..12])
+    ));
+    if let Some(info) = std::fs::read(&cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Interpreter>(&b).ok())
+        .filter(|i| !key.is_empty() && i.key == key && i.executable.exists())
+    {
+        return Ok(info);
+    }
+    let out = std::process::Command::new(&resolved)
+        .args(["-I", "-c", QUERY])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            machine: "localhost".into(),
+            program: resolved.display().to_string(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::invalid(
+            format!("python {}", resolved.display()),
+            format!(
+                "did not answer: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    let mut info: Interpreter = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::invalid(format!("python {}", resolved.display()), e.to_string()))?;
+    info.key = key.clone();
+    if !key.is_empty() {
+        let _ = std::fs::create_dir_all(cache.parent().unwrap_or(Path::new(".")));
+        let _ = crate::ledger::write_atomic(&cache, &serde_json::to_vec(&info).unwrap_or_default());
+    }
+    Ok(info)
+}
+
+/// The hash of everything that decides what gets installed.
+fn requirements_hash(opts: &VenvOptions) -> Result<String> {
+    let mut h = Sha256::new();
+    for (tag, files) in [("r", &opts.requirements), ("c", &opts.constraints)] {
+        for f in files {
+            let data = std::fs::read(f).map_err(|e| Error::io("read", f, "localhost", e))?;
+            h.update(format!("{tag}:{}:{}\n", f.display(), data.len()));
+            h.update(&data);
+        }
+    }
+    for l in &opts.find_links {
+        h.update(format!("f:{l}\n"));
+    }
+    h.update(format!("i:{:?}\nn:{}\n", opts.index_url, opts.no_index));
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Creates (or reuses) a virtualenv at `path` and installs the requirements.
+pub async fn create_virtualenv(path: &Path, opts: &VenvOptions) -> Result<VenvReport> {
+    let (path, opts) = (path.to_owned(), opts.clone());
+    let ((report, stamp), install) = crate::task::run_blocking("virtualenv", move || {
+        prepare(&path, &opts).map(|r| (r, opts))
+    })
+    .await?;
+    if report.reused {
+        return Ok(report);
+    }
+    let installer = install_requirements(&report, &install).await?;
+    // Written last: a venv without it (an interrupted install) is rebuilt next time.
+    crate::ledger::write_atomic(
+        &report.path.join(STAMP),
+        &serde_json::to_vec_pretty(&stamp).unwrap_or_default(),
+    )?;
+    Ok(VenvReport {
+        installer,
+        ..report
+    })
+}
+
+/// Reuses a matching venv, or lays a new one out. Blocking.
+fn prepare(path: &Path, opts: &VenvOptions) -> Result<(VenvReport, Stamp)> {
+    let info = interpreter(opts.python.as_deref().unwrap_or(Path::new("python3")))?;
+    let want = Stamp {
+        executable: info.executable.clone(),
+        version: info.version.clone(),
+        requirements_sha256: requirements_hash(opts)?,
+    };
+    let python = path.join("bin/python");
+    let found: Option<Stamp> = std::fs::read(path.join(STAMP))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let report = |reused| VenvReport {
+        path: path.to_owned(),
+        python: python.clone(),
+        python_version: info.version.clone(),
+        reused,
+        installer: None,
+    };
+    if found.as_ref() == Some(&want) && python.exists() {
+        tracing::info!(venv = %path.display(), "reusing virtualenv");
+        return Ok((report(true), want));
+    }
+    if path.exists() {
+        let is_venv = path.join("pyvenv.cfg").exists();
+        let empty = std::fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !is_venv && !empty {
+            return Err(Error::invalid(
+                format!("virtualenv path {}", path.display()),
+                "exists and is not a virtualenv (refusing to delete it)",
+            ));
+        }
+        std::fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, "localhost", e))?;
+    }
+    layout(path, &info)?;
+    Ok((report(false), want))
+}
+
+/// Writes the venv's files: what `python -m venv --without-pip` writes.
+fn layout(path: &Path, info: &Interpreter) -> Result<()> {
+    use std::os::unix::fs::symlink;
+    let io = |op: &'static str, p: &Path, e| Error::io(op, p, "localhost", e);
+    let bin = path.join("bin");
+    let site = path
+        .join("lib")
+        .join(format!("python{}", info.major_minor))
+        .join("site-packages");
+    for d in [&bin, &site, &path.join("include")] {
+        std::fs::create_dir_all(d).map_err(|e| io("create", d, e))?;
+    }
+    if cfg!(target_pointer_width = "64") {
+        let _ = symlink("lib", path.join("lib64"));
+    }
+    let home = info.executable.parent().unwrap_or(Path::new("/"));
+    let abs = std::path::absolute(path).map_err(|e| io("resolve", path, e))?;
+    let cfg = format!(
+        "home = {}\ninclude-system-site-packages = false\nversion = {}\nexecutable = {}\ncommand = {} -m venv {}\n",
+        home.display(),
+        info.version,
+        info.executable.display(),
+        info.executable.display(),
+        abs.display()
+    );
+    crate::ledger::write_atomic(&path.join("pyvenv.cfg"), cfg.as_bytes())?;
+    let python = bin.join("python");
+    symlink(&info.executable, &python).map_err(|e| io("symlink", &python, e))?;
+    for alias in ["python3".to_owned(), format!("python{}", info.major_minor)] {
+        let p = bin.join(alias);
+        symlink("python", &p).map_err(|e| io("symlink", &p, e))?;
+    }
+    let name = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let scripts = info.stdlib.join("venv/scripts");
+    for (template, out) in [
+        ("common/activate", "activate"),
+        ("posix/activate.csh", "activate.csh"),
+        ("posix/activate.fish", "activate.fish"),
+        ("common/Activate.ps1", "Activate.ps1"),
+    ] {
+        let text = std::fs::read_to_string(scripts.join(template))
+            .unwrap_or_else(|_| fallback_activate(out).to_owned());
+        let text = text
+            .replace("__VENV_DIR__", &abs.to_string_lossy())
+            .replace("__VENV_NAME__", &name)
+            .replace("__VENV_PROMPT__", &format!("({name}) "))
+            .replace("__VENV_BIN_NAME__", "bin")
+            .replace("__VENV_PYTHON__", &python.to_string_lossy());
+        if !text.is_empty() {
+            crate::ledger::write_atomic(&bin.join(out), text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// A minimal `activate` for interpreters installed without the venv templates.
+fn fallback_activate(name: &str) -> &'static str {
+    match name {
+        "activate" => {
+            "deactivate () {\n    [ -n \"${_OLD_VIRTUAL_PATH:-}\" ] && PATH=\"$_OLD_VIRTUAL_PATH\" && export PATH\n    unset _OLD_VIRTUAL_PATH VIRTUAL_ENV\n    [ \"${1:-}\" = nondestructive ] || unset -f deactivate\n}\ndeactivate nondestructive\nVIRTUAL_ENV=\"__VENV_DIR__\"\nexport VIRTUAL_ENV\n_OLD_VIRTUAL_PATH=\"$PATH\"\nPATH=\"$VIRTUAL_ENV/__VENV_BIN_NAME__:$PATH\"\nexport PATH\n"
+        }
+        _ => "",
+    }
+}
+
+/// Installs the requirements; returns which installer ran.
+async fn install_requirements(report: &VenvReport, opts: &VenvOptions) -> Result<Option<String>> {
+    if opts.requirements.is_empty() && opts.constraints.is_empty() {
+        return Ok(None);
+    }
+    let uv = match &opts.installer {
+        Installer::Uv(p) => Some(p.clone()),
+        Installer::Auto => which("uv"),
+        Installer::Pip => None,
+    };
+    let mut args: Vec<String> = Vec::new();
+    for r in &opts.requirements {
+        args.extend(["-r".into(), r.display().to_string()]);
+    }
+    for c in &opts.constraints {
+        args.extend(["-c".into(), c.display().to_string()]);
+    }
+    for l in &opts.find_links {
+        args.extend(["--find-links".into(), l.clone()]);
+    }
+    if let Some(i) = &opts.index_url {
+        args.extend(["--index-url".into(), i.clone()]);
+    }
+    if opts.no_index {
+        args.push("--no-index".into());
+    }
+    let (name, program, mut full): (&str, PathBuf, Vec<String>) = match &uv {
+        Some(uv) => (
+            "uv",
+            uv.clone(),
+            vec![
+                "pip".into(),
+                "install".into(),
+                "--python".into(),
+                report.python.display().to_string(),
+            ],
+        ),
+        None => {
+            let pip = report.path.join("bin/pip");
+            if !pip.exists() {
+                let py = report.python.clone();
+                run_logged(
+                    "pip",
+                    &py,
+                    &["-m".into(), "ensurepip".into(), "--default-pip".into()],
+                    opts.timeout,
+                )
+                .await?;
+            }
+            (
+                "pip",
+                report.python.clone(),
+                vec![
+                    "-m".into(),
+                    "pip".into(),
+                    "install".into(),
+                    "--disable-pip-version-check".into(),
+                    "--quiet".into(),
+                ],
+            )
+        }
+    };
+    full.extend(args);
+    tracing::info!(installer = name, venv = %report.path.display(), "installing requirements");
+    let mut attempt = 0;
+    loop {
+        match run_logged(name, &program, &full, opts.timeout).await {
+            Ok(()) => return Ok(Some(name.to_owned())),
+            Err(e) if e.is_retryable() && attempt < opts.retry.max_retries => {
+                let delay = opts.retry.delay(attempt, rand::random::<f64>());
+                tracing::warn!(installer = name, retry = attempt + 1, error = %e, "install failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs an installer under `timeout` (its process group is killed on expiry).
+async fn run_logged(name: &str, program: &Path, args: &[String], timeout: Duration) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("PIP_NO_INPUT", "1")
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn().map_err(|source| Error::Spawn {
+        machine: "localhost".into(),
+        program: program.display().to_string(),
+        source,
+    })?;
+    let pid = child.id().map(|p| p as i32);
+    let shown = format!("{} {}", program.display(), args.join(" "));
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            if let Some(pid) = pid {
+                // SAFETY: signalling the process group we created.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            Err(Error::Timeout {
+                machine: "localhost".into(),
+                what: shown,
+                after: timeout,
+            })
+        }
+        Ok(Err(e)) => Err(Error::io("wait for", program, "localhost", e)),
+        Ok(Ok(out)) if out.status.success() => {
+            tracing::debug!(installer = name, "{}", String::from_utf8_lossy(&out.stderr));
+            Ok(())
+        }
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            let network = [
+                "connection",
+                "timed out",
+                "temporary failure",
+                "503",
+                "502",
+                "429",
+            ]
+            .iter()
+            .any(|p| stderr.to_ascii_lowercase().contains(p));
+            if network {
+                Err(Error::Backend {
+                    backend: name.to_owned(),
+                    message: format!("`{shown}` failed (network): {}", stderr.trim()),
+                    retryable: true,
+                    source: None,
+                })
+            } else {
+                Err(Error::CommandFailed {
+                    machine: "localhost".into(),
+                    command: shown,
+                    status: crate::command::ExitStatus::Code(out.status.code().unwrap_or(-1)),
+                    stderr_tail: stderr,
+                })
+            }
+        }
+    }
+}
