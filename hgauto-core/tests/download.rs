@@ -215,36 +215,62 @@ async fn retry_after_is_honoured_for_503_and_429() {
     assert!(e.to_string().contains("403"), "{e}");
 }
 
+/// Runs in a child process whose environment names the proxy (the environment is
+/// process-wide, so the parent's other tests never see it).
 #[tokio::test]
-async fn http_proxy_and_no_proxy_come_from_the_environment() {
+#[ignore = "run as a child process by the proxy test"]
+async fn child_downloads_through_the_environment_proxy() {
+    let Ok(direct) = std::env::var("HGAUTO_TEST_DIRECT_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let once = DownloadOptions::default().with_retry(RetryPolicy::none());
+    // Through HTTP_PROXY: the client never resolves the name, the proxy answers.
+    let r = download(
+        "http://mirror.invalid/via-proxy.txt",
+        &dir.path().join("a"),
+        &once,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.bytes, 18);
+    // NO_PROXY (127.0.0.1): straight to the server.
+    let r = download(&direct, &dir.path().join("b"), &once)
+        .await
+        .unwrap();
+    assert_eq!(r.bytes, 18);
+}
+
+#[test]
+fn http_proxy_and_no_proxy_come_from_the_environment() {
     let nginx = Nginx::start();
     nginx.serve("via-proxy.txt", b"through the proxy\n");
     // nginx answers absolute-URI requests, so it can stand in for a forward proxy; the
     // fault proxy in front counts the connections that reach it.
     let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::cut(u64::MAX, 0));
-    std::env::set_var("HTTP_PROXY", format!("http://127.0.0.1:{}", proxy.port));
-    std::env::set_var("NO_PROXY", "direct.invalid");
-    let dir = tempfile::tempdir().unwrap();
-    let r = download(
-        "http://mirror.invalid/via-proxy.txt",
-        &dir.path().join("a"),
-        &DownloadOptions::default().with_retry(RetryPolicy::none()),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.bytes, 18);
-    assert_eq!(proxy.connections.load(Ordering::SeqCst), 1);
-    // NO_PROXY hosts go direct (and `.invalid` never resolves).
-    let e = download(
-        "http://direct.invalid/via-proxy.txt",
-        &dir.path().join("b"),
-        &DownloadOptions::default().with_retry(RetryPolicy::none()),
-    )
-    .await;
-    assert!(e.is_err());
-    assert_eq!(proxy.connections.load(Ordering::SeqCst), 1);
-    std::env::remove_var("HTTP_PROXY");
-    std::env::remove_var("NO_PROXY");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_downloads_through_the_environment_proxy",
+            "--test-threads=1",
+        ])
+        .env("HTTP_PROXY", format!("http://127.0.0.1:{}", proxy.port))
+        .env("NO_PROXY", "127.0.0.1")
+        .env("HGAUTO_TEST_DIRECT_URL", nginx.url("via-proxy.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        proxy.connections.load(Ordering::SeqCst),
+        1,
+        "only the proxied download went through the proxy"
+    );
 }
 
 #[tokio::test]
