@@ -3,23 +3,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hgauto_aws::{AwsConfig, Ec2Provider};
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider, TemporaryMachines};
-use support::{live_instances, some_image, Moto, ThrottleProxy};
-
-const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
-const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+use support::{
+    child_env, live_instances, some_image, spawn_provisioning_child, Moto, ThrottleProxy,
+};
 
 fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
-    AwsConfig::new("us-east-1")
-        .with_endpoint(endpoint)
-        .with_state_dir(state)
-        .with_allowed_cidr("127.0.0.1/32")
+    support::config_for(endpoint, state)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,8 +52,7 @@ async fn provisioning_ten_instances_survives_thirty_percent_throttling() {
 #[test]
 #[ignore = "run as a child process by the Ctrl-C test"]
 fn child_provisions_in_parallel() {
-    let (Ok(endpoint), Ok(state)) = (std::env::var(CHILD_ENDPOINT), std::env::var(CHILD_STATE))
-    else {
+    let Some((endpoint, state)) = child_env() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -91,40 +84,8 @@ fn child_provisions_in_parallel() {
 fn ctrl_c_during_parallel_provisioning_leaves_nothing() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_provisions_in_parallel",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENDPOINT, moto.endpoint())
-        .env(CHILD_STATE, state.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
     // Interrupt as soon as the first launch is recorded, while the others are in flight.
-    let ledger = state.path().join("ledger/ec2-us-east-1");
-    let started = Instant::now();
-    while !std::fs::read_dir(&ledger)
-        .map(|d| {
-            d.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with("pending-") || n.starts_with("i-")
-            })
-        })
-        .unwrap_or(false)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the child never started provisioning"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = spawn_provisioning_child("child_provisions_in_parallel", &moto, state.path());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;

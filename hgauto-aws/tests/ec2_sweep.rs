@@ -3,30 +3,21 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hgauto_aws::{AwsConfig, Ec2Provider};
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
-use support::{live_instances, some_image, Moto};
-
-const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
-const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+use support::{child_env, live_instances, some_image, spawn_provisioning_child, Moto};
 
 fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
-    AwsConfig::new("us-east-1")
-        .with_endpoint(endpoint)
-        .with_state_dir(state)
-        .with_allowed_cidr("127.0.0.1/32")
+    support::config_for(endpoint, state)
 }
 
 /// Runs in the child: provisions 5 instances, then waits to be killed.
 #[test]
 #[ignore = "run as a child process by the crash test"]
 fn child_provisions_five() {
-    let (Ok(endpoint), Ok(state)) = (std::env::var(CHILD_ENDPOINT), std::env::var(CHILD_STATE))
-    else {
+    let Some((endpoint, state)) = child_env() else {
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -49,46 +40,12 @@ fn child_provisions_five() {
     });
 }
 
-fn ledger_has_machine_records(state: &std::path::Path) -> bool {
-    std::fs::read_dir(state.join("ledger/ec2-us-east-1"))
-        .map(|d| {
-            d.flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with("pending-") || n.starts_with("i-")
-            })
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn sigkill_mid_provision_then_sweep_leaves_nothing() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_provisions_five",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENDPOINT, moto.endpoint())
-        .env(CHILD_STATE, state.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
     // Kill it the moment its ledger shows the launch (pending record or instances).
-    let started = Instant::now();
-    while !ledger_has_machine_records(state.path()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the child never started provisioning"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = spawn_provisioning_child("child_provisions_five", &moto, state.path());
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -240,3 +240,70 @@ fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std
     std::io::copy(&mut up, &mut client)?;
     Ok(())
 }
+
+/// Env vars through which a crash test tells its child process where moto and the state are.
+pub const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
+pub const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+
+/// The endpoint and state dir, when this process is a crash test's child.
+pub fn child_env() -> Option<(String, String)> {
+    Some((
+        std::env::var(CHILD_ENDPOINT).ok()?,
+        std::env::var(CHILD_STATE).ok()?,
+    ))
+}
+
+/// A config for `endpoint` with its own state dir.
+pub fn config_for(endpoint: &str, state: &std::path::Path) -> AwsConfig {
+    AwsConfig::new("us-east-1")
+        .with_endpoint(endpoint)
+        .with_state_dir(state)
+        .with_allowed_cidr("127.0.0.1/32")
+}
+
+/// Starts the ignored test `child_test` of this test binary as a child process pointed at
+/// `moto` and `state`, and returns once its ledger shows a launch (a pending record or
+/// instances), so the caller can kill or interrupt it mid-provision.
+pub fn spawn_provisioning_child(
+    child_test: &str,
+    moto: &Moto,
+    state: &std::path::Path,
+) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            child_test,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENDPOINT, moto.endpoint())
+        .env(CHILD_STATE, state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    let ledger = state.join("ledger/ec2-us-east-1");
+    let launched = || {
+        std::fs::read_dir(&ledger)
+            .map(|d| {
+                d.flatten().any(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with("pending-") || n.starts_with("i-")
+                })
+            })
+            .unwrap_or(false)
+    };
+    let started = Instant::now();
+    while !launched() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child never started provisioning"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
