@@ -6,22 +6,19 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hgauto_aws::{AwsConfig, Ec2Provider};
+use hgauto_aws::Ec2Provider;
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider, TemporaryMachines};
 use support::{
-    child_env, live_instances, some_image, spawn_provisioning_child, Moto, ThrottleProxy,
+    child_env, config_for, live_instances, some_image, spawn_provisioning_child, Moto,
+    ThrottleProxy,
 };
-
-fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
-    support::config_for(endpoint, state)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_ten_instances_survives_thirty_percent_throttling() {
     let moto = Moto::start();
     let proxy = ThrottleProxy::start(moto.port, 30);
     let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config(&proxy.endpoint(), state.path()))
+    let p = Ec2Provider::new(config_for(&proxy.endpoint(), state.path()))
         .await
         .unwrap();
     let image = some_image(&p, false).await;
@@ -39,7 +36,7 @@ async fn provisioning_ten_instances_survives_thirty_percent_throttling() {
         proxy.injected() + proxy.forwarded()
     );
     // Exactly ten: a throttled RunInstances never reached moto, and retries did not duplicate.
-    let direct = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+    let direct = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
         .await
         .unwrap();
     assert_eq!(live_instances(&direct, "hgauto-").await.len(), 10);
@@ -57,17 +54,13 @@ fn child_provisions_in_parallel() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let p: Arc<dyn ResourceProvider> = Arc::new(
-            Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
-                .await
-                .unwrap(),
-        );
-        let direct = Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
+        let ec2 = Ec2Provider::new(config_for(&endpoint, std::path::Path::new(&state)))
             .await
             .unwrap();
         let spec = MachineSpec::linux()
-            .with_image(some_image(&direct, false).await)
+            .with_image(some_image(&ec2, false).await)
             .with_instance_type("t3.micro");
+        let p: Arc<dyn ResourceProvider> = Arc::new(ec2);
         println!("STARTING");
         let (a, b, c) = tokio::join!(
             TemporaryMachines::provision(p.clone(), &spec, 3),
@@ -97,7 +90,7 @@ fn ctrl_c_during_parallel_provisioning_leaves_nothing() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+        let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
             .await
             .unwrap();
         assert_eq!(

@@ -5,13 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use hgauto_aws::{AwsConfig, Ec2Provider};
+use hgauto_aws::Ec2Provider;
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
-use support::{child_env, live_instances, some_image, spawn_provisioning_child, Moto};
-
-fn config(endpoint: &str, state: &std::path::Path) -> AwsConfig {
-    support::config_for(endpoint, state)
-}
+use support::{child_env, config_for, live_instances, some_image, spawn_provisioning_child, Moto};
 
 /// Runs in the child: provisions 5 instances, then waits to be killed.
 #[test]
@@ -22,7 +18,7 @@ fn child_provisions_five() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let p = Ec2Provider::new(config(&endpoint, std::path::Path::new(&state)))
+        let p = Ec2Provider::new(config_for(&endpoint, std::path::Path::new(&state)))
             .await
             .unwrap();
         let image = some_image(&p, false).await;
@@ -51,7 +47,7 @@ fn sigkill_mid_provision_then_sweep_leaves_nothing() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+        let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
             .await
             .unwrap();
         // A launch cut off mid-way may still be materialising: sweep until clean (bounded),
@@ -88,7 +84,7 @@ fn sigkill_mid_provision_then_sweep_leaves_nothing() {
 async fn sweep_takes_expired_instances_and_spares_live_ones() {
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
         .await
         .unwrap();
     let image = some_image(&p, false).await;
@@ -122,7 +118,7 @@ async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_peri
     use std::sync::Mutex;
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config(&moto.endpoint(), state.path()))
+    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
         .await
         .unwrap();
     let image = some_image(&p, false).await;

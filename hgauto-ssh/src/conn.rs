@@ -83,18 +83,12 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
     })
 }
 
-/// The key type named at the start of an SSH public key blob (`ssh-ed25519`, ...).
-pub(crate) fn blob_key_type(blob: &[u8]) -> Option<&str> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    std::str::from_utf8(blob.get(4..4 + len)?).ok()
-}
-
 /// Applies the configured cipher preference (the server still chooses from our list), and
 /// with a pinned host key asks for that key's type, so a server with several host keys
 /// presents the pinned one.
 fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
     if let HostKeyPolicy::Pinned(blob) = &cfg.host_keys {
-        let kind = blob_key_type(blob)
+        let kind = crate::known_hosts::key_type(blob)
             .ok_or_else(|| Error::invalid("pinned host key", "is not an SSH public key blob"))?;
         sess.method_pref(ssh2::MethodType::HostKey, kind)
             .map_err(|e| {

@@ -228,10 +228,8 @@ pub async fn sync_over_exec(
             "is not a directory",
         ));
     }
-    let listing = machine
-        .exec(&Command::script(manifest_command(remote_dir)?).idempotent(true))
-        .await?
-        .check(machine.id(), &Command::script("list remote tree"))?;
+    let list = Command::script(manifest_command(remote_dir)?).idempotent(true);
+    let listing = machine.exec(&list).await?.check(machine.id(), &list)?;
     let remote = parse_manifest(&listing.stdout);
     let root = local_dir.to_owned();
     let delete = options.delete;

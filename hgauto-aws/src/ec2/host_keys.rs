@@ -32,7 +32,7 @@ pub fn host_keys_from_console(console: &str) -> Vec<Vec<u8>> {
             let blob = base64::engine::general_purpose::STANDARD
                 .decode(words.next()?)
                 .ok()?;
-            (hgauto_ssh_key_type(&blob)? == kind).then(|| {
+            (hgauto_ssh::known_hosts::key_type(&blob)? == kind).then(|| {
                 (
                     PREFERENCE.iter().position(|p| *p == kind).unwrap_or(99),
                     blob,
@@ -42,11 +42,6 @@ pub fn host_keys_from_console(console: &str) -> Vec<Vec<u8>> {
         .collect();
     keys.sort_by_key(|(rank, _)| *rank);
     keys.into_iter().map(|(_, b)| b).collect()
-}
-
-fn hgauto_ssh_key_type(blob: &[u8]) -> Option<&str> {
-    let len = u32::from_be_bytes(blob.get(..4)?.try_into().ok()?) as usize;
-    std::str::from_utf8(blob.get(4..4 + len)?).ok()
 }
 
 #[cfg(test)]

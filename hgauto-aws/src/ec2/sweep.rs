@@ -11,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use hgauto_core::ledger::{session_is_dead, unix_now};
 use hgauto_core::{PurgeReport, ResourceKind, ResourceProvider, Result};
 
@@ -40,7 +39,8 @@ impl Ec2Provider {
             let ssm = ssm.clone();
             Box::pin(async move {
                 if t.ssm {
-                    ssm_online(&ssm, &t.id).await
+                    // Unknown is not "unreachable": never terminate on an API error.
+                    crate::ssm::agent_online(&ssm, &t.id).await.unwrap_or(true)
                 } else if let Some(addr) = t.address {
                     let connect = tokio::net::TcpStream::connect((addr.as_str(), 22));
                     matches!(
@@ -146,28 +146,5 @@ impl Ec2Provider {
         report.removed.extend(doomed);
         report.removed.extend(forget);
         Ok(report)
-    }
-}
-
-async fn ssm_online(ssm: &aws_sdk_ssm::Client, id: &str) -> bool {
-    let Ok(filter) = InstanceInformationStringFilter::builder()
-        .key("InstanceIds")
-        .values(id)
-        .build()
-    else {
-        return false;
-    };
-    match ssm
-        .describe_instance_information()
-        .filters(filter)
-        .send()
-        .await
-    {
-        Ok(out) => out
-            .instance_information_list()
-            .iter()
-            .any(|i| i.ping_status() == Some(&PingStatus::Online)),
-        // Unknown is not "unreachable": never terminate on an API error.
-        Err(_) => true,
     }
 }

@@ -522,6 +522,25 @@ impl SsmMachine {
     }
 }
 
+/// Whether SSM reports the agent on instance `id` as online (ping status `Online`).
+pub(crate) async fn agent_online(ssm: &aws_sdk_ssm::Client, id: &str) -> Result<bool> {
+    let filter = InstanceInformationStringFilter::builder()
+        .key("InstanceIds")
+        .values(id)
+        .build()
+        .map_err(|e| Error::invalid("SSM filter", e.to_string()))?;
+    let out = ssm
+        .describe_instance_information()
+        .filters(filter)
+        .send()
+        .await
+        .map_err(|e| sdk_error("ssm", "describe instance information", id, e))?;
+    Ok(out
+        .instance_information_list()
+        .iter()
+        .any(|i| i.ping_status() == Some(&PingStatus::Online)))
+}
+
 fn presigning() -> Result<PresigningConfig> {
     PresigningConfig::expires_in(Duration::from_secs(3600))
         .map_err(|e| Error::invalid("presigned URL lifetime", e.to_string()))
@@ -686,26 +705,7 @@ impl RemoteMachine for SsmMachine {
             timeout,
             self.opts.poll_first,
             Duration::from_secs(5),
-            || async {
-                let out = self
-                    .ssm
-                    .describe_instance_information()
-                    .filters(
-                        InstanceInformationStringFilter::builder()
-                            .key("InstanceIds")
-                            .values(&self.id)
-                            .build()
-                            .map_err(|e| Error::invalid("SSM filter", e.to_string()))?,
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ssm", "describe instance information", &self.id, e))?;
-                Ok(out
-                    .instance_information_list()
-                    .iter()
-                    .any(|i| i.ping_status() == Some(&PingStatus::Online))
-                    .then_some(()))
-            },
+            || async { Ok(agent_online(&self.ssm, &self.id).await?.then_some(())) },
         )
         .await
     }

@@ -69,10 +69,7 @@ impl Moto {
 
     /// A config for this moto with its own state dir and prefix.
     pub fn config(&self, state: &std::path::Path) -> AwsConfig {
-        AwsConfig::new("us-east-1")
-            .with_endpoint(self.endpoint())
-            .with_state_dir(state)
-            .with_allowed_cidr("127.0.0.1/32")
+        config_for(&self.endpoint(), state)
     }
 }
 

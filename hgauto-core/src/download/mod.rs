@@ -235,7 +235,8 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
             }
             Err(f) => {
                 if !f.error.is_retryable() || retry >= opts.retry.max_retries {
-                    if matches!(f.error, Error::Integrity { .. }) || !f.error.is_retryable() {
+                    // A definite failure (integrity, 404, bad input) leaves nothing to resume.
+                    if !f.error.is_retryable() {
                         let _ = std::fs::remove_file(&p.part);
                         let _ = std::fs::remove_file(&p.state);
                     }
