@@ -138,6 +138,11 @@ fn default_owner() -> String {
 }
 
 impl AwsConfig {
+    /// The S3 key prefix under which SSM machines keep command output and transfers.
+    pub fn ssm_key_prefix(&self) -> String {
+        format!("{}ssm", self.prefix)
+    }
+
     /// A config for `region` with every other setting at its default.
     pub fn new(region: impl Into<String>) -> Self {
         AwsConfig {

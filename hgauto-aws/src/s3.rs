@@ -12,6 +12,16 @@ use crate::error::sdk_error;
 /// The object metadata key holding an artifact's sha256 (hex).
 pub const SHA256_METADATA: &str = "hgauto-sha256";
 
+/// An S3 client with path-style addressing, which works with every endpoint (moto, MinIO,
+/// VPC endpoints).
+pub(crate) fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// Uploads artifacts as `s3://bucket/prefix/name`, each with its sha256 recorded in object
 /// metadata and sent as S3's own `x-amz-checksum-sha256`, so S3 rejects a body that does
 /// not match. An object whose recorded sha256 differs is a conflict, never overwritten;
@@ -47,15 +57,7 @@ impl S3Publisher {
         cfg.validate()?;
         let sdk = cfg.sdk_config().await;
         crate::AwsConfig::check_credentials(&sdk).await?;
-        // Path-style addressing works with every endpoint (moto, MinIO, VPC endpoints).
-        let conf = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build();
-        Ok(Self::new(
-            aws_sdk_s3::Client::from_conf(conf),
-            bucket,
-            prefix,
-        ))
+        Ok(Self::new(client(&sdk), bucket, prefix))
     }
 
     fn key(&self, name: &str) -> String {

@@ -25,20 +25,25 @@ pub async fn fan_out(
     cmd: &Command,
     parallelism: usize,
 ) -> Vec<HostResult> {
-    stream::iter(machines.iter().cloned())
-        .map(|m| {
-            let cmd = cmd.clone();
-            async move {
-                let result = m.exec(&cmd).await;
-                HostResult {
-                    machine: m.id().to_owned(),
-                    result,
-                }
-            }
-        })
+    // The futures are built before the stream, so no closure is part of the returned
+    // future's type: it is then provably `Send` and can be spawned (the Python module
+    // runs it on its runtime).
+    let runs: Vec<_> = machines
+        .iter()
+        .map(|m| run_one(m.clone(), cmd.clone()))
+        .collect();
+    stream::iter(runs)
         .buffered(parallelism.max(1))
         .collect()
         .await
+}
+
+async fn run_one(m: Arc<dyn RemoteMachine>, cmd: Command) -> HostResult {
+    let result = m.exec(&cmd).await;
+    HostResult {
+        machine: m.id().to_owned(),
+        result,
+    }
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl Ec2Provider {
                 "Statement": [{
                     "Effect": "Allow",
                     "Action": ["s3:PutObject"],
-                    "Resource": format!("arn:{}:s3:::{bucket}/{}/*", partition(&self.cfg.region), self.ssm_key_prefix()),
+                    "Resource": format!("arn:{}:s3:::{bucket}/{}/*", partition(&self.cfg.region), self.cfg.ssm_key_prefix()),
                 }]
             });
             iam.put_role_policy()
@@ -136,18 +136,13 @@ impl Ec2Provider {
         Ok(name)
     }
 
-    /// The S3 key prefix SSM machines of this provider write under.
-    pub(crate) fn ssm_key_prefix(&self) -> String {
-        format!("{}ssm", self.cfg.prefix)
-    }
-
     /// Deletes what SSM machines left in the bucket (output and transfers of commands whose
     /// caller died before cleaning up). Returns the removed `s3://` URLs.
     pub(crate) async fn purge_ssm_objects(&self) -> Result<Vec<String>> {
         let Some(bucket) = &self.cfg.ssm_bucket else {
             return Ok(Vec::new());
         };
-        let prefix = format!("{}/", self.ssm_key_prefix());
+        let prefix = format!("{}/", self.cfg.ssm_key_prefix());
         let mut removed = Vec::new();
         let mut token = None;
         loop {

@@ -93,15 +93,11 @@ impl Ec2Provider {
         let sdk = cfg.sdk_config().await;
         AwsConfig::check_credentials(&sdk).await?;
         let ledger = Ledger::open(&cfg.state_dir, &format!("ec2-{}", cfg.region))?;
-        // Path-style addressing works with every endpoint (moto, MinIO, VPC endpoints).
-        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build();
         Ok(Ec2Provider {
             ec2: aws_sdk_ec2::Client::new(&sdk),
             iam: aws_sdk_iam::Client::new(&sdk),
             ssm: aws_sdk_ssm::Client::new(&sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: crate::s3::client(&sdk),
             cfg,
             ledger,
             image_locks: Default::default(),
@@ -513,7 +509,7 @@ impl Ec2Provider {
     pub fn ssm_machine(&self, id: &str, platform: Platform) -> SsmMachine {
         let opts = SsmOptions {
             bucket: self.cfg.ssm_bucket.clone(),
-            key_prefix: self.ssm_key_prefix(),
+            key_prefix: self.cfg.ssm_key_prefix(),
             ..SsmOptions::default()
         };
         let s3 = self.cfg.ssm_bucket.as_ref().map(|_| self.s3.clone());

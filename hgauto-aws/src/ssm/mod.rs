@@ -188,6 +188,32 @@ impl SsmMachine {
         }
     }
 
+    /// A machine for instance `id` with clients built from `cfg` (credentials checked),
+    /// using `cfg.ssm_bucket` for full output and file transfer, as
+    /// [`Ec2Provider::ssm_machine`](crate::Ec2Provider::ssm_machine) does.
+    pub async fn from_config(
+        cfg: &crate::AwsConfig,
+        id: impl Into<String>,
+        platform: Platform,
+    ) -> hgauto_core::Result<Self> {
+        cfg.validate()?;
+        let sdk = cfg.sdk_config().await;
+        crate::AwsConfig::check_credentials(&sdk).await?;
+        let s3 = cfg.ssm_bucket.as_ref().map(|_| crate::s3::client(&sdk));
+        let opts = SsmOptions {
+            bucket: cfg.ssm_bucket.clone(),
+            key_prefix: cfg.ssm_key_prefix(),
+            ..SsmOptions::default()
+        };
+        Ok(Self::new(
+            id,
+            platform,
+            aws_sdk_ssm::Client::new(&sdk),
+            s3,
+            opts,
+        ))
+    }
+
     /// The options this machine uses.
     pub fn options(&self) -> &SsmOptions {
         &self.opts

@@ -1,0 +1,104 @@
+"""hgauto: release engineering and CI automation on remote machines, from Python.
+
+The same library as the Rust crate, not a re-implementation: every call runs hgauto's Rust
+code with the GIL released, so threads run in parallel and Ctrl-C raises
+``KeyboardInterrupt`` (killing a running command first).
+
+Helpers: :func:`download`, :func:`checkout`, :func:`create_virtualenv`.
+Machines: :class:`LocalProvider` here, ``hgauto.ssh.SshMachine``, ``hgauto.aws.Ec2Provider``
+and ``hgauto.aws.SsmMachine``; :func:`fan_out` over many machines.
+Publishers: :class:`DirPublisher`, ``hgauto.ssh.SshPublisher``, ``hgauto.aws.S3Publisher``.
+Errors: :mod:`hgauto.errors`, all under :class:`HgautoError`. Logs: the ``hgauto`` logger.
+"""
+
+from . import errors
+from ._hgauto import (
+    FEATURES,
+    Artifact,
+    CheckoutReport,
+    DirPublisher,
+    DownloadReport,
+    HostResult,
+    LocalProvider,
+    Machine,
+    MachineSet,
+    MachineSpec,
+    ManagedResource,
+    Provider,
+    PublishReport,
+    Publisher,
+    RetryPolicy,
+    RunResult,
+    SyncReport,
+    VenvReport,
+    __version__,
+    checkout,
+    create_virtualenv,
+    download,
+    fan_out,
+)
+from .errors import (
+    AuthError,
+    BackendError,
+    CommandFailed,
+    ConflictError,
+    FileNotFound,
+    HgautoError,
+    HostKeyError,
+    IntegrityError,
+    Interrupted,
+    InvalidInput,
+    IoError,
+    NetworkError,
+    NotFound,
+    NotSupported,
+    PermissionDenied,
+    ProvisionError,
+    SpawnError,
+    Timeout,
+)
+
+__all__ = [
+    "FEATURES",
+    "Artifact",
+    "AuthError",
+    "BackendError",
+    "CheckoutReport",
+    "CommandFailed",
+    "ConflictError",
+    "DirPublisher",
+    "DownloadReport",
+    "FileNotFound",
+    "HgautoError",
+    "HostKeyError",
+    "HostResult",
+    "IntegrityError",
+    "Interrupted",
+    "InvalidInput",
+    "IoError",
+    "LocalProvider",
+    "Machine",
+    "MachineSet",
+    "MachineSpec",
+    "ManagedResource",
+    "NetworkError",
+    "NotFound",
+    "NotSupported",
+    "PermissionDenied",
+    "ProvisionError",
+    "Provider",
+    "PublishReport",
+    "Publisher",
+    "RetryPolicy",
+    "RunResult",
+    "SpawnError",
+    "SyncReport",
+    "Timeout",
+    "VenvReport",
+    "__version__",
+    "checkout",
+    "create_virtualenv",
+    "download",
+    "errors",
+    "fan_out",
+]

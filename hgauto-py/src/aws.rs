@@ -1,0 +1,190 @@
+//! `hgauto.aws`: `Ec2Provider`, `SsmMachine` and `S3Publisher` (feature `aws`).
+//!
+//! Settings are `AwsConfig`'s fields as keyword arguments; they are checked by the same
+//! code (and with the same messages) as a TOML config file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use hgauto_aws::{AwsConfig, Ec2Provider, S3Publisher, SsmMachine};
+use hgauto_core::Error;
+
+use crate::errors::{to_py, IntoPyResult};
+use crate::machine::PyMachine;
+use crate::provider::PyProvider;
+use crate::publisher::PyPublisher;
+use crate::runtime::wait;
+
+/// An `AwsConfig` from keyword arguments; without `region`, from the environment
+/// (`HGAUTO_AWS_REGION` / `AWS_REGION` and the other `HGAUTO_*` variables) first.
+fn config(py: Python<'_>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<AwsConfig> {
+    let mut fields = serde_json::Map::new();
+    if let Some(kw) = settings {
+        for (k, v) in kw.iter() {
+            let key: String = k.extract()?;
+            let value = if v.is_none() {
+                continue;
+            } else if let Ok(b) = v.extract::<bool>() {
+                serde_json::Value::Bool(b)
+            } else if let Ok(p) = v.extract::<PathBuf>() {
+                // str and os.PathLike alike.
+                serde_json::Value::String(p.to_string_lossy().into_owned())
+            } else {
+                return Err(to_py(
+                    py,
+                    Error::invalid(format!("AWS setting {key}"), "must be a string or a bool"),
+                ));
+            };
+            fields.insert(key, value);
+        }
+    }
+    let mut base = if fields.contains_key("region") {
+        serde_json::Map::new()
+    } else {
+        // Start from the environment's settings; explicit arguments win.
+        let env = AwsConfig::from_env().py_err(py)?;
+        let mut m = serde_json::Map::new();
+        m.insert("region".into(), env.region.into());
+        for (k, v) in [
+            ("endpoint_url", env.endpoint_url),
+            ("profile", env.profile),
+            ("allowed_cidr", env.allowed_cidr),
+            ("ssm_bucket", env.ssm_bucket),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.into());
+            }
+        }
+        m.insert("prefix".into(), env.prefix.into());
+        m.insert(
+            "state_dir".into(),
+            env.state_dir.to_string_lossy().into_owned().into(),
+        );
+        m.insert(
+            "linux_access".into(),
+            match env.linux_access {
+                hgauto_aws::Access::Ssh => "ssh",
+                hgauto_aws::Access::Ssm => "ssm",
+            }
+            .into(),
+        );
+        m
+    };
+    base.extend(fields);
+    let cfg: AwsConfig = serde_json::from_value(serde_json::Value::Object(base))
+        .map_err(|e| to_py(py, Error::invalid("AWS settings", e.to_string())))?;
+    cfg.validate().py_err(py)?;
+    Ok(cfg)
+}
+
+/// Machines on EC2 (Linux over SSH or SSM, Windows over SSM), from fingerprinted images,
+/// tagged and recorded in a ledger before they are created.
+#[pyclass(extends = PyProvider, frozen, module = "hgauto.aws", name = "Ec2Provider")]
+pub struct PyEc2Provider {
+    provider: Arc<Ec2Provider>,
+}
+
+#[pymethods]
+impl PyEc2Provider {
+    /// Keyword arguments are `AwsConfig` fields: `region`, `endpoint_url`, `profile`,
+    /// `prefix`, `state_dir`, `allowed_cidr`, `instance_type`, `linux_image`, `ssh_user`,
+    /// `owner`, `allow_unknown_region`, `linux_access` (`"ssh"`/`"ssm"`), `windows_image`,
+    /// `ssm_bucket`.
+    #[new]
+    #[pyo3(signature = (**settings))]
+    fn new(
+        py: Python<'_>,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let cfg = config(py, settings)?;
+        let provider = Arc::new(wait(py, Ec2Provider::new(cfg))?.py_err(py)?);
+        Ok(PyClassInitializer::from(PyProvider {
+            inner: provider.clone(),
+        })
+        .add_subclass(PyEc2Provider { provider }))
+    }
+
+    /// An SSM machine for an instance of this provider.
+    #[pyo3(signature = (instance_id, *, platform="linux"))]
+    fn ssm_machine(
+        &self,
+        py: Python<'_>,
+        instance_id: &str,
+        platform: &str,
+    ) -> PyResult<Py<PySsmMachine>> {
+        let m = self
+            .provider
+            .ssm_machine(instance_id, crate::convert::platform(py, platform)?);
+        Py::new(py, PySsmMachine::wrap(m))
+    }
+
+    /// Where the automation key pair's private key lives (mode 0600).
+    #[getter]
+    fn private_key_path(&self) -> PathBuf {
+        self.provider.private_key_path()
+    }
+}
+
+/// An instance driven through SSM Run Command; full output and file transfer go through
+/// the `ssm_bucket` when one is set.
+#[pyclass(extends = PyMachine, frozen, module = "hgauto.aws", name = "SsmMachine")]
+pub struct PySsmMachine;
+
+impl PySsmMachine {
+    fn wrap(m: SsmMachine) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(PyMachine::new(Arc::new(m))).add_subclass(PySsmMachine)
+    }
+}
+
+#[pymethods]
+impl PySsmMachine {
+    /// Keyword arguments after `platform` are `AwsConfig` fields, as for `Ec2Provider`.
+    #[new]
+    #[pyo3(signature = (instance_id, *, platform="linux", **settings))]
+    fn new(
+        py: Python<'_>,
+        instance_id: String,
+        platform: &str,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let platform = crate::convert::platform(py, platform)?;
+        let cfg = config(py, settings)?;
+        let m = wait(py, async move {
+            SsmMachine::from_config(&cfg, instance_id, platform).await
+        })?
+        .py_err(py)?;
+        Ok(Self::wrap(m))
+    }
+}
+
+/// Publishes to `s3://bucket/prefix/name` with the sha256 checked by S3 itself; an
+/// existing object with other content is a conflict, never overwritten.
+#[pyclass(extends = PyPublisher, frozen, module = "hgauto.aws", name = "S3Publisher")]
+pub struct PyS3Publisher;
+
+#[pymethods]
+impl PyS3Publisher {
+    /// Keyword arguments after `prefix` are `AwsConfig` fields, as for `Ec2Provider`.
+    #[new]
+    #[pyo3(signature = (bucket, prefix="", **settings))]
+    fn new(
+        py: Python<'_>,
+        bucket: String,
+        prefix: &str,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let cfg = config(py, settings)?;
+        let prefix = prefix.to_owned();
+        let p = wait(py, async move {
+            S3Publisher::from_config(&cfg, bucket, prefix).await
+        })?
+        .py_err(py)?;
+        Ok(
+            PyClassInitializer::from(PyPublisher { inner: Arc::new(p) })
+                .add_subclass(PyS3Publisher),
+        )
+    }
+}

@@ -1,0 +1,221 @@
+//! Python values into hgauto's Rust types, with errors that name the argument.
+
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use hgauto_core::{Command, Error, Jitter, Platform, RetryPolicy};
+
+use crate::errors::to_py;
+
+/// A non-negative, finite number of seconds as a [`Duration`].
+pub fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        to_py(
+            py,
+            Error::invalid(what, format!("{secs} is not a number of seconds >= 0")),
+        )
+    })
+}
+
+/// `"linux"` or `"windows"`.
+pub fn platform(py: Python<'_>, name: &str) -> PyResult<Platform> {
+    match name.to_ascii_lowercase().as_str() {
+        "linux" => Ok(Platform::Linux),
+        "windows" => Ok(Platform::Windows),
+        _ => Err(to_py(
+            py,
+            Error::invalid(
+                format!("platform {name:?}"),
+                "must be \"linux\" or \"windows\"",
+            ),
+        )),
+    }
+}
+
+/// The Python name of a platform.
+pub fn platform_name(p: Platform) -> &'static str {
+    match p {
+        Platform::Linux => "linux",
+        Platform::Windows => "windows",
+    }
+}
+
+/// Builds a [`Command`]: a string is a script for the machine's shell (`sh` or PowerShell),
+/// a sequence is a program and its arguments, passed verbatim (never through a shell).
+pub struct CommandArgs<'a, 'py> {
+    /// The command.
+    pub cmd: &'a Bound<'py, PyAny>,
+    /// Extra environment variables.
+    pub env: Option<Vec<(String, String)>>,
+    /// Working directory on the machine.
+    pub cwd: Option<String>,
+    /// Time limit in seconds.
+    pub timeout: Option<f64>,
+    /// Bytes (or text, as UTF-8) for the command's stdin.
+    pub stdin: Option<&'a Bound<'py, PyAny>>,
+    /// Whether the command is safe to repeat after a dropped connection.
+    pub idempotent: bool,
+}
+
+impl CommandArgs<'_, '_> {
+    /// The [`Command`] these arguments describe.
+    pub fn build(self, py: Python<'_>) -> PyResult<Command> {
+        let mut command = if let Ok(s) = self.cmd.cast::<PyString>() {
+            Command::script(s.extract::<String>()?)
+        } else {
+            let parts: Vec<String> = self
+                .cmd
+                .try_iter()
+                .and_then(|it| {
+                    it.map(|p| {
+                        let p = p?;
+                        // Paths are fine as arguments.
+                        let s = py.import("os")?.getattr("fspath")?.call1((p,))?;
+                        s.extract::<String>()
+                    })
+                    .collect()
+                })
+                .map_err(|_| {
+                    to_py(
+                        py,
+                        Error::invalid(
+                            "command",
+                            "must be a string (a shell script) or a sequence of strings \
+                             (a program and its arguments)",
+                        ),
+                    )
+                })?;
+            let Some((program, args)) = parts.split_first() else {
+                return Err(to_py(py, Error::invalid("command", "is an empty sequence")));
+            };
+            Command::new(program).args(args)
+        };
+        for (k, v) in self.env.unwrap_or_default() {
+            command = command.env(k, v);
+        }
+        if let Some(cwd) = self.cwd {
+            command = command.current_dir(cwd);
+        }
+        if let Some(t) = self.timeout {
+            command = command.timeout(seconds(py, "timeout", t)?);
+        }
+        if let Some(input) = self.stdin {
+            let bytes: Vec<u8> = if let Ok(b) = input.cast::<PyBytes>() {
+                b.as_bytes().to_vec()
+            } else if let Ok(s) = input.cast::<PyString>() {
+                s.extract::<String>()?.into_bytes()
+            } else {
+                return Err(to_py(py, Error::invalid("stdin", "must be bytes or str")));
+            };
+            command = command.stdin(bytes);
+        }
+        Ok(command.idempotent(self.idempotent))
+    }
+}
+
+/// How often and how patiently to retry: `hgauto.RetryPolicy`.
+#[pyclass(frozen, from_py_object, module = "hgauto", name = "RetryPolicy")]
+#[derive(Clone)]
+pub struct PyRetryPolicy {
+    pub inner: RetryPolicy,
+}
+
+#[pymethods]
+impl PyRetryPolicy {
+    #[new]
+    #[pyo3(signature = (max_retries=3, base_delay=1.0, factor=2.0, max_delay=30.0, jitter=true))]
+    fn new(
+        py: Python<'_>,
+        max_retries: u32,
+        base_delay: f64,
+        factor: f64,
+        max_delay: f64,
+        jitter: bool,
+    ) -> PyResult<Self> {
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(to_py(
+                py,
+                Error::invalid("factor", format!("{factor} must be a number >= 1")),
+            ));
+        }
+        Ok(PyRetryPolicy {
+            inner: RetryPolicy {
+                max_retries,
+                base_delay: seconds(py, "base_delay", base_delay)?,
+                factor,
+                max_delay: seconds(py, "max_delay", max_delay)?,
+                jitter: if jitter { Jitter::Full } else { Jitter::None },
+            },
+        })
+    }
+
+    /// Network operations (downloads, SSH reconnects).
+    #[staticmethod]
+    fn network() -> Self {
+        PyRetryPolicy {
+            inner: RetryPolicy::network(),
+        }
+    }
+
+    /// Cheap, often-throttled API calls.
+    #[staticmethod]
+    fn cheap() -> Self {
+        PyRetryPolicy {
+            inner: RetryPolicy::cheap(),
+        }
+    }
+
+    /// Expensive operations (builds, image creation).
+    #[staticmethod]
+    fn heavy() -> Self {
+        PyRetryPolicy {
+            inner: RetryPolicy::heavy(),
+        }
+    }
+
+    /// No retries at all.
+    #[staticmethod]
+    fn never() -> Self {
+        PyRetryPolicy {
+            inner: RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            },
+        }
+    }
+
+    #[getter]
+    fn max_retries(&self) -> u32 {
+        self.inner.max_retries
+    }
+    #[getter]
+    fn base_delay(&self) -> f64 {
+        self.inner.base_delay.as_secs_f64()
+    }
+    #[getter]
+    fn factor(&self) -> f64 {
+        self.inner.factor
+    }
+    #[getter]
+    fn max_delay(&self) -> f64 {
+        self.inner.max_delay.as_secs_f64()
+    }
+
+    fn __repr__(&self) -> String {
+        let r = &self.inner;
+        format!(
+            "RetryPolicy(max_retries={}, base_delay={}, factor={}, max_delay={}, jitter={})",
+            r.max_retries,
+            r.base_delay.as_secs_f64(),
+            r.factor,
+            r.max_delay.as_secs_f64(),
+            if matches!(r.jitter, Jitter::None) {
+                "False"
+            } else {
+                "True"
+            }
+        )
+    }
+}

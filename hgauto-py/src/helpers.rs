@@ -1,0 +1,277 @@
+//! The CI helpers: `hgauto.download`, `hgauto.checkout`, `hgauto.create_virtualenv`.
+//! Keyword arguments mirror the Rust option structs field for field.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+
+use hgauto_core::download::ArchiveFormat;
+use hgauto_core::{CheckoutOptions, DownloadOptions, Error, Installer, Vcs, VenvOptions, Want};
+
+use crate::convert::{seconds, PyRetryPolicy};
+use crate::errors::{to_py, IntoPyResult};
+use crate::runtime::{wait, wait_with, OnInterrupt};
+
+/// What a `download` did.
+#[pyclass(frozen, get_all, module = "hgauto")]
+pub struct DownloadReport {
+    /// Where the file landed.
+    path: PathBuf,
+    /// Its size.
+    bytes: u64,
+    /// Its sha256 (always computed, checked when one was given).
+    sha256: String,
+    /// HTTP requests made.
+    requests: u32,
+    /// Times a broken transfer was resumed with a Range request.
+    resumed: u32,
+    /// Times it had to start over.
+    restarted: u32,
+}
+
+#[pymethods]
+impl DownloadReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "DownloadReport(path={:?}, bytes={}, sha256={:?}, requests={}, resumed={}, restarted={})",
+            self.path.display().to_string(),
+            self.bytes,
+            self.sha256,
+            self.requests,
+            self.resumed,
+            self.restarted
+        )
+    }
+}
+
+/// Downloads `url` to `dest`: resumed after a dropped connection, checked against `sha256`
+/// and `size`, landed by atomic rename, optionally unpacked into `extract_to`.
+/// `progress(done_bytes, total_bytes_or_None)` is called on this thread as data arrives.
+#[pyfunction]
+#[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn download(
+    py: Python<'_>,
+    url: String,
+    dest: PathBuf,
+    sha256: Option<String>,
+    size: Option<u64>,
+    connect_timeout: f64,
+    read_timeout: f64,
+    retry: Option<PyRetryPolicy>,
+    extract_to: Option<PathBuf>,
+    format: Option<String>,
+    progress: Option<Bound<'_, PyAny>>,
+) -> PyResult<DownloadReport> {
+    let mut opts = DownloadOptions {
+        sha256,
+        size,
+        connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
+        read_timeout: seconds(py, "read_timeout", read_timeout)?,
+        extract_to,
+        ..DownloadOptions::default()
+    };
+    if let Some(r) = retry {
+        opts.retry = r.inner;
+    }
+    if let Some(name) = format {
+        opts.format = Some(
+            ArchiveFormat::from_name(&format!("x.{name}")).ok_or_else(|| {
+                to_py(
+                    py,
+                    Error::invalid(
+                        format!("format {name:?}"),
+                        "must be one of zip, tar, tar.gz, tar.bz2, tar.xz, tar.zst",
+                    ),
+                )
+            })?,
+        );
+    }
+    let report = match progress {
+        None => wait(py, async move {
+            hgauto_core::download(&url, &dest, &opts).await
+        })?,
+        Some(callback) => wait_with(
+            py,
+            OnInterrupt::Cancel,
+            |events, _| async move {
+                let opts = opts.with_progress(move |done, total| events.send((done, total)));
+                hgauto_core::download(&url, &dest, &opts).await
+            },
+            |_, (done, total): (u64, Option<u64>)| callback.call1((done, total)).map(|_| ()),
+        )?,
+    }
+    .py_err(py)?;
+    Ok(DownloadReport {
+        path: report.path,
+        bytes: report.bytes,
+        sha256: report.sha256,
+        requests: report.requests,
+        resumed: report.resumed,
+        restarted: report.restarted,
+    })
+}
+
+/// What a `checkout` did.
+#[pyclass(frozen, get_all, module = "hgauto")]
+pub struct CheckoutReport {
+    /// The revision now checked out (full hash).
+    revision: String,
+    /// The pooled store used.
+    store: PathBuf,
+    /// The store was cloned by this call.
+    cloned: bool,
+    /// The store pulled from the remote.
+    pulled: bool,
+    /// What was found broken and repaired.
+    recovered: Vec<String>,
+}
+
+#[pymethods]
+impl CheckoutReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "CheckoutReport(revision={:?}, cloned={}, pulled={}, recovered={:?})",
+            self.revision, self.cloned, self.pulled, self.recovered
+        )
+    }
+}
+
+/// Checks out `revision` (a full hash) or `branch` of `url` into `dest`, sharing one
+/// pooled store per repository under `share_base`, repairing interrupted clones.
+#[pyfunction]
+#[pyo3(signature = (url, dest, *, vcs="git", revision=None, branch=None, share_base=None, purge=false, retry=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn checkout(
+    py: Python<'_>,
+    url: String,
+    dest: PathBuf,
+    vcs: &str,
+    revision: Option<String>,
+    branch: Option<String>,
+    share_base: Option<PathBuf>,
+    purge: bool,
+    retry: Option<PyRetryPolicy>,
+) -> PyResult<CheckoutReport> {
+    let vcs = match vcs {
+        "git" => Vcs::Git,
+        "hg" => Vcs::Hg,
+        other => {
+            return Err(to_py(
+                py,
+                Error::invalid(format!("vcs {other:?}"), "must be \"git\" or \"hg\""),
+            ))
+        }
+    };
+    let want = match (revision, branch) {
+        (Some(r), None) => Want::Revision(r),
+        (None, Some(b)) => Want::Branch(b),
+        _ => {
+            return Err(to_py(
+                py,
+                Error::invalid("checkout", "give exactly one of revision= or branch="),
+            ))
+        }
+    };
+    let share_base = match share_base {
+        Some(dir) => dir,
+        None => hgauto_core::env::default_state_dir()
+            .py_err(py)?
+            .join("vcs-stores"),
+    };
+    let mut opts = CheckoutOptions::new(share_base).with_purge(purge);
+    if let Some(r) = retry {
+        opts.retry = r.inner;
+    }
+    let report = wait(py, async move {
+        hgauto_core::checkout(vcs, &url, &dest, &want, &opts).await
+    })?
+    .py_err(py)?;
+    Ok(CheckoutReport {
+        revision: report.revision,
+        store: report.store,
+        cloned: report.cloned,
+        pulled: report.pulled,
+        recovered: report.recovered,
+    })
+}
+
+/// What a `create_virtualenv` did.
+#[pyclass(frozen, get_all, module = "hgauto")]
+pub struct VenvReport {
+    /// The environment's directory.
+    path: PathBuf,
+    /// Its interpreter.
+    python: PathBuf,
+    /// Its Python version (`3.11.7`).
+    python_version: String,
+    /// An environment built from the same inputs already existed and was kept.
+    reused: bool,
+    /// What installed the requirements (`uv` or `pip`), if anything was installed.
+    installer: Option<String>,
+}
+
+#[pymethods]
+impl VenvReport {
+    fn __repr__(&self) -> String {
+        format!(
+            "VenvReport(path={:?}, python_version={:?}, reused={}, installer={:?})",
+            self.path.display().to_string(),
+            self.python_version,
+            self.reused,
+            self.installer
+        )
+    }
+}
+
+/// Creates (or reuses, when its inputs are unchanged) a virtualenv at `path` and installs
+/// `requirements` under `constraints`. `installer` is `"auto"` (uv when on PATH, else pip),
+/// `"pip"`, `"uv"` or the path of a uv binary.
+#[pyfunction]
+#[pyo3(signature = (path, *, python=None, requirements=Vec::new(), constraints=Vec::new(), find_links=Vec::new(), index_url=None, no_index=false, installer="auto", timeout=1800.0, retry=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn create_virtualenv(
+    py: Python<'_>,
+    path: PathBuf,
+    python: Option<PathBuf>,
+    requirements: Vec<PathBuf>,
+    constraints: Vec<PathBuf>,
+    find_links: Vec<String>,
+    index_url: Option<String>,
+    no_index: bool,
+    installer: &str,
+    timeout: f64,
+    retry: Option<PyRetryPolicy>,
+) -> PyResult<VenvReport> {
+    let installer = match installer {
+        "auto" => Installer::Auto,
+        "pip" => Installer::Pip,
+        "uv" => Installer::Uv(PathBuf::from("uv")),
+        path => Installer::Uv(PathBuf::from(path)),
+    };
+    let mut opts = VenvOptions {
+        python,
+        requirements,
+        constraints,
+        find_links,
+        index_url,
+        no_index,
+        installer,
+        timeout: seconds(py, "timeout", timeout)?,
+        ..VenvOptions::default()
+    };
+    if let Some(r) = retry {
+        opts.retry = r.inner;
+    }
+    let report = wait(py, async move {
+        hgauto_core::create_virtualenv(&path, &opts).await
+    })?
+    .py_err(py)?;
+    Ok(VenvReport {
+        path: report.path,
+        python: report.python,
+        python_version: report.python_version,
+        reused: report.reused,
+        installer: report.installer,
+    })
+}

@@ -1,0 +1,66 @@
+//! The native half of the Python module `hgauto` (`hgauto._hgauto`).
+//!
+//! A thin binding: every operation is hgauto-core's (or a backend crate's) Rust, run on one
+//! tokio runtime with the GIL released ([`runtime`]). Errors become the exception classes
+//! of `hgauto/errors.py` ([`errors`]); `tracing` events become `logging` records
+//! ([`logging`]). The Python package (`python/hgauto/`) re-exports these classes and
+//! carries the type stubs.
+
+mod convert;
+mod errors;
+mod helpers;
+mod logging;
+mod machine;
+mod provider;
+mod publisher;
+mod runtime;
+
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "ssh")]
+mod ssh;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    logging::install();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    let mut features: Vec<&str> = Vec::new();
+    m.add_class::<convert::PyRetryPolicy>()?;
+    m.add_class::<machine::PyMachine>()?;
+    m.add_class::<machine::RunResult>()?;
+    m.add_class::<machine::PySyncReport>()?;
+    m.add_class::<machine::HostResult>()?;
+    m.add_function(wrap_pyfunction!(machine::fan_out, m)?)?;
+    m.add_class::<provider::PyMachineSpec>()?;
+    m.add_class::<provider::PyProvider>()?;
+    m.add_class::<provider::PyLocalProvider>()?;
+    m.add_class::<provider::MachineSet>()?;
+    m.add_class::<provider::PyManagedResource>()?;
+    m.add_class::<publisher::PyArtifact>()?;
+    m.add_class::<publisher::PyPublisher>()?;
+    m.add_class::<publisher::PyDirPublisher>()?;
+    m.add_class::<publisher::PublishReport>()?;
+    m.add_class::<helpers::DownloadReport>()?;
+    m.add_class::<helpers::CheckoutReport>()?;
+    m.add_class::<helpers::VenvReport>()?;
+    m.add_function(wrap_pyfunction!(helpers::download, m)?)?;
+    m.add_function(wrap_pyfunction!(helpers::checkout, m)?)?;
+    m.add_function(wrap_pyfunction!(helpers::create_virtualenv, m)?)?;
+    #[cfg(feature = "ssh")]
+    {
+        features.push("ssh");
+        m.add_class::<ssh::PySshMachine>()?;
+        m.add_class::<ssh::PySshPublisher>()?;
+    }
+    #[cfg(feature = "aws")]
+    {
+        features.push("aws");
+        m.add_class::<aws::PyEc2Provider>()?;
+        m.add_class::<aws::PySsmMachine>()?;
+        m.add_class::<aws::PyS3Publisher>()?;
+    }
+    m.add("FEATURES", features)?;
+    Ok(())
+}
