@@ -48,7 +48,7 @@ pub struct CommandArgs<'a, 'py> {
     /// The command.
     pub cmd: &'a Bound<'py, PyAny>,
     /// Extra environment variables.
-    pub env: Option<Vec<(String, String)>>,
+    pub env: Option<std::collections::BTreeMap<String, String>>,
     /// Working directory on the machine.
     pub cwd: Option<String>,
     /// Time limit in seconds.

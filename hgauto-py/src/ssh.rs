@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyString};
 use hgauto_core::Error;
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine, SshPublisher};
 
-use crate::convert::seconds;
+use crate::convert::{seconds, PyRetryPolicy};
 use crate::errors::{to_py, IntoPyResult};
 use crate::machine::PyMachine;
 use crate::publisher::PyPublisher;
@@ -25,8 +25,9 @@ impl PySshMachine {
     /// `host_keys` is `"strict"` (only recorded keys, the default), `"accept-new"` (trust
     /// on first use, refuse a changed key) or the host's raw public key blob (`bytes`).
     /// Authenticate with `key_file` (and `passphrase`), an in-memory `key`, or `agent=True`.
+    /// `retry` governs reconnects of operations that are safe to repeat.
     #[new]
-    #[pyo3(signature = (host, *, user, port=22, key_file=None, key=None, passphrase=None, agent=false, host_keys=None, state_dir=None, known_hosts=None, connect_timeout=10.0, max_connections=8, platform="linux", compress=false, id=None))]
+    #[pyo3(signature = (host, *, user, port=22, key_file=None, key=None, passphrase=None, agent=false, host_keys=None, state_dir=None, known_hosts=None, connect_timeout=10.0, max_connections=8, platform="linux", compress=false, retry=None, id=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -44,6 +45,7 @@ impl PySshMachine {
         max_connections: usize,
         platform: &str,
         compress: bool,
+        retry: Option<PyRetryPolicy>,
         id: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let auth = match (key_file, key, agent) {
@@ -73,6 +75,9 @@ impl PySshMachine {
             cfg.known_hosts = kh;
         }
         cfg.max_connections = max_connections.max(1);
+        if let Some(r) = retry {
+            cfg.retry = r.inner;
+        }
         let machine = match id {
             Some(id) => SshMachine::new(id, cfg),
             None => SshMachine::from_config(cfg),

@@ -120,23 +120,8 @@ fn ssh_opts(keys: &UserKeys) -> String {
     )
 }
 
-const PSSH: &str = r#"
-import sys, time, resource
-from pssh.clients import ParallelSSHClient
-from pssh.config import HostConfig
-user, key = sys.argv[1], sys.argv[2]
-targets = [t.split(':') for t in sys.argv[3:]]
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-t, c = time.perf_counter(), cpu()
-client = ParallelSSHClient([h for h, _ in targets], user=user, pkey=key, pool_size=len(targets),
-                           host_config=[HostConfig(port=int(p)) for _, p in targets])
-out = client.run_command('true')
-client.join(out)
-assert all(o.exit_code == 0 for o in out), [o.exit_code for o in out]
-print(f"{(time.perf_counter() - t) * 1e3:.3f} {(cpu() - c) * 1e3:.3f}")
-"#;
+/// parallel-ssh's side of section 1, shared with the Python module's benchmark.
+const PSSH: &str = include_str!("../../benches/peers/pssh_true.py");
 
 #[tokio::main]
 async fn main() {

@@ -43,35 +43,17 @@ impl Nginx {
         let root = dir.path().join("www");
         std::fs::create_dir(&root).unwrap();
         let (port, no_range_port) = (free_port(), free_port());
-        let d = dir.path().display();
-        // As root, workers would drop to `nobody`, which cannot read the test's 0700 dir.
         let user = if unsafe { libc::geteuid() } == 0 {
             "user root;"
         } else {
             ""
         };
-        let conf = format!(
-            "{user}
-daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    default_type application/octet-stream;
-    sendfile on;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{ listen 127.0.0.1:{port}; root {r}; }}
-    server {{ listen 127.0.0.1:{no_range_port}; root {r}; max_ranges 0; }}
-}}
-",
-            r = root.display()
-        );
+        let conf = include_str!("nginx.conf.template")
+            .replace("@USER@", user)
+            .replace("@DIR@", &dir.path().display().to_string())
+            .replace("@ROOT@", &root.display().to_string())
+            .replace("@NO_RANGE_PORT@", &no_range_port.to_string())
+            .replace("@PORT@", &port.to_string());
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let child = std::process::Command::new(nginx_binary())

@@ -1,0 +1,504 @@
+"""Type stubs of the native module `hgauto._hgauto` (re-exported by `hgauto`, `hgauto.ssh`
+and `hgauto.aws`). Every call releases the GIL while it waits; Ctrl-C raises
+KeyboardInterrupt after cancelling (a running command is killed first)."""
+
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
+
+from typing_extensions import Self, disjoint_base
+
+_StrPath = Union[str, "os.PathLike[str]"]
+#: A shell script for the machine's shell (str), or a program and its arguments.
+_CommandLike = Union[str, Sequence[_StrPath]]
+
+__version__: str
+__all__ = [
+    "Artifact",
+    "CheckoutReport",
+    "DirPublisher",
+    "DownloadReport",
+    "Ec2Provider",
+    "FEATURES",
+    "HostResult",
+    "LocalProvider",
+    "Machine",
+    "MachineSet",
+    "MachineSpec",
+    "ManagedResource",
+    "Provider",
+    "PublishReport",
+    "Publisher",
+    "RetryPolicy",
+    "RunResult",
+    "S3Publisher",
+    "SshMachine",
+    "SshPublisher",
+    "SsmMachine",
+    "SyncReport",
+    "VenvReport",
+    "__version__",
+    "checkout",
+    "create_virtualenv",
+    "download",
+    "fan_out",
+]
+#: Compiled-in features: "ssh", "aws".
+FEATURES: List[str]
+
+@final
+class RetryPolicy:
+    """How often and how patiently to retry (exponential backoff, optional full jitter)."""
+
+    def __new__(
+        cls,
+        max_retries: int = 3,
+        base_delay: float = 1.0,
+        factor: float = 2.0,
+        max_delay: float = 30.0,
+        jitter: bool = True,
+    ) -> Self: ...
+    @staticmethod
+    def network() -> RetryPolicy:
+        """Network operations (downloads, SSH reconnects)."""
+    @staticmethod
+    def cheap() -> RetryPolicy:
+        """Cheap, often-throttled API calls."""
+    @staticmethod
+    def heavy() -> RetryPolicy:
+        """Expensive operations (builds, image creation)."""
+    @staticmethod
+    def never() -> RetryPolicy:
+        """No retries at all."""
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def base_delay(self) -> float: ...
+    @property
+    def factor(self) -> float: ...
+    @property
+    def max_delay(self) -> float: ...
+
+@final
+class RunResult:
+    """How a command ended, and what it wrote."""
+
+    @property
+    def machine(self) -> str:
+        """The machine's id."""
+    @property
+    def command(self) -> str:
+        """The command line, for display."""
+    @property
+    def exit_code(self) -> Optional[int]:
+        """The exit code, or None when a signal ended the command."""
+    @property
+    def signal(self) -> Optional[int]:
+        """The signal that ended the command, if one did."""
+    @property
+    def ok(self) -> bool:
+        """True for exit code 0."""
+    @property
+    def stdout(self) -> str:
+        """Standard output as text (invalid UTF-8 replaced)."""
+    @property
+    def stderr(self) -> str:
+        """Standard error as text (invalid UTF-8 replaced)."""
+    @property
+    def stdout_bytes(self) -> bytes:
+        """Standard output, exactly as received."""
+    @property
+    def stderr_bytes(self) -> bytes:
+        """Standard error, exactly as received."""
+    @property
+    def duration(self) -> float:
+        """Seconds from start to exit."""
+    @property
+    def truncated(self) -> bool:
+        """The transport kept only part of the output (SSM without an output bucket)."""
+    def check(self) -> Self:
+        """Raises CommandFailed unless the command succeeded; returns the result otherwise."""
+
+@final
+class SyncReport:
+    """What a sync_tree did."""
+
+    @property
+    def files_sent(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def files_unchanged(self) -> int: ...
+    @property
+    def symlinks(self) -> int: ...
+    @property
+    def deleted(self) -> int: ...
+
+@disjoint_base
+class Machine:
+    """One machine: local sandbox, SSH host, SSM instance."""
+
+    @property
+    def id(self) -> str:
+        """The machine's id, unique within its provider."""
+    @property
+    def platform(self) -> str:
+        """"linux" or "windows"."""
+    def run(
+        self,
+        cmd: _CommandLike,
+        *,
+        check: bool = True,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[float] = None,
+        stdin: Union[bytes, str, None] = None,
+        on_line: Optional[Callable[[str, str], object]] = None,
+        idempotent: bool = False,
+    ) -> RunResult:
+        """Runs a command and returns its result.
+
+        A str is a script for the machine's shell; a sequence is a program and its
+        arguments, passed verbatim. With check=True a failure raises CommandFailed (with
+        the result attached). on_line(stream, line) gets each output line on this thread
+        as it arrives; an exception from it stops the command and propagates. A timeout
+        kills the command's whole process tree and raises Timeout. idempotent=True lets
+        the backend repeat the command after a dropped connection."""
+    def put(self, local: _StrPath, remote: str) -> None:
+        """Copies a local file to the machine (atomically, keeping its mode)."""
+    def get(self, remote: str, local: _StrPath) -> None:
+        """Copies a file from the machine (atomically, keeping its mode)."""
+    def sync_tree(
+        self, local_dir: _StrPath, remote_dir: str, *, delete: bool = False, compress: bool = False
+    ) -> SyncReport:
+        """Makes remote_dir mirror local_dir, sending only what changed."""
+    def wait_ready(self, timeout: float = 300.0) -> None:
+        """Waits until the machine accepts commands (Timeout names the last error)."""
+
+@final
+class HostResult:
+    """One machine's outcome of a fan_out."""
+
+    @property
+    def machine(self) -> str: ...
+    @property
+    def result(self) -> Optional[RunResult]:
+        """The command's result, when it ran."""
+    @property
+    def error(self) -> Optional[BaseException]:
+        """Why it could not run (an HgautoError), otherwise None."""
+    @property
+    def ok(self) -> bool:
+        """True when the command ran and exited 0."""
+
+def fan_out(
+    machines: Sequence[Machine],
+    cmd: _CommandLike,
+    *,
+    parallelism: int = 32,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[str] = None,
+    timeout: Optional[float] = None,
+    idempotent: bool = False,
+) -> List[HostResult]:
+    """Runs one command on every machine, at most `parallelism` at once; one failing
+    machine does not stop the others. Results are in the order of `machines`."""
+
+@final
+class MachineSpec:
+    """What kind of machine to provision."""
+
+    def __new__(
+        cls,
+        platform: str = "linux",
+        *,
+        image: Optional[str] = None,
+        instance_type: Optional[str] = None,
+        lifetime: float = 7200.0,
+        labels: Optional[Mapping[str, str]] = None,
+    ) -> Self: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def image(self) -> Optional[str]: ...
+    @property
+    def instance_type(self) -> Optional[str]: ...
+    @property
+    def lifetime(self) -> float: ...
+    @property
+    def labels(self) -> Dict[str, str]: ...
+
+@final
+class ManagedResource:
+    """One resource a provider manages."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str:
+        """"machine", "image", "snapshot", "key-pair", "security-group", "role", ..."""
+    @property
+    def created_at(self) -> int: ...
+    @property
+    def deadline(self) -> Optional[int]: ...
+    @property
+    def exists(self) -> bool: ...
+
+@final
+class MachineSet:
+    """Machines that exist only inside a `with` block (see Provider.machines)."""
+
+    def __enter__(self) -> List[Machine]: ...
+    def __exit__(self, exc_type: object = None, _exc: object = None, _tb: object = None) -> bool: ...
+    @property
+    def ids(self) -> List[str]:
+        """The ids of the machines alive in this block."""
+
+@disjoint_base
+class Provider:
+    """Creates and destroys machines, recording them in a ledger first."""
+
+    @property
+    def name(self) -> str: ...
+    def provision(self, spec: Optional[MachineSpec] = None, count: int = 1) -> List[Machine]:
+        """Creates machines you own (terminate them). Ctrl-C lets a provision finish and
+        terminates what it made before raising KeyboardInterrupt."""
+    def terminate(self, machines: Sequence[Union[Machine, str]]) -> None:
+        """Destroys machines (objects or ids)."""
+    def machines(self, spec: Optional[MachineSpec] = None, count: int = 1) -> MachineSet:
+        """`with provider.machines(spec, count=2) as ms:` provisions on entry and terminates
+        on every exit: return, exception, KeyboardInterrupt."""
+    def ensure_image(
+        self,
+        name: str,
+        *,
+        base: str,
+        platform: str = "linux",
+        scripts: Sequence[str] = ...,
+        files: Sequence[Tuple[_StrPath, str]] = ...,
+        instance_type: Optional[str] = None,
+        user_data: Optional[str] = None,
+    ) -> str:
+        """The id of an image built from this recipe, built only if its fingerprint is new."""
+    def list_managed(self) -> List[ManagedResource]:
+        """Everything this provider created and has not removed."""
+    def purge(self) -> List[str]:
+        """Removes everything this provider created; returns the removed ids."""
+
+@final
+class LocalProvider(Provider):
+    """Machines on this host: sandboxed homes, own process groups, a ledger."""
+
+    def __new__(cls, state_dir: Optional[_StrPath] = None, *, prefix: Optional[str] = None) -> Self: ...
+
+@final
+class Artifact:
+    """A file to publish under a name, with its sha256 and size."""
+
+    def __new__(cls, path: _StrPath, name: Optional[str] = None) -> Self: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+_ArtifactLike = Union[Artifact, _StrPath]
+
+@final
+class PublishReport:
+    """What a publish did."""
+
+    @property
+    def published(self) -> List[str]: ...
+    @property
+    def already_present(self) -> List[str]: ...
+
+@disjoint_base
+class Publisher:
+    """Puts artifacts somewhere, idempotently."""
+
+    def publish(self, artifacts: Sequence[_ArtifactLike]) -> PublishReport:
+        """Publishes every artifact; same name and sha256 is skipped, another sha256 raises
+        ConflictError."""
+    def exists(self, artifact: _ArtifactLike) -> bool:
+        """Whether the artifact is already published with the same content."""
+
+@final
+class DirPublisher(Publisher):
+    """Publishes into a local directory."""
+
+    def __new__(cls, dir: _StrPath) -> Self: ...
+
+@final
+class DownloadReport:
+    """What a download did."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def resumed(self) -> int: ...
+    @property
+    def restarted(self) -> int: ...
+
+def download(
+    url: str,
+    dest: _StrPath,
+    *,
+    sha256: Optional[str] = None,
+    size: Optional[int] = None,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 30.0,
+    retry: Optional[RetryPolicy] = None,
+    extract_to: Optional[_StrPath] = None,
+    format: Optional[str] = None,
+    progress: Optional[Callable[[int, Optional[int]], object]] = None,
+) -> DownloadReport:
+    """Downloads url to dest: resumed after drops, checked against sha256/size, landed by
+    atomic rename, optionally unpacked into extract_to. progress(done, total) runs on
+    this thread."""
+
+@final
+class CheckoutReport:
+    """What a checkout did."""
+
+    @property
+    def revision(self) -> str: ...
+    @property
+    def store(self) -> Path: ...
+    @property
+    def cloned(self) -> bool: ...
+    @property
+    def pulled(self) -> bool: ...
+    @property
+    def recovered(self) -> List[str]: ...
+
+def checkout(
+    url: str,
+    dest: _StrPath,
+    *,
+    vcs: str = "git",
+    revision: Optional[str] = None,
+    branch: Optional[str] = None,
+    share_base: Optional[_StrPath] = None,
+    purge: bool = False,
+    retry: Optional[RetryPolicy] = None,
+) -> CheckoutReport:
+    """Checks out a full revision hash or a branch of a git or hg repository into dest,
+    through a pooled store under share_base (default: the state dir's vcs-stores)."""
+
+@final
+class VenvReport:
+    """What a create_virtualenv did."""
+
+    @property
+    def path(self) -> Path: ...
+    @property
+    def python(self) -> Path: ...
+    @property
+    def python_version(self) -> str: ...
+    @property
+    def reused(self) -> bool: ...
+    @property
+    def installer(self) -> Optional[str]: ...
+
+def create_virtualenv(
+    path: _StrPath,
+    *,
+    python: Optional[_StrPath] = None,
+    requirements: Sequence[_StrPath] = ...,
+    constraints: Sequence[_StrPath] = ...,
+    find_links: Sequence[str] = ...,
+    index_url: Optional[str] = None,
+    no_index: bool = False,
+    installer: str = "auto",
+    timeout: float = 1800.0,
+    retry: Optional[RetryPolicy] = None,
+) -> VenvReport:
+    """Creates (or reuses, when its inputs are unchanged) a virtualenv and installs the
+    requirements. installer: "auto" (uv if on PATH), "uv", "pip" or a uv binary's path."""
+
+# Feature "ssh" (hgauto.ssh)
+
+@final
+class SshMachine(Machine):
+    """A machine reached over SSH, with a connection pool and hgauto's own known_hosts."""
+
+    def __new__(
+        cls,
+        host: str,
+        *,
+        user: str,
+        port: int = 22,
+        key_file: Optional[_StrPath] = None,
+        key: Optional[str] = None,
+        passphrase: Optional[str] = None,
+        agent: bool = False,
+        host_keys: Union[str, bytes, None] = None,
+        state_dir: Optional[_StrPath] = None,
+        known_hosts: Optional[_StrPath] = None,
+        connect_timeout: float = 10.0,
+        max_connections: int = 8,
+        platform: str = "linux",
+        compress: bool = False,
+        retry: Optional[RetryPolicy] = None,
+        id: Optional[str] = None,
+    ) -> Self: ...
+    @property
+    def address(self) -> str:
+        """user@host:port."""
+    def disconnect(self) -> None:
+        """Closes idle connections (the next operation reconnects)."""
+
+@final
+class SshPublisher(Publisher):
+    """Publishes over SFTP into a directory on an SSH machine."""
+
+    def __new__(cls, machine: SshMachine, dir: str, *, mode: Optional[int] = None) -> Self: ...
+
+# Feature "aws" (hgauto.aws)
+
+@final
+class Ec2Provider(Provider):
+    """EC2 machines; keyword arguments are AwsConfig fields (region, endpoint_url, profile,
+    prefix, state_dir, allowed_cidr, instance_type, linux_image, ssh_user, owner,
+    allow_unknown_region, linux_access, windows_image, ssm_bucket). Without region, the
+    HGAUTO_* environment supplies the settings."""
+
+    def __new__(cls, **settings: Union[str, bool, "os.PathLike[str]", None]) -> Self: ...
+    def ssm_machine(self, instance_id: str, *, platform: str = "linux") -> SsmMachine:
+        """An SSM machine for an instance of this provider."""
+    @property
+    def private_key_path(self) -> str:
+        """The automation key pair's private key (mode 0600)."""
+
+@final
+class SsmMachine(Machine):
+    """An instance driven through SSM Run Command."""
+
+    def __new__(
+        cls,
+        instance_id: str,
+        *,
+        platform: str = "linux",
+        **settings: Union[str, bool, "os.PathLike[str]", None],
+    ) -> Self: ...
+
+@final
+class S3Publisher(Publisher):
+    """Publishes to s3://bucket/prefix/name with the sha256 checked by S3."""
+
+    def __new__(
+        cls,
+        bucket: str,
+        prefix: str = "",
+        **settings: Union[str, bool, "os.PathLike[str]", None],
+    ) -> Self: ...
