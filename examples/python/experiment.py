@@ -59,6 +59,7 @@ class Experiment:
             branch=None if a.revision else a.branch,
             share_base=self.work / "stores",
             purge=True,
+            progress=lambda step: log.info("checkout: %s", step),
         )
         log.info("checked out %s (cloned=%s)", report.revision, report.cloned)
         self.record("checkout", revision=report.revision, cloned=report.cloned)
@@ -70,6 +71,7 @@ class Experiment:
             requirements=[a.requirements] if a.requirements else [],
             find_links=a.find_links,
             no_index=a.no_index,
+            progress=lambda step: log.info("venv: %s", step),
         )
         log.info("venv %s: python %s, reused=%s", report.path, report.python_version, report.reused)
         self.record("create-venv", python=report.python_version, reused=report.reused)

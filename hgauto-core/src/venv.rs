@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::progress::{step, StepProgress};
 use crate::retry::RetryPolicy;
 
 /// Which tool installs requirements.
@@ -52,6 +53,8 @@ pub struct VenvOptions {
     pub timeout: Duration,
     /// Retries of a failed install (network errors).
     pub retry: RetryPolicy,
+    /// Told of each step (reusing, creating, installing) as it starts.
+    pub progress: Option<StepProgress>,
 }
 
 impl Default for VenvOptions {
@@ -66,6 +69,7 @@ impl Default for VenvOptions {
             installer: Installer::Auto,
             timeout: Duration::from_secs(900),
             retry: RetryPolicy::network(),
+            progress: None,
         }
     }
 }
@@ -251,7 +255,10 @@ fn prepare(path: &Path, opts: &VenvOptions) -> Result<(VenvReport, Stamp)> {
         installer: None,
     };
     if found.as_ref() == Some(&want) && python.exists() {
-        tracing::info!(venv = %path.display(), "reusing virtualenv");
+        step(
+            &opts.progress,
+            &format!("reusing the virtualenv {}", path.display()),
+        );
         return Ok((report(true), want));
     }
     if path.exists() {
@@ -267,6 +274,14 @@ fn prepare(path: &Path, opts: &VenvOptions) -> Result<(VenvReport, Stamp)> {
         }
         std::fs::remove_dir_all(path).map_err(|e| Error::io("remove", path, "localhost", e))?;
     }
+    step(
+        &opts.progress,
+        &format!(
+            "creating the virtualenv {} (Python {})",
+            path.display(),
+            info.version
+        ),
+    );
     layout(path, &info)?;
     Ok((report(false), want))
 }
@@ -402,7 +417,10 @@ async fn install_requirements(report: &VenvReport, opts: &VenvOptions) -> Result
         }
     };
     full.extend(args);
-    tracing::info!(installer = name, venv = %report.path.display(), "installing requirements");
+    step(
+        &opts.progress,
+        &format!("installing requirements with {name}"),
+    );
     let mut attempt = 0;
     loop {
         match run_logged(name, &program, &full, opts.timeout).await {

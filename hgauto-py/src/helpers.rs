@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 
 use hgauto_core::download::ArchiveFormat;
-use hgauto_core::{CheckoutOptions, DownloadOptions, Error, Installer, Vcs, VenvOptions, Want};
+use hgauto_core::{
+    CheckoutOptions, DownloadOptions, Error, Installer, StepProgress, Vcs, VenvOptions, Want,
+};
 
 use crate::convert::{seconds, PyRetryPolicy};
 use crate::errors::{to_py, IntoPyResult};
@@ -112,6 +114,29 @@ pub fn download(
     })
 }
 
+/// Runs a helper whose options take a [`StepProgress`]: with a Python `progress`
+/// callback, each step's text is delivered to it on this thread.
+fn with_steps<T, F>(
+    py: Python<'_>,
+    progress: Option<Bound<'_, PyAny>>,
+    run: impl FnOnce(Option<StepProgress>) -> F,
+) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = hgauto_core::Result<T>> + Send + 'static,
+{
+    match progress {
+        None => wait(py, run(None))?.py_err(py),
+        Some(callback) => wait_with(
+            py,
+            OnInterrupt::Cancel,
+            |events, _| run(Some(StepProgress::new(move |s| events.send(s.to_owned())))),
+            |_, text: String| callback.call1((text,)).map(|_| ()),
+        )?
+        .py_err(py),
+    }
+}
+
 /// What a `checkout` did.
 #[pyclass(frozen, get_all, module = "hgauto")]
 pub struct CheckoutReport {
@@ -139,8 +164,9 @@ impl CheckoutReport {
 
 /// Checks out `revision` (a full hash) or `branch` of `url` into `dest`, sharing one
 /// pooled store per repository under `share_base`, repairing interrupted clones.
+/// `progress(step)` gets a line per step (cloning, pulling, updating) on this thread.
 #[pyfunction]
-#[pyo3(signature = (url, dest, *, vcs="git", revision=None, branch=None, share_base=None, purge=false, retry=None))]
+#[pyo3(signature = (url, dest, *, vcs="git", revision=None, branch=None, share_base=None, purge=false, retry=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn checkout(
     py: Python<'_>,
@@ -152,6 +178,7 @@ pub fn checkout(
     share_base: Option<PathBuf>,
     purge: bool,
     retry: Option<PyRetryPolicy>,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<CheckoutReport> {
     let vcs = match vcs {
         "git" => Vcs::Git,
@@ -183,10 +210,10 @@ pub fn checkout(
     if let Some(r) = retry {
         opts.retry = r.inner;
     }
-    let report = wait(py, async move {
+    let report = with_steps(py, progress, move |steps| async move {
+        opts.progress = steps;
         hgauto_core::checkout(vcs, &url, &dest, &want, &opts).await
-    })?
-    .py_err(py)?;
+    })?;
     Ok(CheckoutReport {
         revision: report.revision,
         store: report.store,
@@ -226,9 +253,9 @@ impl VenvReport {
 
 /// Creates (or reuses, when its inputs are unchanged) a virtualenv at `path` and installs
 /// `requirements` under `constraints`. `installer` is `"auto"` (uv when on PATH, else pip),
-/// `"pip"`, `"uv"` or the path of a uv binary.
+/// `"pip"`, `"uv"` or the path of a uv binary. `progress(step)` gets a line per step.
 #[pyfunction]
-#[pyo3(signature = (path, *, python=None, requirements=Vec::new(), constraints=Vec::new(), find_links=Vec::new(), index_url=None, no_index=false, installer="auto", timeout=1800.0, retry=None))]
+#[pyo3(signature = (path, *, python=None, requirements=Vec::new(), constraints=Vec::new(), find_links=Vec::new(), index_url=None, no_index=false, installer="auto", timeout=1800.0, retry=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn create_virtualenv(
     py: Python<'_>,
@@ -242,6 +269,7 @@ pub fn create_virtualenv(
     installer: &str,
     timeout: f64,
     retry: Option<PyRetryPolicy>,
+    progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<VenvReport> {
     let installer = match installer {
         "auto" => Installer::Auto,
@@ -263,10 +291,10 @@ pub fn create_virtualenv(
     if let Some(r) = retry {
         opts.retry = r.inner;
     }
-    let report = wait(py, async move {
+    let report = with_steps(py, progress, move |steps| async move {
+        opts.progress = steps;
         hgauto_core::create_virtualenv(&path, &opts).await
-    })?
-    .py_err(py)?;
+    })?;
     Ok(VenvReport {
         path: report.path,
         python: report.python,

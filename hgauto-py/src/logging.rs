@@ -92,15 +92,25 @@ struct PythonLogging {
 impl PythonLogging {
     fn logger<'py>(&self, py: Python<'py>, target: &'static str) -> PyResult<Bound<'py, PyAny>> {
         static GET_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let mut cache = self.loggers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = cache.get(target) {
-            return Ok(l.bind(py).clone());
+        // Never hold the cache's lock while Python runs: Python may hand the GIL to a thread
+        // that then waits for this lock while holding the GIL.
+        let cached = self
+            .loggers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .map(|l| l.clone_ref(py));
+        if let Some(l) = cached {
+            return Ok(l.into_bound(py));
         }
         let get = GET_LOGGER.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
             Ok(py.import("logging")?.getattr("getLogger")?.unbind())
         })?;
         let logger = get.bind(py).call1((logger_name(target),))?;
-        cache.insert(target, logger.clone().unbind());
+        self.loggers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(target, logger.clone().unbind());
         Ok(logger)
     }
 

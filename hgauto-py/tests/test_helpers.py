@@ -79,11 +79,17 @@ def test_checkout_git_revision_and_branch(tmp_path: Path) -> None:
     git("commit", "-q", "-am", "two", cwd=repo)
     second = git("rev-parse", "HEAD", cwd=repo)
     stores = tmp_path / "stores"
-    r1 = hgauto.checkout(str(repo), tmp_path / "w1", revision=first, share_base=stores)
+    steps: List[str] = []
+    r1 = hgauto.checkout(str(repo), tmp_path / "w1", revision=first, share_base=stores,
+                         progress=steps.append)
     assert r1.revision == first and r1.cloned
+    assert steps[0] == f"looking up {repo}" and steps[-1] == f"updating {tmp_path / 'w1'} to {first}"
     assert (tmp_path / "w1" / "a.txt").read_text() == "one"
-    r2 = hgauto.checkout(str(repo), tmp_path / "w2", branch="main", share_base=stores)
+    steps.clear()
+    r2 = hgauto.checkout(str(repo), tmp_path / "w2", branch="main", share_base=stores,
+                         progress=steps.append)
     assert r2.revision == second and not r2.cloned and r2.store == r1.store
+    assert steps == [f"pulling {repo}", f"updating {tmp_path / 'w2'} to {second}"]
     assert (tmp_path / "w2" / "a.txt").read_text() == "two"
 
 
@@ -109,15 +115,22 @@ def test_create_virtualenv_installs_and_reuses(tmp_path: Path) -> None:
     req = tmp_path / "requirements.txt"
     req.write_text("hgdemo==1.0\n")
     venv = tmp_path / "venv"
+    steps: List[str] = []
     first = hgauto.create_virtualenv(venv, python=Path(sys.executable), requirements=[req],
-                                     find_links=[str(wheels)], no_index=True)
+                                     find_links=[str(wheels)], no_index=True,
+                                     progress=steps.append)
     assert not first.reused and first.installer in ("uv", "pip")
+    assert steps[0].startswith(f"creating the virtualenv {venv}")
+    assert steps[-1] == f"installing requirements with {first.installer}"
     out = subprocess.run([str(first.python), "-c", "import hgdemo; print(hgdemo.VERSION)"],
                          check=True, capture_output=True, text=True).stdout
     assert out.strip() == "1.0"
+    steps.clear()
     again = hgauto.create_virtualenv(venv, python=Path(sys.executable), requirements=[req],
-                                     find_links=[str(wheels)], no_index=True)
+                                     find_links=[str(wheels)], no_index=True,
+                                     progress=steps.append)
     assert again.reused and again.python_version == first.python_version
+    assert steps == [f"reusing the virtualenv {venv}"]
     with pytest.raises(hgauto.HgautoError):
         hgauto.create_virtualenv(tmp_path / "v2", python=Path(sys.executable),
                                  requirements=[tmp_path / "missing.txt"], no_index=True)

@@ -23,6 +23,7 @@ use std::process::Stdio;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::progress::{step, StepProgress};
 use crate::retry::RetryPolicy;
 
 /// Which version control system.
@@ -62,6 +63,8 @@ pub struct CheckoutOptions {
     pub purge: bool,
     /// Retries for network failures.
     pub retry: RetryPolicy,
+    /// Told of each step (cloning, pulling, updating, repairs) as it starts.
+    pub progress: Option<StepProgress>,
 }
 
 impl CheckoutOptions {
@@ -71,6 +74,7 @@ impl CheckoutOptions {
             share_base: share_base.into(),
             purge: false,
             retry: RetryPolicy::network(),
+            progress: None,
         }
     }
 
@@ -283,6 +287,7 @@ fn checkout_blocking(
                     .prefix(".root-")
                     .tempdir_in(&base)
                     .map_err(|e| Error::io("create", &base, "localhost", e))?;
+                step(&opts.progress, &format!("looking up {url}"));
                 let root = be.root_of(url, scratch.path())?;
                 // A git scratch clone is a full store: keep it if there is none yet.
                 let store = base.join(&root);
@@ -331,6 +336,10 @@ fn checkout_blocking(
             .tempdir_in(&base)
             .map_err(|e| Error::io("create", &base, "localhost", e))?;
         let staged = tmp.path().join("repo");
+        step(
+            &opts.progress,
+            &format!("cloning {url} into {}", store.display()),
+        );
         be.clone_store(url, &staged)?;
         std::fs::rename(&staged, &store)
             .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
@@ -343,6 +352,7 @@ fn checkout_blocking(
         Want::Revision(r) => (r.to_ascii_lowercase(), false),
         Want::Branch(b) => {
             if !cloned {
+                step(&opts.progress, &format!("pulling {url}"));
                 be.pull(&store, url)?;
                 pulled = true;
             }
@@ -379,10 +389,21 @@ fn checkout_blocking(
     } else {
         recovered.extend(be.clear_locks(dest));
     }
+    for fixed in &recovered {
+        step(&opts.progress, &format!("repaired: {fixed}"));
+    }
+    step(
+        &opts.progress,
+        &format!("updating {} to {rev}", dest.display()),
+    );
     if let Err(e) = be.update(dest, &rev, opts.purge) {
         if known || pulled || be.has(&store, &rev) {
             return Err(e);
         }
+        step(
+            &opts.progress,
+            &format!("{rev} is not in the store: pulling {url}"),
+        );
         be.pull(&store, url)?;
         pulled = true;
         if !be.has(&store, &rev) {

@@ -391,9 +391,11 @@ def checkout(
     share_base: Optional[_StrPath] = None,
     purge: bool = False,
     retry: Optional[RetryPolicy] = None,
+    progress: Optional[Callable[[str], object]] = None,
 ) -> CheckoutReport:
     """Checks out a full revision hash or a branch of a git or hg repository into dest,
-    through a pooled store under share_base (default: the state dir's vcs-stores)."""
+    through a pooled store under share_base (default: the state dir's vcs-stores).
+    progress(step) gets one line per step (cloning, pulling, updating) on this thread."""
 
 @final
 class VenvReport:
@@ -422,9 +424,11 @@ def create_virtualenv(
     installer: str = "auto",
     timeout: float = 1800.0,
     retry: Optional[RetryPolicy] = None,
+    progress: Optional[Callable[[str], object]] = None,
 ) -> VenvReport:
     """Creates (or reuses, when its inputs are unchanged) a virtualenv and installs the
-    requirements. installer: "auto" (uv if on PATH), "uv", "pip" or a uv binary's path."""
+    requirements. installer: "auto" (uv if on PATH), "uv", "pip" or a uv binary's path.
+    progress(step) gets one line per step (reusing, creating, installing)."""
 
 # Feature "ssh" (hgauto.ssh)
 
