@@ -48,6 +48,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(helpers::download, m)?)?;
     m.add_function(wrap_pyfunction!(helpers::checkout, m)?)?;
     m.add_function(wrap_pyfunction!(helpers::create_virtualenv, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::_shutdown, m)?)?;
     #[cfg(feature = "ssh")]
     {
         features.push("ssh");

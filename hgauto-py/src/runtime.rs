@@ -21,8 +21,9 @@ use tokio::runtime::Runtime;
 const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
 /// The process's runtime, rebuilt in a forked child (whose copy has no worker threads).
+static RT: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
+
 fn runtime() -> Arc<Runtime> {
-    static RT: Mutex<Option<(u32, Arc<Runtime>)>> = Mutex::new(None);
     let pid = std::process::id();
     let mut slot = RT.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((owner, rt)) = slot.as_ref() {
@@ -43,6 +44,27 @@ fn runtime() -> Arc<Runtime> {
         std::mem::forget(stale);
     }
     rt
+}
+
+/// How long interpreter exit waits for cancelled work to wind down (a command that was
+/// interrupted is killed on its machine by its blocking thread, which must get to run).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops the runtime at interpreter exit (registered with `atexit` by `hgauto/__init__.py`),
+/// waiting up to [`SHUTDOWN_GRACE`] for blocking work, such as the remote kill of a command
+/// interrupted by Ctrl-C, to finish.
+#[pyfunction]
+pub fn _shutdown(py: Python<'_>) {
+    let taken = RT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((owner, rt)) = taken {
+        if owner != std::process::id() {
+            std::mem::forget(rt);
+            return;
+        }
+        if let Ok(rt) = Arc::try_unwrap(rt) {
+            py.detach(move || rt.shutdown_timeout(SHUTDOWN_GRACE));
+        }
+    }
 }
 
 /// What to do when Ctrl-C arrives while a call is in flight.

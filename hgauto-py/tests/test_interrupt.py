@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import hgauto
-from conftest import processes_with_env
+from conftest import Sshd, processes_with_env
+from test_machines import wait_gone
 
 SCRIPT = textwrap.dedent(
     """
@@ -79,3 +80,31 @@ def test_provision_returns_owned_machines(tmp_path: Path) -> None:
     provider.terminate(ms)
     assert provider.list_managed() == []
     assert os.environ.get("HGAUTO_MACHINE_ID") is None
+
+
+SSH_SCRIPT = textwrap.dedent(
+    """
+    import sys, hgauto.ssh
+    port, user, key, state = sys.argv[1:5]
+    m = hgauto.ssh.SshMachine("127.0.0.1", port=int(port), user=user, key_file=key,
+                              state_dir=state, host_keys="accept-new")
+    m.run("echo started; sleep 5309", on_line=lambda s, l: print(l, flush=True))
+    print("not reached", flush=True)
+    """
+)
+
+
+def test_sigint_mid_ssh_run_kills_the_remote_command(sshd: Sshd, tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", SSH_SCRIPT, str(sshd.port), sshd.user, str(sshd.key),
+         str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and child.stdout.readline().strip() != "started":
+        pass
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert "KeyboardInterrupt" in err and "not reached" not in out
+    assert wait_gone(sshd.machine(tmp_path), "sleep 5309")

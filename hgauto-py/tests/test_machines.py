@@ -100,8 +100,21 @@ def test_callback_error_stops_the_command(machine: hgauto.Machine) -> None:
 
     started = time.monotonic()
     with pytest.raises(ValueError, match="stop at first"):
-        machine.run("echo first; sleep 30; echo never", on_line=explode)
+        machine.run("echo first; sleep 3417; echo never", on_line=explode)
     assert time.monotonic() - started < 10
+    # The command is killed, not left running unseen.
+    assert wait_gone(machine, "sleep 3417")
+
+
+def wait_gone(machine: hgauto.Machine, args: str, limit: float = 5.0) -> bool:
+    """True once no process on the machine has exactly these arguments."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ps = machine.run(["ps", "-eo", "args"]).stdout.splitlines()
+        if args not in (line.strip() for line in ps):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_put_get_keep_content_and_mode(machine: hgauto.Machine, tmp_path: Path) -> None:

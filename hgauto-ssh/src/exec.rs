@@ -22,6 +22,9 @@ pub(crate) struct ExecIo<'a> {
     pub on_stdout: &'a mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     pub on_stderr: &'a mut (dyn FnMut(&[u8]) + Send),
     pub deadline: Option<Instant>,
+    /// True once nobody waits for the result any more (the caller's future was dropped,
+    /// e.g. on Ctrl-C): the command is then killed like one that timed out.
+    pub abandoned: &'a (dyn Fn() -> bool + Send + Sync),
     /// Strip and record the pid marker from stderr.
     pub pid_marker: bool,
 }
@@ -154,7 +157,7 @@ pub(crate) fn run(
 }
 
 /// Moves data until the remote side closes its output (returns the marker pid and whether
-/// the deadline passed first).
+/// the deadline passed, or the caller left, first).
 fn pump(
     conn: &mut Conn,
     channel: &mut ssh2::Channel,
@@ -166,6 +169,7 @@ fn pump(
         on_stdout,
         on_stderr,
         deadline,
+        abandoned,
         pid_marker,
     } = io;
     let mut buf = vec![0u8; 64 * 1024];
@@ -251,11 +255,9 @@ fn pump(
             filter.finish(on_stderr);
             return Ok((filter.pid, false));
         }
-        if let Some(d) = deadline {
-            if Instant::now() >= d {
-                filter.finish(on_stderr);
-                return Ok((filter.pid, true));
-            }
+        if deadline.is_some_and(|d| Instant::now() >= d) || abandoned() {
+            filter.finish(on_stderr);
+            return Ok((filter.pid, true));
         }
         conn.keepalive_if_due(keepalive);
         if !progress {

@@ -200,6 +200,7 @@ impl SshMachine {
             on_stdout: &mut *on_stdout,
             on_stderr: &mut on_stderr,
             deadline: None,
+            abandoned: &|| false,
             pid_marker: false,
         };
         let end = exec::run(conn, command, io, keepalive)?;
@@ -313,6 +314,9 @@ impl RemoteMachine for SshMachine {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let started = Instant::now();
         let run = self.with_conn(cmd.is_idempotent(), move |conn| {
+            // `rx` lives in this future: once it is dropped (the caller cancelled), the
+            // channel is closed and the command is killed instead of running on unseen.
+            let caller = tx.clone();
             let mut out = LineTap::new(Stream::Stdout, tx.clone());
             let mut err = LineTap::new(Stream::Stderr, tx.clone());
             let mut input = stdin.as_deref().map(Cursor::new);
@@ -324,6 +328,7 @@ impl RemoteMachine for SshMachine {
                 },
                 on_stderr: &mut |d| err.push(d),
                 deadline: timeout.map(|t| Instant::now() + t),
+                abandoned: &|| caller.is_closed(),
                 pid_marker: posix,
             };
             let end = exec::run(conn, &rendered, io, keepalive)?;

@@ -138,3 +138,34 @@ async fn an_idempotent_command_is_retried_after_a_cut() {
         2
     );
 }
+
+/// A caller that stops waiting (its future dropped: Ctrl-C in Python, a `select!` that
+/// took another branch) does not leave the command running on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_exec_kills_the_remote_command() {
+    let keys = UserKeys::new();
+    let sshd = Sshd::start("127.0.0.1", &keys);
+    let state = tempfile::tempdir().unwrap();
+    let m = SshMachine::from_config(sshd.config(&keys, state.path()));
+    let running = || async {
+        let out = m
+            .exec(&Command::script(
+                "ps -eo args | grep -c '^sleep 4711$' || true",
+            ))
+            .await
+            .unwrap();
+        out.stdout_str().trim().parse::<u32>().unwrap()
+    };
+    let cmd = Command::script("sleep 4711");
+    let gone = tokio::time::timeout(Duration::from_millis(500), m.exec(&cmd)).await;
+    assert!(gone.is_err(), "the command cannot have finished");
+    let mut left = running().await;
+    for _ in 0..50 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = running().await;
+    }
+    assert_eq!(left, 0, "`sleep 4711` still runs on the host");
+}

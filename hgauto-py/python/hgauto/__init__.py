@@ -11,7 +11,10 @@ Publishers: :class:`DirPublisher`, ``hgauto.ssh.SshPublisher``, ``hgauto.aws.S3P
 Errors: :mod:`hgauto.errors`, all under :class:`HgautoError`. Logs: the ``hgauto`` logger.
 """
 
+import atexit
+
 from . import errors
+from ._hgauto import _shutdown
 from ._hgauto import (
     FEATURES,
     Artifact,
@@ -57,6 +60,9 @@ from .errors import (
     SpawnError,
     Timeout,
 )
+
+# At exit, give interrupted commands' clean-up (killing them on their machines) time to run.
+atexit.register(_shutdown)
 
 __all__ = [
     "FEATURES",

@@ -38,6 +38,7 @@ __all__ = [
     "SyncReport",
     "VenvReport",
     "__version__",
+    "_shutdown",
     "checkout",
     "create_virtualenv",
     "download",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 #: Compiled-in features: "ssh", "aws".
 FEATURES: List[str]
+
+def _shutdown() -> None:
+    """Stops the runtime at interpreter exit, letting interrupted commands be killed."""
 
 @final
 class RetryPolicy:
