@@ -26,6 +26,7 @@ use pyo3::prelude::*;
 fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    #[allow(unused_mut)] // without features, nothing is pushed
     let mut features: Vec<&str> = Vec::new();
     m.add_class::<convert::PyRetryPolicy>()?;
     m.add_class::<machine::PyMachine>()?;
