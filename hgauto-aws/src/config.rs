@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hgauto_core::{Error, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `HGAUTO_AWS_REGION` (falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`).
 pub const ENV_REGION: &str = "HGAUTO_AWS_REGION";
@@ -63,7 +63,7 @@ const KNOWN_REGIONS: &[&str] = &[
 ];
 
 /// Settings shared by the AWS backends.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// The AWS region, e.g. `us-west-2`.
@@ -111,7 +111,7 @@ pub struct AwsConfig {
 }
 
 /// How the provider's machines are reached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
     /// SSH with the provider's key pair (port 22 open to the allowed CIDR).

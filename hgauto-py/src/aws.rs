@@ -45,33 +45,10 @@ fn config(py: Python<'_>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<AwsC
         serde_json::Map::new()
     } else {
         // Start from the environment's settings; explicit arguments win.
-        let env = AwsConfig::from_env().py_err(py)?;
-        let mut m = serde_json::Map::new();
-        m.insert("region".into(), env.region.into());
-        for (k, v) in [
-            ("endpoint_url", env.endpoint_url),
-            ("profile", env.profile),
-            ("allowed_cidr", env.allowed_cidr),
-            ("ssm_bucket", env.ssm_bucket),
-        ] {
-            if let Some(v) = v {
-                m.insert(k.into(), v.into());
-            }
+        match serde_json::to_value(AwsConfig::from_env().py_err(py)?) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
         }
-        m.insert("prefix".into(), env.prefix.into());
-        m.insert(
-            "state_dir".into(),
-            env.state_dir.to_string_lossy().into_owned().into(),
-        );
-        m.insert(
-            "linux_access".into(),
-            match env.linux_access {
-                hgauto_aws::Access::Ssh => "ssh",
-                hgauto_aws::Access::Ssm => "ssm",
-            }
-            .into(),
-        );
-        m
     };
     base.extend(fields);
     let cfg: AwsConfig = serde_json::from_value(serde_json::Value::Object(base))

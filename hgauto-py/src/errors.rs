@@ -6,7 +6,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::PyDict;
 
 use hgauto_core::Error;
 
@@ -43,14 +43,7 @@ fn build(
     attrs.set_item("retryable", err.is_retryable())?;
     let kind = describe(err, &attrs)?;
     extra(&attrs)?;
-    let exc = factory.bind(py).call1(PyTuple::new(
-        py,
-        [
-            kind.into_pyobject(py)?.into_any(),
-            err.to_string().into_pyobject(py)?.into_any(),
-            attrs.into_any(),
-        ],
-    )?)?;
+    let exc = factory.bind(py).call1((kind, err.to_string(), attrs))?;
     Ok(PyErr::from_value(exc))
 }
 

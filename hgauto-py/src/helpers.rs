@@ -12,7 +12,7 @@ use hgauto_core::{
 
 use crate::convert::{seconds, PyRetryPolicy};
 use crate::errors::{to_py, IntoPyResult};
-use crate::runtime::{wait, wait_with, OnInterrupt};
+use crate::runtime::wait_calling;
 
 /// What a `download` did.
 #[pyclass(frozen, get_all, module = "hgauto")]
@@ -89,20 +89,17 @@ pub fn download(
             })?,
         );
     }
-    let report = match progress {
-        None => wait(py, async move {
+    let report = wait_calling(
+        py,
+        progress,
+        |events| async move {
+            if let Some(events) = events {
+                opts = opts.with_progress(move |done, total| events.send((done, total)));
+            }
             hgauto_core::download(&url, &dest, &opts).await
-        })?,
-        Some(callback) => wait_with(
-            py,
-            OnInterrupt::Cancel,
-            |events, _| async move {
-                let opts = opts.with_progress(move |done, total| events.send((done, total)));
-                hgauto_core::download(&url, &dest, &opts).await
-            },
-            |_, (done, total): (u64, Option<u64>)| callback.call1((done, total)).map(|_| ()),
-        )?,
-    }
+        },
+        |callback, (done, total): (u64, Option<u64>)| callback.call1((done, total)),
+    )?
     .py_err(py)?;
     Ok(DownloadReport {
         path: report.path,
@@ -125,16 +122,13 @@ where
     T: Send + 'static,
     F: std::future::Future<Output = hgauto_core::Result<T>> + Send + 'static,
 {
-    match progress {
-        None => wait(py, run(None))?.py_err(py),
-        Some(callback) => wait_with(
-            py,
-            OnInterrupt::Cancel,
-            |events, _| run(Some(StepProgress::new(move |s| events.send(s.to_owned())))),
-            |_, text: String| callback.call1((text,)).map(|_| ()),
-        )?
-        .py_err(py),
-    }
+    wait_calling(
+        py,
+        progress,
+        |events| run(events.map(|e| StepProgress::new(move |s| e.send(s.to_owned())))),
+        |callback, text: String| callback.call1((text,)),
+    )?
+    .py_err(py)
 }
 
 /// What a `checkout` did.

@@ -10,7 +10,7 @@ use hgauto_core::{Command, ExitStatus, Output, RemoteMachine, Stream, SyncOption
 
 use crate::convert::{platform_name, seconds, CommandArgs};
 use crate::errors::{to_py_with, IntoPyResult};
-use crate::runtime::{wait, wait_with, OnInterrupt};
+use crate::runtime::{wait, wait_calling};
 
 /// One machine: local sandbox, SSH host, SSM instance. Subclassed by `hgauto.ssh.SshMachine`
 /// and `hgauto.aws.SsmMachine`; providers hand out plain `Machine`s.
@@ -65,25 +65,26 @@ impl PyMachine {
         .build(py)?;
         let machine = self.inner.clone();
         let cmd2 = command.clone();
-        let output = match on_line {
-            None => wait(py, async move { machine.exec(&cmd2).await })?,
-            Some(callback) => wait_with(
-                py,
-                OnInterrupt::Cancel,
-                |events, _| async move {
-                    let sink = move |s: Stream, line: &[u8]| events.send((s, line.to_vec()));
-                    machine.exec_streaming(&cmd2, &sink).await
-                },
-                |_, (stream, line): (Stream, Vec<u8>)| {
-                    let name = match stream {
-                        Stream::Stdout => "stdout",
-                        Stream::Stderr => "stderr",
-                    };
-                    callback.call1((name, String::from_utf8_lossy(&line)))?;
-                    Ok(())
-                },
-            )?,
-        }
+        let output = wait_calling(
+            py,
+            on_line,
+            |events| async move {
+                match events {
+                    None => machine.exec(&cmd2).await,
+                    Some(events) => {
+                        let sink = move |s: Stream, line: &[u8]| events.send((s, line.to_vec()));
+                        machine.exec_streaming(&cmd2, &sink).await
+                    }
+                }
+            },
+            |callback, (stream, line): (Stream, Vec<u8>)| {
+                let name = match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                };
+                callback.call1((name, String::from_utf8_lossy(&line)))
+            },
+        )?
         .py_err(py)?;
         let result = Bound::new(py, RunResult::new(self.inner.id(), &command, output))?;
         if check {

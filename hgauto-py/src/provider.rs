@@ -18,7 +18,7 @@ use hgauto_core::{
 use crate::convert::{platform_name, seconds};
 use crate::errors::{to_py, IntoPyResult};
 use crate::machine::PyMachine;
-use crate::runtime::{wait, wait_with, OnInterrupt};
+use crate::runtime::{wait, wait_finishing};
 
 /// What kind of machine to provision.
 #[pyclass(frozen, from_py_object, module = "hgauto", name = "MachineSpec")]
@@ -105,10 +105,7 @@ fn provision_guarded(
     spec: MachineSpec,
     count: usize,
 ) -> PyResult<Vec<Arc<dyn RemoteMachine>>> {
-    wait_with(
-        py,
-        OnInterrupt::Finish,
-        |_: crate::runtime::Events<()>, cancelled| async move {
+    wait_finishing(py, |cancelled| async move {
             let made = provider.provision(&spec, count).await;
             if let (true, Ok(ms)) = (cancelled.is_set(), &made) {
                 let ids: Vec<String> = ms.iter().map(|m| m.id().to_owned()).collect();
@@ -117,9 +114,7 @@ fn provision_guarded(
                 }
             }
             made
-        },
-        |_, ()| Ok(()),
-    )?
+        })?
     .py_err(py)
 }
 
@@ -128,13 +123,7 @@ fn terminate_guarded(
     provider: Arc<dyn ResourceProvider>,
     ids: Vec<String>,
 ) -> PyResult<()> {
-    wait_with(
-        py,
-        OnInterrupt::Finish,
-        |_: crate::runtime::Events<()>, _| async move { provider.terminate(&ids).await },
-        |_, ()| Ok(()),
-    )?
-    .py_err(py)
+    wait_finishing(py, |_| async move { provider.terminate(&ids).await })?.py_err(py)
 }
 
 /// Machine ids from a list of `Machine`s or strings.
@@ -237,13 +226,7 @@ impl PyProvider {
     /// Returns the removed ids.
     fn purge(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let p = self.inner.clone();
-        let report = wait_with(
-            py,
-            OnInterrupt::Finish,
-            |_: crate::runtime::Events<()>, _| async move { p.purge().await },
-            |_, ()| Ok(()),
-        )?
-        .py_err(py)?;
+        let report = wait_finishing(py, |_| async move { p.purge().await })?.py_err(py)?;
         Ok(report.removed)
     }
 

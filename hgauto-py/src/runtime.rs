@@ -125,6 +125,46 @@ where
     )
 }
 
+/// Runs the future `make(cancelled)` builds under [`OnInterrupt::Finish`]: Ctrl-C sets
+/// `cancelled` and is raised once the future has completed.
+pub fn wait_finishing<T, F>(py: Python<'_>, make: impl FnOnce(Cancelled) -> F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    wait_with(
+        py,
+        OnInterrupt::Finish,
+        |_: Events<()>, cancelled| make(cancelled),
+        |_, ()| Ok(()),
+    )
+}
+
+/// Runs the future `make(events)` builds, handing each event to the optional Python
+/// `callback` through `call` on this thread. Without a callback `make` gets `None`, so the
+/// operation can skip producing events.
+pub fn wait_calling<'py, E, T, F>(
+    py: Python<'py>,
+    callback: Option<Bound<'py, PyAny>>,
+    make: impl FnOnce(Option<Events<E>>) -> F,
+    call: impl Fn(&Bound<'py, PyAny>, E) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<T>
+where
+    E: Send + 'static,
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    match callback {
+        None => wait(py, make(None)),
+        Some(cb) => wait_with(
+            py,
+            OnInterrupt::Cancel,
+            |events, _| make(Some(events)),
+            |_, e| call(&cb, e).map(drop),
+        ),
+    }
+}
+
 /// Runs the future that `make(events, cancelled)` builds, calling `on_event` on this
 /// thread (with the GIL) for every event it sends, in order, before the result. An error
 /// from `on_event`, or Ctrl-C under [`OnInterrupt::Cancel`], cancels the operation; the

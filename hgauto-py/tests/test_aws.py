@@ -144,3 +144,19 @@ def test_sigint_leaves_no_instances(moto: Moto, tmp_path: Path, when: str) -> No
     assert "KeyboardInterrupt" in err, err
     print(f"interrupted at {when!r}; printed afterwards: {out!r}")
     assert live(moto, "hgpy-int-") == []
+
+
+def test_settings_come_from_the_environment_without_region(
+    moto: Moto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("HGAUTO_AWS_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(hgauto.InvalidInput, match="HGAUTO_AWS_REGION"):
+        hgauto.aws.Ec2Provider(state_dir=str(tmp_path))
+    monkeypatch.setenv("HGAUTO_AWS_REGION", "us-east-1")
+    monkeypatch.setenv("HGAUTO_AWS_ENDPOINT", moto.endpoint)
+    monkeypatch.setenv("HGAUTO_AWS_PREFIX", "hgpy-env-")
+    # Explicit arguments win over the environment; the rest comes from it.
+    provider = hgauto.aws.Ec2Provider(state_dir=tmp_path, allowed_cidr="127.0.0.1/32")
+    assert provider.list_managed() == []
+    assert "hgpy-env-" in provider.private_key_path.name

@@ -485,7 +485,7 @@ class Ec2Provider(Provider):
     def ssm_machine(self, instance_id: str, *, platform: str = "linux") -> SsmMachine:
         """An SSM machine for an instance of this provider."""
     @property
-    def private_key_path(self) -> str:
+    def private_key_path(self) -> Path:
         """The automation key pair's private key (mode 0600)."""
 
 @final
