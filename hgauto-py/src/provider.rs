@@ -106,15 +106,19 @@ fn provision_guarded(
     count: usize,
 ) -> PyResult<Vec<Arc<dyn RemoteMachine>>> {
     wait_finishing(py, |cancelled| async move {
-            let made = provider.provision(&spec, count).await;
-            if let (true, Ok(ms)) = (cancelled.is_set(), &made) {
-                let ids: Vec<String> = ms.iter().map(|m| m.id().to_owned()).collect();
-                if let Err(e) = provider.terminate(&ids).await {
-                    tracing::error!(machines = ?ids, error = %e, "interrupted: terminate failed; run purge");
-                }
+        let made = provider.provision(&spec, count).await;
+        if let (true, Ok(ms)) = (cancelled.is_set(), &made) {
+            let ids: Vec<String> = ms.iter().map(|m| m.id().to_owned()).collect();
+            if let Err(e) = provider.terminate(&ids).await {
+                tracing::error!(
+                    machines = ?ids,
+                    error = %e,
+                    "interrupted: terminate failed; run purge"
+                );
             }
-            made
-        })?
+        }
+        made
+    })?
     .py_err(py)
 }
 

@@ -232,7 +232,10 @@ impl SsmMachine {
             (Some(b), Some(c)) => Ok((b, c)),
             _ => Err(Error::NotSupported {
                 backend: format!("ssm machine {}", self.id),
-                what: format!("{what} without an S3 bucket (set ssm_bucket in the AWS config or HGAUTO_SSM_BUCKET; SsmOptions::bucket in Rust)"),
+                what: format!(
+                    "{what} without an S3 bucket (set ssm_bucket in the AWS config or \
+                     HGAUTO_SSM_BUCKET; SsmOptions::bucket in Rust)"
+                ),
             }),
         }
     }
