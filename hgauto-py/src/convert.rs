@@ -1,5 +1,6 @@
 //! Python values into hgauto's Rust types, with errors that name the argument.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -65,18 +66,11 @@ impl CommandArgs<'_, '_> {
         let mut command = if let Ok(s) = self.cmd.cast::<PyString>() {
             Command::script(s.extract::<String>()?)
         } else {
-            let parts: Vec<String> = self
+            // Extracted as paths: str and os.PathLike alike, passed on as OS strings.
+            let parts: Vec<PathBuf> = self
                 .cmd
                 .try_iter()
-                .and_then(|it| {
-                    it.map(|p| {
-                        let p = p?;
-                        // Paths are fine as arguments.
-                        let s = py.import("os")?.getattr("fspath")?.call1((p,))?;
-                        s.extract::<String>()
-                    })
-                    .collect()
-                })
+                .and_then(|it| it.map(|p| p?.extract::<PathBuf>()).collect())
                 .map_err(|_| {
                     to_py(
                         py,
@@ -179,10 +173,7 @@ impl PyRetryPolicy {
     #[staticmethod]
     fn never() -> Self {
         PyRetryPolicy {
-            inner: RetryPolicy {
-                max_retries: 0,
-                ..RetryPolicy::default()
-            },
+            inner: RetryPolicy::none(),
         }
     }
 

@@ -21,10 +21,8 @@ pub fn to_py_with(
     err: Error,
     extra: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>,
 ) -> PyErr {
-    match build(py, &err, extra) {
-        Ok(e) => e,
-        Err(e) => e,
-    }
+    // Failing to build the exception is itself the error to raise.
+    build(py, &err, extra).unwrap_or_else(|e| e)
 }
 
 fn build(

@@ -142,29 +142,16 @@ impl PyMachine {
 pub struct RunResult {
     #[pyo3(get)]
     machine: String,
-    #[pyo3(get)]
-    command: String,
     cmd: Command,
-    status: ExitStatus,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    #[pyo3(get)]
-    duration: f64,
-    #[pyo3(get)]
-    truncated: bool,
+    output: Output,
 }
 
 impl RunResult {
-    fn new(machine: &str, command: &Command, out: Output) -> Self {
+    fn new(machine: &str, cmd: &Command, output: Output) -> Self {
         RunResult {
             machine: machine.to_owned(),
-            command: command.display(),
-            cmd: command.clone(),
-            status: out.status,
-            stdout: out.stdout,
-            stderr: out.stderr,
-            duration: out.duration.as_secs_f64(),
-            truncated: out.truncated,
+            cmd: cmd.clone(),
+            output,
         }
     }
 
@@ -172,19 +159,9 @@ impl RunResult {
     /// the command succeeded, with this result attached as `.result`.
     fn check_status(slf: &Bound<'_, Self>) -> PyResult<()> {
         let r = slf.get();
-        if r.status.success() {
+        let Err(err) = r.output.clone().check(&r.machine, &r.cmd) else {
             return Ok(());
-        }
-        let output = Output {
-            status: r.status,
-            stdout: Vec::new(),
-            stderr: r.stderr.clone(),
-            duration: std::time::Duration::from_secs_f64(r.duration),
-            truncated: r.truncated,
         };
-        let err = output
-            .check(&r.machine, &r.cmd)
-            .expect_err("a failed status fails the check");
         let obj = slf.clone().unbind();
         Err(to_py_with(slf.py(), err, |attrs| {
             attrs.set_item("result", obj)
@@ -194,16 +171,22 @@ impl RunResult {
 
 #[pymethods]
 impl RunResult {
+    /// The command line, for display.
+    #[getter]
+    fn command(&self) -> String {
+        self.cmd.display()
+    }
+
     /// The exit code, or `None` when a signal ended the command.
     #[getter]
     fn exit_code(&self) -> Option<i32> {
-        self.status.code()
+        self.output.status.code()
     }
 
     /// The signal that ended the command, if one did.
     #[getter]
     fn signal(&self) -> Option<i32> {
-        match self.status {
+        match self.output.status {
             ExitStatus::Signal(s) => Some(s),
             ExitStatus::Code(_) => None,
         }
@@ -212,31 +195,43 @@ impl RunResult {
     /// True for exit code 0.
     #[getter]
     fn ok(&self) -> bool {
-        self.status.success()
+        self.output.status.success()
     }
 
     /// Standard output as text (invalid UTF-8 replaced).
     #[getter]
     fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
+        self.output.stdout_str()
     }
 
     /// Standard error as text (invalid UTF-8 replaced).
     #[getter]
     fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).into_owned()
+        self.output.stderr_str()
     }
 
     /// Standard output, exactly as received.
     #[getter]
     fn stdout_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.stdout)
+        PyBytes::new(py, &self.output.stdout)
     }
 
     /// Standard error, exactly as received.
     #[getter]
     fn stderr_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.stderr)
+        PyBytes::new(py, &self.output.stderr)
+    }
+
+    /// Seconds from start to exit.
+    #[getter]
+    fn duration(&self) -> f64 {
+        self.output.duration.as_secs_f64()
+    }
+
+    /// The transport kept only part of the output (SSM without an output bucket).
+    #[getter]
+    fn truncated(&self) -> bool {
+        self.output.truncated
     }
 
     /// Raises `CommandFailed` unless the command succeeded; returns the result otherwise.
@@ -248,7 +243,10 @@ impl RunResult {
     fn __repr__(&self) -> String {
         format!(
             "RunResult(machine={:?}, command={:?}, {}, duration={:.3})",
-            self.machine, self.command, self.status, self.duration
+            self.machine,
+            self.cmd.display(),
+            self.output.status,
+            self.duration()
         )
     }
 }
@@ -306,7 +304,7 @@ impl HostResult {
             (Some(r), _) => format!(
                 "HostResult({:?}, {})",
                 self.machine,
-                r.bind(py).get().status
+                r.bind(py).get().output.status
             ),
             (None, Some(e)) => format!("HostResult({:?}, error={})", self.machine, e.bind(py)),
             (None, None) => format!("HostResult({:?})", self.machine),

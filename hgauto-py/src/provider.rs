@@ -281,7 +281,7 @@ impl MachineSet {
             return Ok(false);
         }
         let result = terminate_guarded(py, self.provider.clone(), ids.clone());
-        match (result, exc_type.filter(|t| !t.is_none())) {
+        match (result, exc_type) {
             (Ok(()), _) => Ok(false),
             // Do not hide the exception that ended the block; say what leaked.
             (Err(e), Some(_)) => {

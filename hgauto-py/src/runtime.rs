@@ -183,12 +183,9 @@ where
 {
     let (tx, rx) = mpsc::channel::<Msg<E, T>>();
     let events = {
-        let tx = Mutex::new(tx.clone());
+        let tx = tx.clone();
         Events(Arc::new(move |e| {
-            let _ = tx
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .send(Msg::Event(e));
+            let _ = tx.send(Msg::Event(e));
         }))
     };
     let cancelled = Cancelled::default();

@@ -159,29 +159,7 @@ class BackendError(HgautoError):
     backend: str
 
 
-_KINDS: Dict[str, Type[HgautoError]] = {
-    cls.__name__: cls
-    for cls in (
-        HgautoError,
-        InvalidInput,
-        IoError,
-        FileNotFound,
-        PermissionDenied,
-        SpawnError,
-        Timeout,
-        CommandFailed,
-        IntegrityError,
-        ConflictError,
-        NotFound,
-        NotSupported,
-        NetworkError,
-        HostKeyError,
-        AuthError,
-        ProvisionError,
-        Interrupted,
-        BackendError,
-    )
-}
+_KINDS: Dict[str, Type[HgautoError]] = {name: globals()[name] for name in __all__}
 
 
 def _from_native(kind: str, message: str, attrs: Dict[str, Any]) -> HgautoError:
