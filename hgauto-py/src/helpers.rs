@@ -77,17 +77,7 @@ pub fn download(
         opts.retry = r.inner;
     }
     if let Some(name) = format {
-        opts.format = Some(
-            ArchiveFormat::from_name(&format!("x.{name}")).ok_or_else(|| {
-                to_py(
-                    py,
-                    Error::invalid(
-                        format!("format {name:?}"),
-                        "must be one of zip, tar, tar.gz, tar.bz2, tar.xz, tar.zst",
-                    ),
-                )
-            })?,
-        );
+        opts.format = Some(name.parse::<ArchiveFormat>().map_err(|e| to_py(py, e))?);
     }
     let report = wait_calling(
         py,

@@ -28,24 +28,48 @@ pub enum ArchiveFormat {
 }
 
 impl ArchiveFormat {
+    /// Every file-name extension [`from_name`](Self::from_name) recognises, longest first
+    /// within a family (`.tar.gz` before `.tar`), with the format it maps to.
+    pub const EXTENSIONS: [(&'static str, ArchiveFormat); 10] = [
+        ("zip", ArchiveFormat::Zip),
+        ("tar.gz", ArchiveFormat::TarGz),
+        ("tgz", ArchiveFormat::TarGz),
+        ("tar.bz2", ArchiveFormat::TarBz2),
+        ("tbz2", ArchiveFormat::TarBz2),
+        ("tar.xz", ArchiveFormat::TarXz),
+        ("txz", ArchiveFormat::TarXz),
+        ("tar.zst", ArchiveFormat::TarZst),
+        ("tzst", ArchiveFormat::TarZst),
+        ("tar", ArchiveFormat::Tar),
+    ];
+
     /// Guesses the format from a file name or URL path.
     pub fn from_name(name: &str) -> Option<Self> {
         let n = name.to_ascii_lowercase();
-        [
-            (".zip", ArchiveFormat::Zip),
-            (".tar.gz", ArchiveFormat::TarGz),
-            (".tgz", ArchiveFormat::TarGz),
-            (".tar.bz2", ArchiveFormat::TarBz2),
-            (".tbz2", ArchiveFormat::TarBz2),
-            (".tar.xz", ArchiveFormat::TarXz),
-            (".txz", ArchiveFormat::TarXz),
-            (".tar.zst", ArchiveFormat::TarZst),
-            (".tzst", ArchiveFormat::TarZst),
-            (".tar", ArchiveFormat::Tar),
-        ]
-        .into_iter()
-        .find(|(suffix, _)| n.ends_with(suffix))
-        .map(|(_, f)| f)
+        Self::EXTENSIONS
+            .into_iter()
+            .find(|(ext, _)| n.strip_suffix(ext).is_some_and(|rest| rest.ends_with('.')))
+            .map(|(_, f)| f)
+    }
+}
+
+impl std::str::FromStr for ArchiveFormat {
+    type Err = Error;
+
+    /// Parses an extension without its dot (`"tar.gz"`, `"tgz"`, `"zip"`; any case).
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.to_ascii_lowercase();
+        Self::EXTENSIONS
+            .into_iter()
+            .find(|(ext, _)| *ext == lower)
+            .map(|(_, f)| f)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::EXTENSIONS.iter().map(|(ext, _)| *ext).collect();
+                Error::invalid(
+                    format!("archive format {s:?}"),
+                    format!("must be one of {}", known.join(", ")),
+                )
+            })
     }
 }
 
@@ -285,6 +309,19 @@ mod tests {
         );
         assert_eq!(ArchiveFormat::from_name("x.zip"), Some(ArchiveFormat::Zip));
         assert_eq!(ArchiveFormat::from_name("x.txt"), None);
+        assert_eq!(ArchiveFormat::from_name("notar"), None);
+    }
+
+    #[test]
+    fn formats_parse_from_extensions() {
+        assert_eq!(
+            "TGZ".parse::<ArchiveFormat>().unwrap(),
+            ArchiveFormat::TarGz
+        );
+        assert_eq!("tar".parse::<ArchiveFormat>().unwrap(), ArchiveFormat::Tar);
+        let err = "rar".parse::<ArchiveFormat>().unwrap_err().to_string();
+        assert!(err.contains("\"rar\"") && err.contains("tar.zst"), "{err}");
+        assert!(".zip".parse::<ArchiveFormat>().is_err());
     }
 
     #[test]
