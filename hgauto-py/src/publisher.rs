@@ -23,13 +23,17 @@ impl PyArtifact {
     #[new]
     #[pyo3(signature = (path, name=None))]
     fn new(py: Python<'_>, path: PathBuf, name: Option<String>) -> PyResult<Self> {
-        // Hashing reads the whole file: not while holding the GIL.
-        py.detach(|| match name {
-            Some(n) => Artifact::named(&path, n),
-            None => Artifact::from_file(&path),
-        })
-        .py_err(py)
-        .map(|inner| PyArtifact { inner })
+        // Hashing reads the whole file: on a blocking thread, waited for like any other call,
+        // so the GIL is free and Ctrl-C interrupts it.
+        let hashed = wait(py, async move {
+            tokio::task::spawn_blocking(move || match name {
+                Some(n) => Artifact::named(&path, n),
+                None => Artifact::from_file(&path),
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        })?;
+        hashed.py_err(py).map(|inner| PyArtifact { inner })
     }
 
     /// The file on this host.

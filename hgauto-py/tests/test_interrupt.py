@@ -108,3 +108,36 @@ def test_sigint_mid_ssh_run_kills_the_remote_command(sshd: Sshd, tmp_path: Path)
     out, err = child.communicate(timeout=60)
     assert "KeyboardInterrupt" in err and "not reached" not in out
     assert wait_gone(sshd.machine(tmp_path), "sleep 5309")
+
+
+HASH_SCRIPT = textwrap.dedent(
+    """
+    import sys, hgauto
+    print("hashing", flush=True)
+    hgauto.Artifact(sys.argv[1])
+    print("not reached", flush=True)
+    """
+)
+
+
+def test_sigint_while_hashing_an_artifact_raises_promptly(tmp_path: Path) -> None:
+    # 64 GiB of holes: reading and hashing it takes minutes, and no disk.
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(64 << 30)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HASH_SCRIPT, str(big)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "hashing"
+    time.sleep(0.5)
+    started = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    # KeyboardInterrupt at once; interpreter exit then gives the hashing thread its 5 s grace.
+    assert time.monotonic() - started < 15
+    assert "KeyboardInterrupt" in err, err
+    assert "not reached" not in out
