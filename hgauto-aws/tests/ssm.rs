@@ -83,6 +83,48 @@ async fn ssm_machine_passes_the_machine_suite_through_a_fake_agent() {
     assert_eq!(objects(&s3, "ssm-io").await, Vec::<String>::new());
 }
 
+/// A caller that gives up on a transfer or a command with large stdin at any point (here:
+/// after 0 to 400 ms) leaves nothing in the bucket once background cleanup has run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_transfers_leave_no_objects_behind() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let s3 = s3_client(&moto, state.path()).await;
+    s3.create_bucket().bucket("ssm-io").send().await.unwrap();
+    let (ssm, agent) = fake_agent::client("i-0gone", s3.clone());
+    let m = SsmMachine::new(
+        "i-0gone",
+        Platform::Linux,
+        ssm,
+        Some(s3.clone()),
+        fast(
+            SsmOptions::default()
+                .with_bucket("ssm-io")
+                .with_home(home.path().to_str().unwrap()),
+        ),
+    );
+    let local = home.path().join("payload.bin");
+    std::fs::write(&local, vec![7u8; 4 << 20]).unwrap();
+    m.put(&local, "remote.bin").await.unwrap();
+    let back = home.path().join("back.bin");
+    for after_ms in [0, 20, 50, 100, 200, 400] {
+        let after = Duration::from_millis(after_ms);
+        let _ = tokio::time::timeout(after, m.put(&local, "remote.bin")).await;
+        let _ = tokio::time::timeout(after, m.get("remote.bin", &back)).await;
+        let stdin = Command::new("wc").arg("-c").stdin(vec![b'x'; 100_000]);
+        let _ = tokio::time::timeout(after, m.exec(&stdin)).await;
+    }
+    assert!(
+        hgauto_core::background::drain(Duration::from_secs(60)).await,
+        "background cleanup did not finish"
+    );
+    // The agent may still be finishing a command sent just before its caller left; the
+    // cleanup waited for each such command and removed its output.
+    assert_eq!(objects(&s3, "ssm-io").await, Vec::<String>::new());
+    assert!(agent.sent() > 3);
+}
+
 #[tokio::test]
 async fn without_a_bucket_transfers_are_not_supported_and_long_output_is_marked_truncated() {
     let moto = Moto::start();

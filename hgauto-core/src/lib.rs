@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod background;
 pub mod checkout;
 pub mod cleanup;
 pub mod command;

@@ -46,13 +46,14 @@ fn runtime() -> Arc<Runtime> {
     rt
 }
 
-/// How long interpreter exit waits for cancelled work to wind down (a command that was
-/// interrupted is killed on its machine by its blocking thread, which must get to run).
+/// How long interpreter exit waits for cancelled work to wind down: a command interrupted
+/// over SSH is killed by its blocking thread, an SSM command by a background task
+/// ([`hgauto_core::background`]), and either must get to run.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Stops the runtime at interpreter exit (registered with `atexit` by `hgauto/__init__.py`),
-/// waiting up to [`SHUTDOWN_GRACE`] for blocking work, such as the remote kill of a command
-/// interrupted by Ctrl-C, to finish.
+/// giving background cleanup and blocking work, such as the remote kill of a command
+/// interrupted by Ctrl-C, up to [`SHUTDOWN_GRACE`] each to finish.
 #[pyfunction]
 pub fn _shutdown(py: Python<'_>) {
     let taken = RT.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -61,6 +62,7 @@ pub fn _shutdown(py: Python<'_>) {
             std::mem::forget(rt);
             return;
         }
+        py.detach(|| rt.block_on(hgauto_core::background::drain(SHUTDOWN_GRACE)));
         if let Ok(rt) = Arc::try_unwrap(rt) {
             py.detach(move || rt.shutdown_timeout(SHUTDOWN_GRACE));
         }

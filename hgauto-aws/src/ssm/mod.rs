@@ -15,6 +15,12 @@
 //! On Linux the command runs in its own session whose id is written to a pid file; a
 //! timeout sends a second command that kills that whole process group, then cancels the
 //! first. (Cancelling alone stops only the agent's direct child.)
+//!
+//! A caller that stops waiting (drops the future of `exec`, `put` or `get`) leaves nothing
+//! behind either: the operation records what it started before starting it, and what is
+//! still recorded when the future drops is undone in the background through
+//! [`hgauto_core::background`] (the command killed and cancelled, staged objects and
+//! output deleted). Call [`hgauto_core::background::drain`] before exiting to let it finish.
 
 mod script;
 
@@ -339,37 +345,58 @@ impl SsmMachine {
         }
     }
 
-    /// Stops a command that ran past its deadline: kill its process group, then cancel.
-    async fn stop(&self, command_id: &str, token: &str) {
-        if self.platform == Platform::Linux {
-            let kill = script::kill_script(token);
-            match self.send(kill, Duration::from_secs(30)).await {
-                Ok(kill_id) => {
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    if let Err(e) = self.wait(&kill_id, deadline).await {
-                        tracing::warn!(machine = %self.id, error = %e, "kill command failed");
-                    }
-                }
-                Err(e) => tracing::warn!(machine = %self.id, error = %e, "could not send kill"),
+    /// Stops a command that ran past its deadline or was abandoned: sends a command that
+    /// kills its process group and cancels it (both requests go out before any waiting, so
+    /// an exiting program gets them out), then waits for the kill and removes the output.
+    /// `command_id` is unknown when the caller left while `SendCommand` was in flight; then
+    /// only the kill can be sent.
+    async fn stop(&self, command_id: Option<&str>, token: &str) {
+        let kill = if self.platform == Platform::Linux {
+            let sent = self
+                .send(script::kill_script(token), Duration::from_secs(30))
+                .await;
+            sent.map_err(|e| tracing::warn!(machine = %self.id, error = %e, "could not send kill"))
+                .ok()
+        } else {
+            None
+        };
+        if let Some(command_id) = command_id {
+            let cancelled = self
+                .ssm
+                .cancel_command()
+                .command_id(command_id)
+                .instance_ids(&self.id)
+                .send()
+                .await;
+            if let Err(e) = cancelled {
+                let e = sdk_error("ssm", "cancel", command_id, e);
+                tracing::warn!(command = command_id, error = %e, "cancel failed");
             }
         }
-        if let Err(e) = self
-            .ssm
-            .cancel_command()
-            .command_id(command_id)
-            .instance_ids(&self.id)
-            .send()
-            .await
-        {
-            tracing::warn!(command = command_id, error = %sdk_error("ssm", "cancel", command_id, e), "cancel failed");
+        if let Some(kill_id) = kill {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            if let Err(e) = self.wait(&kill_id, deadline).await {
+                tracing::warn!(machine = %self.id, error = %e, "kill command failed");
+            }
+            self.discard_output(&kill_id).await;
         }
         // The agent uploads whatever output there was once the command ends; wait for that
         // (bounded) so nothing is left in the bucket.
-        if self.opts.bucket.is_some() {
+        if let (Some(command_id), Some(_)) = (command_id, &self.opts.bucket) {
             let _ = self
                 .wait(command_id, Instant::now() + Duration::from_secs(30))
                 .await;
             self.discard_output(command_id).await;
+        }
+    }
+
+    /// A record of what an operation has left on the instance or in the bucket; see
+    /// [`Leftovers`].
+    fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            machine: self.clone(),
+            objects: Vec::new(),
+            command: None,
         }
     }
 
@@ -478,13 +505,19 @@ impl SsmMachine {
         }
     }
 
-    /// Stages large stdin in the bucket; returns how the script gets it and the key to delete.
-    async fn stage_stdin(&self, data: &[u8]) -> Result<(script::Stdin, Option<String>)> {
+    /// Stages large stdin in the bucket (recording its key in `left`); returns how the
+    /// script gets it and the key to delete.
+    async fn stage_stdin(
+        &self,
+        data: &[u8],
+        left: &mut Leftovers,
+    ) -> Result<(script::Stdin, Option<String>)> {
         if data.len() <= INLINE_STDIN_LIMIT {
             return Ok((script::Stdin::Inline(data.to_vec()), None));
         }
         let (bucket, s3) = self.transfer(&format!("{} bytes of stdin", data.len()))?;
         let key = self.transfer_key();
+        left.object(&key);
         s3.put_object()
             .bucket(bucket)
             .key(&key)
@@ -528,9 +561,88 @@ impl SsmMachine {
         Ok(req.uri().to_owned())
     }
 
-    /// Runs a helper script of this module and returns its output, failing on non-zero exit.
-    async fn run_helper(&self, script: String, what: &str, path: &str) -> Result<Output> {
-        let out = self.exec(&Command::script(script).idempotent(true)).await?;
+    /// Runs `cmd`, recording in `left` what it starts (staged stdin, the command) until it
+    /// has cleaned that up itself. Transfers pass their own record, so that an abandoned
+    /// transfer's object is deleted only after its helper command has stopped.
+    async fn exec_recorded(
+        &self,
+        cmd: &Command,
+        sink: LineSink<'_>,
+        left: &mut Leftovers,
+    ) -> Result<Output> {
+        let started = std::time::Instant::now();
+        let timeout = cmd.get_timeout().unwrap_or(self.opts.default_timeout);
+        let token = format!("{:016x}", rand::random::<u64>());
+        let (stdin, staged) = match cmd.get_stdin() {
+            Some(data) if self.platform == Platform::Windows => {
+                return Err(Error::NotSupported {
+                    backend: format!("ssm machine {}", self.id),
+                    what: format!("stdin on Windows ({} bytes given)", data.len()),
+                })
+            }
+            Some(data) => self.stage_stdin(data, left).await?,
+            None => (script::Stdin::None, None),
+        };
+        let text = match self.platform {
+            Platform::Linux => script::posix(cmd, &self.home, &token, &stdin)?,
+            Platform::Windows => script::powershell(cmd, &self.home)?,
+        };
+        // Recorded before sending: a caller gone while SendCommand is in flight still gets
+        // the kill (which is harmless if the command never started) and the cancel.
+        left.command = Some(Started::Running {
+            id: None,
+            token: token.clone(),
+        });
+        let result = match self.send(text, timeout).await {
+            Ok(command_id) => {
+                left.command = Some(Started::Running {
+                    id: Some(command_id.clone()),
+                    token: token.clone(),
+                });
+                let waited = self.wait(&command_id, Instant::now() + timeout).await;
+                match waited {
+                    Ok(Waited::Done(inv, term)) => {
+                        left.command = Some(Started::Ended {
+                            id: command_id.clone(),
+                        });
+                        self.finish(&command_id, &inv, term, started, sink).await
+                    }
+                    Ok(Waited::Deadline(last)) => {
+                        self.stop(Some(&command_id), &token).await;
+                        Err(Error::Timeout {
+                            machine: self.id.clone(),
+                            what: format!(
+                                "{} (SSM status at the deadline: {})",
+                                cmd.display(),
+                                last.as_ref().map_or("unknown", |s| s.as_str())
+                            ),
+                            after: timeout,
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        left.command = None;
+        if let (Some(key), Some(bucket)) = (staged, &self.opts.bucket) {
+            self.delete_object(bucket, &key).await;
+            left.object_deleted(&key);
+        }
+        result
+    }
+
+    /// Runs a helper script of this module (under the transfer's record `left`) and returns
+    /// its output, failing on non-zero exit.
+    async fn run_helper(
+        &self,
+        script: String,
+        what: &str,
+        path: &str,
+        left: &mut Leftovers,
+    ) -> Result<Output> {
+        let cmd = Command::script(script).idempotent(true);
+        let out = self.exec_recorded(&cmd, &|_, _| {}, left).await?;
         match out.status {
             ExitStatus::Code(0) => Ok(out),
             ExitStatus::Code(3) => Err(Error::NotFound {
@@ -548,6 +660,81 @@ impl SsmMachine {
                 stderr_tail: out.stderr_str(),
             }),
         }
+    }
+}
+
+/// How long an abandoned upload may take to land after its client hung up.
+const UPLOAD_SETTLE: Duration = Duration::from_secs(2);
+
+/// What an operation has left on the instance or in the bucket so far. Each entry is
+/// recorded before the thing it names is created and cleared once the operation has
+/// cleaned it up itself. Whatever is still recorded when the guard drops (the caller
+/// stopped waiting mid-operation) is undone by a background task (see
+/// [`hgauto_core::background`]): the command is killed and cancelled, its output and the
+/// staged objects are deleted.
+struct Leftovers {
+    machine: SsmMachine,
+    objects: Vec<String>,
+    command: Option<Started>,
+}
+
+/// A command the instance was given.
+enum Started {
+    /// Sent (possibly still running) under this kill token; the id is unknown while
+    /// `SendCommand` is in flight.
+    Running { id: Option<String>, token: String },
+    /// Ended; its output may still be in the bucket.
+    Ended { id: String },
+}
+
+impl Leftovers {
+    /// Records a bucket key about to be written.
+    fn object(&mut self, key: &str) {
+        self.objects.push(key.to_owned());
+    }
+
+    /// The object was deleted.
+    fn object_deleted(&mut self, key: &str) {
+        self.objects.retain(|k| k != key);
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if self.objects.is_empty() && self.command.is_none() {
+            return;
+        }
+        let m = self.machine.clone();
+        let objects = std::mem::take(&mut self.objects);
+        let command = self.command.take();
+        let what = match &command {
+            Some(Started::Running { id, .. }) => format!(
+                "stopping SSM command {} on {}",
+                id.as_deref().unwrap_or("(being sent)"),
+                m.id
+            ),
+            Some(Started::Ended { id }) => format!("removing output of SSM command {id}"),
+            None => format!("removing {} staged object(s) of {}", objects.len(), m.id),
+        };
+        hgauto_core::background::spawn(what, async move {
+            match command {
+                Some(Started::Running { id, token }) => m.stop(id.as_deref(), &token).await,
+                Some(Started::Ended { id }) => m.discard_output(&id).await,
+                None => {}
+            }
+            if let (Some(bucket), false) = (&m.opts.bucket, objects.is_empty()) {
+                for key in &objects {
+                    m.delete_object(bucket, key).await;
+                }
+                // An upload whose client hung up after sending the body can still complete on
+                // the server after the first delete (seen with S3-compatible servers):
+                // delete again once such a request has had time to land.
+                tokio::time::sleep(UPLOAD_SETTLE).await;
+                for key in &objects {
+                    m.delete_object(bucket, key).await;
+                }
+            }
+        });
     }
 }
 
@@ -597,52 +784,7 @@ impl RemoteMachine for SsmMachine {
     }
 
     async fn exec_streaming(&self, cmd: &Command, sink: LineSink<'_>) -> Result<Output> {
-        let started = std::time::Instant::now();
-        let timeout = cmd.get_timeout().unwrap_or(self.opts.default_timeout);
-        let token = format!("{:016x}", rand::random::<u64>());
-        let (stdin, staged) = match cmd.get_stdin() {
-            Some(data) if self.platform == Platform::Windows => {
-                return Err(Error::NotSupported {
-                    backend: format!("ssm machine {}", self.id),
-                    what: format!("stdin on Windows ({} bytes given)", data.len()),
-                })
-            }
-            Some(data) => self.stage_stdin(data).await?,
-            None => (script::Stdin::None, None),
-        };
-        let text = match self.platform {
-            Platform::Linux => script::posix(cmd, &self.home, &token, &stdin)?,
-            Platform::Windows => script::powershell(cmd, &self.home)?,
-        };
-        let sent = self.send(text, timeout).await;
-        let result = match sent {
-            Ok(command_id) => {
-                let waited = self.wait(&command_id, Instant::now() + timeout).await;
-                match waited {
-                    Ok(Waited::Done(inv, term)) => {
-                        self.finish(&command_id, &inv, term, started, sink).await
-                    }
-                    Ok(Waited::Deadline(last)) => {
-                        self.stop(&command_id, &token).await;
-                        Err(Error::Timeout {
-                            machine: self.id.clone(),
-                            what: format!(
-                                "{} (SSM status at the deadline: {})",
-                                cmd.display(),
-                                last.as_ref().map_or("unknown", |s| s.as_str())
-                            ),
-                            after: timeout,
-                        })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        if let (Some(key), Some(bucket)) = (staged, &self.opts.bucket) {
-            self.delete_object(bucket, &key).await;
-        }
-        result
+        self.exec_recorded(cmd, sink, &mut self.leftovers()).await
     }
 
     async fn put(&self, local: &Path, remote: &str) -> Result<()> {
@@ -650,6 +792,8 @@ impl RemoteMachine for SsmMachine {
         let (sha, _size) = hgauto_core::artifact::sha256_file(local)?;
         let mode = file_mode(local)?;
         let key = self.transfer_key();
+        let mut left = self.leftovers();
+        left.object(&key);
         let body = ByteStream::from_path(local)
             .await
             .map_err(|e| Error::io("read", local, "localhost", std::io::Error::other(e)))?;
@@ -666,23 +810,29 @@ impl RemoteMachine for SsmMachine {
                 Platform::Linux => script::put_posix(remote, &url, &sha, mode)?,
                 Platform::Windows => script::put_powershell(remote, &url, &sha)?,
             };
-            self.run_helper(text, "put", remote).await.map(drop)
+            self.run_helper(text, "put", remote, &mut left)
+                .await
+                .map(drop)
         }
         .await;
         self.delete_object(bucket, &key).await;
+        left.object_deleted(&key);
         result
     }
 
     async fn get(&self, remote: &str, local: &Path) -> Result<()> {
         let (bucket, s3) = self.transfer("get")?;
         let key = self.transfer_key();
+        // The instance uploads to this key.
+        let mut left = self.leftovers();
+        left.object(&key);
         let result = async {
             let url = self.presign_put(s3, bucket, &key).await?;
             let text = match self.platform {
                 Platform::Linux => script::get_posix(remote, &url)?,
                 Platform::Windows => script::get_powershell(remote, &url)?,
             };
-            let out = self.run_helper(text, "get", remote).await?;
+            let out = self.run_helper(text, "get", remote, &mut left).await?;
             let report = out.stdout_str();
             let mut lines = report.lines();
             let mode = lines
@@ -708,6 +858,7 @@ impl RemoteMachine for SsmMachine {
         }
         .await;
         self.delete_object(bucket, &key).await;
+        left.object_deleted(&key);
         result
     }
 

@@ -25,13 +25,22 @@ fn pid_file(token: &str) -> String {
     format!("\"${{TMPDIR:-/tmp}}/hgauto-ssm-{token}.pid\"")
 }
 
+/// Written by [`kill_script`] before it looks for the pid file: a command that starts
+/// after its kill (SSM does not order the two) sees it and does not run.
+fn stop_file(token: &str) -> String {
+    format!("\"${{TMPDIR:-/tmp}}/hgauto-ssm-{token}.stop\"")
+}
+
 /// The POSIX wrapper: enter the home directory, prepare stdin, then run the rendered
 /// command as the leader of a new session whose id goes to a pid file (for
-/// [`kill_script`]). The exit status is the command's.
+/// [`kill_script`]), unless a kill came first (its stop file exists; checked after the pid
+/// file is written, so one of the two always sees the other). The exit status is the
+/// command's, or 137 when the kill came first.
 pub(crate) fn posix(cmd: &Command, home: &str, token: &str, stdin: &Stdin) -> Result<String> {
     let rendered = q(&render_posix(cmd)?, "command")?;
     let home = q(home, "home directory")?;
     let pid = pid_file(token);
+    let stop = stop_file(token);
     let input = match stdin {
         Stdin::None => "hgauto_in=/dev/null".to_owned(),
         Stdin::Inline(data) => format!(
@@ -48,20 +57,26 @@ pub(crate) fn posix(cmd: &Command, home: &str, token: &str, stdin: &Stdin) -> Re
         "export HOME={home}\n\
          mkdir -p -- \"$HOME\" && cd -- \"$HOME\" || exit 1\n\
          hgauto_pid={pid}\n\
+         hgauto_stop={stop}\n\
          {input}\n\
-         setsid -w sh -c 'echo $$ > \"$1\"; exec sh -c \"$2\"' hgauto \"$hgauto_pid\" {rendered} < \"$hgauto_in\"\n\
+         setsid -w sh -c 'echo $$ > \"$1\"; [ -e \"$3\" ] && exit 137; exec sh -c \"$2\"' \
+         hgauto \"$hgauto_pid\" {rendered} \"$hgauto_stop\" < \"$hgauto_in\"\n\
          hgauto_rc=$?\n\
-         rm -f -- \"$hgauto_pid\"\n\
+         rm -f -- \"$hgauto_pid\" \"$hgauto_stop\"\n\
          [ \"$hgauto_in\" = /dev/null ] || rm -f -- \"$hgauto_in\"\n\
          exit $hgauto_rc\n"
     ))
 }
 
-/// Kills the process group of the command started with `token`, if it still runs.
+/// Kills the process group of the command started with `token` if it runs, and keeps it
+/// from starting if it has not started yet. (When the command never arrives, its stop file
+/// stays behind in the temporary directory: an empty file.)
 pub(crate) fn kill_script(token: &str) -> String {
     let pid = pid_file(token);
+    let stop = stop_file(token);
     format!(
-        "f={pid}\n[ -s \"$f\" ] || exit 0\nkill -s KILL -- -\"$(cat \"$f\")\" 2>/dev/null\nrm -f -- \"$f\"\nexit 0\n"
+        "f={pid}\n: > {stop}\n[ -s \"$f\" ] || exit 0\n\
+         kill -s KILL -- -\"$(cat \"$f\")\" 2>/dev/null\nrm -f -- \"$f\"\nexit 0\n"
     )
 }
 
@@ -195,6 +210,22 @@ mod tests {
         );
         let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
         assert!(!std::path::Path::new(&format!("{tmp}/hgauto-ssm-{token}.pid")).exists());
+    }
+
+    #[test]
+    fn a_command_whose_kill_came_first_does_not_run() {
+        let home = tempfile::tempdir().unwrap();
+        let token = format!("{:016x}", rand::random::<u64>());
+        let marker = home.path().join("ran");
+        let cmd = Command::new("touch").arg(marker.to_str().unwrap());
+        let s = posix(&cmd, home.path().to_str().unwrap(), &token, &Stdin::None).unwrap();
+        assert!(sh(&kill_script(&token)).status.success());
+        let out = sh(&s);
+        assert_eq!(out.status.code(), Some(137));
+        assert!(!marker.exists(), "the command ran after its kill");
+        // The wrapper consumed the stop file: the next command with a new token is unaffected.
+        let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        assert!(!std::path::Path::new(&format!("{tmp}/hgauto-ssm-{token}.stop")).exists());
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub async fn run_all(m: &dyn RemoteMachine, caps: Capabilities) {
     cwd(m).await;
     stdin(m).await;
     timeout_kills_process_tree(m).await;
+    abandoned_exec_kills_process_tree(m).await;
     large_output(m).await;
     put_get_binary(m).await;
     sync_tree_2000_files(m).await;
@@ -220,6 +221,45 @@ pub async fn timeout_kills_process_tree(m: &dyn RemoteMachine) {
         out.status,
         ExitStatus::Code(0),
         "[{}] the background child survived the timeout",
+        m.id()
+    );
+}
+
+/// A caller that stops waiting (drops the `exec` future) leaves no process behind: the
+/// command and its background child are killed, possibly by work the backend hands to
+/// [`crate::background`], which is drained here as a program would before exiting.
+pub async fn abandoned_exec_kills_process_tree(m: &dyn RemoteMachine) {
+    let dir = scratch(m, "abandoned").await;
+    let script = format!("sleep 60 & echo $! > {dir}/bg.pid; echo $$ > {dir}/sh.pid; sleep 60");
+    let cmd = Command::script(script).timeout(Duration::from_secs(120));
+    let started = async {
+        let probe = Command::script(format!("test -s {dir}/bg.pid && test -s {dir}/sh.pid"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !run(m, probe.clone()).await.status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "[{}] the command never started",
+                m.id()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // When `started` completes, select! drops the exec future: the caller has gone.
+    tokio::select! {
+        r = m.exec(&cmd) => panic!("[{}] the 60 s command ended early: {r:?}", m.id()),
+        () = started => {}
+    }
+    crate::background::drain(Duration::from_secs(60)).await;
+    let check = Command::script(format!(
+        "for f in bg sh; do pid=$(cat {dir}/$f.pid) || exit 2; i=0; \
+         while kill -0 \"$pid\" 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && exit 1; \
+         sleep 0.1; done; done; exit 0"
+    ));
+    let out = run(m, check).await;
+    assert_eq!(
+        out.status,
+        ExitStatus::Code(0),
+        "[{}] the abandoned command or its background child survived",
         m.id()
     );
 }
