@@ -35,6 +35,29 @@ fn fast(opts: SsmOptions) -> SsmOptions {
     }
 }
 
+/// A Linux machine behind the fake agent, with moto's bucket `ssm-io` for output and files.
+/// The caller keeps moto and the two directories (state, home) alive.
+async fn bucket_machine(
+    moto: &Moto,
+    id: &str,
+) -> (
+    SsmMachine,
+    fake_agent::Agent,
+    aws_sdk_s3::Client,
+    [tempfile::TempDir; 2],
+) {
+    let state = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let s3 = s3_client(moto, state.path()).await;
+    s3.create_bucket().bucket("ssm-io").send().await.unwrap();
+    let (ssm, agent) = fake_agent::client(id, s3.clone());
+    let opts = SsmOptions::default()
+        .with_bucket("ssm-io")
+        .with_home(home.path().to_str().unwrap());
+    let m = SsmMachine::new(id, Platform::Linux, ssm, Some(s3.clone()), fast(opts));
+    (m, agent, s3, [state, home])
+}
+
 /// Every object left in `bucket` (the machine must delete what it wrote).
 async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
     let out = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
@@ -47,22 +70,7 @@ async fn objects(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssm_machine_passes_the_machine_suite_through_a_fake_agent() {
     let moto = Moto::start();
-    let state = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let s3 = s3_client(&moto, state.path()).await;
-    s3.create_bucket().bucket("ssm-io").send().await.unwrap();
-    let (ssm, agent) = fake_agent::client("i-0fake", s3.clone());
-    let m = SsmMachine::new(
-        "i-0fake",
-        Platform::Linux,
-        ssm,
-        Some(s3.clone()),
-        fast(
-            SsmOptions::default()
-                .with_bucket("ssm-io")
-                .with_home(home.path().to_str().unwrap()),
-        ),
-    );
+    let (m, agent, s3, _dirs) = bucket_machine(&moto, "i-0fake").await;
     m.wait_ready(Duration::from_secs(5)).await.unwrap();
     // Run Command reports a signal death as the shell's 128+n exit code, not as a signal.
     suite::run_all(
@@ -88,22 +96,8 @@ async fn ssm_machine_passes_the_machine_suite_through_a_fake_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_transfers_leave_no_objects_behind() {
     let moto = Moto::start();
-    let state = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let s3 = s3_client(&moto, state.path()).await;
-    s3.create_bucket().bucket("ssm-io").send().await.unwrap();
-    let (ssm, agent) = fake_agent::client("i-0gone", s3.clone());
-    let m = SsmMachine::new(
-        "i-0gone",
-        Platform::Linux,
-        ssm,
-        Some(s3.clone()),
-        fast(
-            SsmOptions::default()
-                .with_bucket("ssm-io")
-                .with_home(home.path().to_str().unwrap()),
-        ),
-    );
+    let (m, agent, s3, dirs) = bucket_machine(&moto, "i-0gone").await;
+    let home = &dirs[1];
     let local = home.path().join("payload.bin");
     std::fs::write(&local, vec![7u8; 4 << 20]).unwrap();
     m.put(&local, "remote.bin").await.unwrap();
