@@ -516,8 +516,7 @@ impl SsmMachine {
             return Ok((script::Stdin::Inline(data.to_vec()), None));
         }
         let (bucket, s3) = self.transfer(&format!("{} bytes of stdin", data.len()))?;
-        let key = self.transfer_key();
-        left.object(&key);
+        let key = left.new_object();
         s3.put_object()
             .bucket(bucket)
             .key(&key)
@@ -625,9 +624,8 @@ impl SsmMachine {
             Err(e) => Err(e),
         };
         left.command = None;
-        if let (Some(key), Some(bucket)) = (staged, &self.opts.bucket) {
-            self.delete_object(bucket, &key).await;
-            left.object_deleted(&key);
+        if let Some(key) = staged {
+            left.delete(&key).await;
         }
         result
     }
@@ -688,13 +686,18 @@ enum Started {
 }
 
 impl Leftovers {
-    /// Records a bucket key about to be written.
-    fn object(&mut self, key: &str) {
-        self.objects.push(key.to_owned());
+    /// A new transfer key in the bucket, recorded before anything is written to it.
+    fn new_object(&mut self) -> String {
+        let key = self.machine.transfer_key();
+        self.objects.push(key.clone());
+        key
     }
 
-    /// The object was deleted.
-    fn object_deleted(&mut self, key: &str) {
+    /// Deletes a recorded object now and forgets it.
+    async fn delete(&mut self, key: &str) {
+        if let Some(bucket) = &self.machine.opts.bucket {
+            self.machine.delete_object(bucket, key).await;
+        }
         self.objects.retain(|k| k != key);
     }
 }
@@ -791,9 +794,8 @@ impl RemoteMachine for SsmMachine {
         let (bucket, s3) = self.transfer("put")?;
         let (sha, _size) = hgauto_core::artifact::sha256_file(local)?;
         let mode = file_mode(local)?;
-        let key = self.transfer_key();
         let mut left = self.leftovers();
-        left.object(&key);
+        let key = left.new_object();
         let body = ByteStream::from_path(local)
             .await
             .map_err(|e| Error::io("read", local, "localhost", std::io::Error::other(e)))?;
@@ -815,17 +817,15 @@ impl RemoteMachine for SsmMachine {
                 .map(drop)
         }
         .await;
-        self.delete_object(bucket, &key).await;
-        left.object_deleted(&key);
+        left.delete(&key).await;
         result
     }
 
     async fn get(&self, remote: &str, local: &Path) -> Result<()> {
         let (bucket, s3) = self.transfer("get")?;
-        let key = self.transfer_key();
         // The instance uploads to this key.
         let mut left = self.leftovers();
-        left.object(&key);
+        let key = left.new_object();
         let result = async {
             let url = self.presign_put(s3, bucket, &key).await?;
             let text = match self.platform {
@@ -857,8 +857,7 @@ impl RemoteMachine for SsmMachine {
             .await
         }
         .await;
-        self.delete_object(bucket, &key).await;
-        left.object_deleted(&key);
+        left.delete(&key).await;
         result
     }
 
