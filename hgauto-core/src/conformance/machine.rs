@@ -212,17 +212,31 @@ pub async fn timeout_kills_process_tree(m: &dyn RemoteMachine) {
         started.elapsed()
     );
     // The background child must be gone too (allow a moment for the kill to land).
+    assert_dies(
+        m,
+        &dir,
+        &["bg"],
+        5,
+        "the background child survived the timeout",
+    )
+    .await;
+}
+
+/// Asserts that each process whose pid is in `{dir}/{name}.pid` is gone within `secs`
+/// seconds (each). A zombie counts as gone: it runs nothing, and reaping it is up to its
+/// parent (the test process itself, for a local machine's shell).
+async fn assert_dies(m: &dyn RemoteMachine, dir: &str, names: &[&str], secs: u32, what: &str) {
     let check = Command::script(format!(
-        "pid=$(cat {dir}/bg.pid) || exit 2; i=0; while kill -0 \"$pid\" 2>/dev/null; do \
-         i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.1; done; exit 0"
+        "alive() {{ kill -0 \"$1\" 2>/dev/null || return 1; [ -r /proc/$1/stat ] || return 0; \
+         [ \"$(cut -d' ' -f3 /proc/$1/stat)\" != Z ]; }}; \
+         for f in {}; do pid=$(cat {dir}/$f.pid) || exit 2; i=0; \
+         while alive \"$pid\"; do i=$((i+1)); [ $i -gt {} ] && exit 1; \
+         sleep 0.1; done; done; exit 0",
+        names.join(" "),
+        secs * 10
     ));
     let out = run(m, check).await;
-    assert_eq!(
-        out.status,
-        ExitStatus::Code(0),
-        "[{}] the background child survived the timeout",
-        m.id()
-    );
+    assert_eq!(out.status, ExitStatus::Code(0), "[{}] {what}", m.id());
 }
 
 /// A caller that stops waiting (drops the `exec` future) leaves no process behind: the
@@ -250,18 +264,8 @@ pub async fn abandoned_exec_kills_process_tree(m: &dyn RemoteMachine) {
         () = started => {}
     }
     crate::background::drain(Duration::from_secs(60)).await;
-    let check = Command::script(format!(
-        "for f in bg sh; do pid=$(cat {dir}/$f.pid) || exit 2; i=0; \
-         while kill -0 \"$pid\" 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && exit 1; \
-         sleep 0.1; done; done; exit 0"
-    ));
-    let out = run(m, check).await;
-    assert_eq!(
-        out.status,
-        ExitStatus::Code(0),
-        "[{}] the abandoned command or its background child survived",
-        m.id()
-    );
+    let what = "the abandoned command or its background child survived";
+    assert_dies(m, &dir, &["bg", "sh"], 10, what).await;
 }
 
 /// 50 MB on stdout while stderr also writes does not deadlock, and nothing is lost.
