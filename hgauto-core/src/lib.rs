@@ -30,6 +30,7 @@ pub mod download;
 pub mod env;
 pub mod error;
 pub mod fanout;
+pub mod fsutil;
 pub mod job;
 pub mod job_source;
 pub mod keys;

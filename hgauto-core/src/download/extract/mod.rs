@@ -1,14 +1,21 @@
 //! [`extract`]: unpack zip and tar archives (plain, gzip, bzip2, xz, zstd) into a
-//! directory, refusing any entry that would land outside it: absolute paths, `..`
-//! components, links whose target leaves the directory, and entries under a symlink.
-//! Modes are kept. Extraction happens in a temporary sibling directory that is renamed into
-//! place only when every entry succeeded, so a refused archive leaves nothing behind.
+//! directory. No entry of any format can create, write, chmod or link anything outside it
+//! (see [`tree`] for how): absolute names, `..`, links that leave the directory or climb out
+//! of another link, entries under a link or a file, duplicate names, hard links to anything
+//! but an earlier file of the archive, and device files and fifos are all refused with an
+//! [`Error::InvalidInput`] naming the entry. Permission bits are kept, setuid, setgid and
+//! sticky bits are not. Extraction happens in a private temporary sibling directory that is
+//! renamed into place only when every entry succeeded, so a refused archive leaves nothing.
+
+mod readers;
+mod tree;
 
 use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Component, Path, PathBuf};
+use std::io::BufReader;
+use std::path::Path;
 
 use crate::error::{Error, Result};
+use readers::{untar, unzip};
 
 /// Archive formats [`extract`] understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,175 +99,37 @@ pub fn extract(archive: &Path, dest: &Path, format: ArchiveFormat) -> Result<()>
         .prefix(".hgauto-extract-")
         .tempdir_in(parent)
         .map_err(|e| Error::io("create", parent, "localhost", e))?;
-    let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
-    let reader = BufReader::with_capacity(1 << 20, file);
+    let root = staging.path();
     let what = archive.display().to_string();
-    match format {
-        ArchiveFormat::Zip => unzip(archive, staging.path())?,
-        ArchiveFormat::Tar => untar(reader, staging.path(), &what)?,
-        ArchiveFormat::TarGz => untar(flate2::read::GzDecoder::new(reader), staging.path(), &what)?,
-        ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), staging.path(), &what)?,
-        ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), staging.path(), &what)?,
-        ArchiveFormat::TarZst => {
-            let z = zstd::stream::read::Decoder::with_buffer(reader)
-                .map_err(|e| Error::io("read", archive, "localhost", e))?;
-            untar(z, staging.path(), &what)?
-        }
-    }
-    let _ = std::fs::remove_dir(dest); // an empty directory may be replaced
-    let staged = staging.keep();
-    std::fs::rename(&staged, dest).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&staged);
-        Error::io("rename into", dest, "localhost", e)
-    })?;
-    Ok(())
-}
-
-fn refuse(archive: &str, entry: &Path, why: &str) -> Error {
-    Error::invalid(
-        format!("archive {archive}: entry {}", entry.display()),
-        why.to_owned(),
-    )
-}
-
-/// The entry's path relative to the root, or an error if it could leave it.
-fn safe_relative(archive: &str, path: &Path) -> Result<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(refuse(archive, path, "contains `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(refuse(archive, path, "is an absolute path"))
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Checks a link at `rel` pointing to `target` stays inside the root.
-fn check_link(archive: &str, rel: &Path, target: &Path) -> Result<()> {
-    if target.is_absolute() {
-        return Err(refuse(archive, rel, "is a link to an absolute path"));
-    }
-    let mut depth: i64 = rel.components().count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-        if depth < 0 {
-            return Err(refuse(
-                archive,
-                rel,
-                "is a link that points outside the target",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a path whose parent directories include a symlink (writing through it could
-/// land anywhere).
-fn check_parents(archive: &str, root: &Path, rel: &Path) -> Result<()> {
-    let mut p = root.to_path_buf();
-    let parents: Vec<_> = rel.components().collect();
-    for c in parents.iter().take(parents.len().saturating_sub(1)) {
-        p.push(c);
-        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(refuse(archive, rel, "lies under a symlink"));
-        }
-    }
-    Ok(())
-}
-
-fn untar(reader: impl Read, root: &Path, archive: &str) -> Result<()> {
-    let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_permissions(true);
-    ar.set_preserve_mtime(true);
-    ar.set_unpack_xattrs(false);
-    let io = |e| Error::io("read", archive, "localhost", e);
-    for entry in ar.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let path = entry.path().map_err(io)?.into_owned();
-        let rel = safe_relative(archive, &path)?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(io)?
-                .ok_or_else(|| refuse(archive, &rel, "is a link without a target"))?
-                .into_owned();
-            if kind.is_hard_link() {
-                // Hard link targets are archive paths, relative to the root.
-                safe_relative(archive, &target)?;
-            } else {
-                check_link(archive, &rel, &target)?;
-            }
-        }
-        check_parents(archive, root, &rel)?;
-        if !entry
-            .unpack_in(root)
-            .map_err(|e| Error::io("extract", root.join(&rel), "localhost", e))?
-        {
-            return Err(refuse(archive, &rel, "would be written outside the target"));
-        }
-    }
-    Ok(())
-}
-
-fn unzip(archive: &Path, root: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let what = archive.display().to_string();
-    let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
-    let mut zip = zip::ZipArchive::new(BufReader::new(file))
-        .map_err(|e| Error::invalid(format!("zip archive {what}"), e.to_string()))?;
-    for i in 0..zip.len() {
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| Error::invalid(format!("zip archive {what}"), e.to_string()))?;
-        let raw = PathBuf::from(entry.name());
-        let rel = safe_relative(&what, &raw)?;
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        check_parents(&what, root, &rel)?;
-        let out = root.join(&rel);
-        let mode = entry.unix_mode();
-        let is_link = mode.is_some_and(|m| m & 0o170000 == 0o120000);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&out).map_err(|e| Error::io("create", &out, "localhost", e))?;
-        } else {
-            if let Some(dir) = out.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::io("create", dir, "localhost", e))?;
-            }
-            if is_link {
-                let mut target = String::new();
-                entry
-                    .read_to_string(&mut target)
+    let unpacked = (|| {
+        let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
+        let reader = BufReader::with_capacity(1 << 20, file);
+        match format {
+            ArchiveFormat::Zip => unzip(archive, root, &what),
+            ArchiveFormat::Tar => untar(reader, root, &what),
+            ArchiveFormat::TarGz => untar(flate2::read::GzDecoder::new(reader), root, &what),
+            ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), root, &what),
+            ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), root, &what),
+            ArchiveFormat::TarZst => {
+                let z = zstd::stream::read::Decoder::with_buffer(reader)
                     .map_err(|e| Error::io("read", archive, "localhost", e))?;
-                check_link(&what, &rel, Path::new(&target))?;
-                std::os::unix::fs::symlink(&target, &out)
-                    .map_err(|e| Error::io("symlink", &out, "localhost", e))?;
-                continue;
+                untar(z, root, &what)
             }
-            let mut f =
-                File::create(&out).map_err(|e| Error::io("create", &out, "localhost", e))?;
-            std::io::copy(&mut entry, &mut f)
-                .map_err(|e| Error::io("extract", &out, "localhost", e))?;
         }
-        if let Some(m) = mode {
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(m & 0o7777))
-                .map_err(|e| Error::io("chmod", &out, "localhost", e))?;
-        }
+    })();
+    let staged = staging.keep();
+    let placed = unpacked.and_then(|()| {
+        // The staging directory was private (0700) while entries landed.
+        std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| Error::io("chmod", &staged, "localhost", e))?;
+        let _ = std::fs::remove_dir(dest); // an empty directory may be replaced
+        std::fs::rename(&staged, dest).map_err(|e| Error::io("rename into", dest, "localhost", e))
+    });
+    if placed.is_err() {
+        // Directories may be read-only by now: remove_any makes them writable first.
+        let _ = crate::local::mirror::remove_any(&staged);
     }
-    Ok(())
+    placed
 }
 
 #[cfg(test)]
