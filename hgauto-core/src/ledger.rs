@@ -143,9 +143,19 @@ fn encode_file_name(id: &str) -> String {
 }
 
 /// Writes `data` to `path` by writing a sibling temporary file, syncing it, and renaming.
+/// The file gets the usual mode for new files (0666 less the umask).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_mode(path, data, 0o666)
+}
+
+/// [`write_atomic`] for a file only its owner may read: it is 0600 from its first byte.
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
+    let mut tmp = tempfile_in(dir, mode)?;
     tmp.1.write_all(data).at("write", &tmp.0, "localhost")?;
     tmp.1.sync_all().at("sync", &tmp.0, "localhost")?;
     drop(tmp.1);
@@ -157,13 +167,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`).
-pub(crate) fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File)> {
+/// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`) with
+/// `mode` (less the umask).
+pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
     for _ in 0..16 {
         let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
         match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode)
             .open(&path)
         {
             Ok(f) => return Ok((path, f)),

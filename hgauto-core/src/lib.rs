@@ -40,6 +40,7 @@ pub mod machine;
 pub mod progress;
 pub mod provider;
 pub mod publisher;
+pub mod redact;
 pub mod render;
 pub mod retry;
 pub mod spec;

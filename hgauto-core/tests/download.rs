@@ -326,3 +326,151 @@ async fn many_downloads_run_concurrently_and_archives_extract() {
         std::path::Path::new("tool")
     );
 }
+
+fn response(head: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = head.replace('\n', "\r\n").into_bytes();
+    r.extend_from_slice(b"\r\n");
+    r.extend_from_slice(body);
+    r
+}
+
+/// A proxy or server that honours Range but ignores If-Range: after the first connection
+/// is cut, the file changes (new content and ETag, same length) and the 206 carries the
+/// rest of the *new* file. Splicing it onto the old prefix would be silent corruption.
+#[tokio::test]
+async fn a_206_of_a_changed_file_restarts_instead_of_splicing() {
+    let (v1, v2) = (blob(64 * 1024, 1), blob(64 * 1024, 2));
+    let (n, h) = (v1.len(), v1.len() / 2);
+    let port = canned(vec![
+        response(
+            &format!("HTTP/1.1 200 OK\nContent-Length: {n}\nETag: \"v1\"\nConnection: close\n"),
+            &v1[..h],
+        ),
+        response(
+            &format!(
+                "HTTP/1.1 206 Partial Content\nContent-Range: bytes {h}-{}/{n}\n\
+                 Content-Length: {}\nETag: \"v2\"\nConnection: close\n",
+                n - 1,
+                n - h
+            ),
+            &v2[h..],
+        ),
+        response(
+            &format!("HTTP/1.1 200 OK\nContent-Length: {n}\nETag: \"v2\"\nConnection: close\n"),
+            &v2,
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("f");
+    let r = download(
+        &format!("http://127.0.0.1:{port}/f"),
+        &dest,
+        &DownloadOptions::default().with_retry(fast()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        std::fs::read(&dest).unwrap() == v2,
+        "bytes of two versions were spliced"
+    );
+    assert_eq!(r.sha256, sha256(&v2));
+    assert_eq!((r.requests, r.resumed), (3, 0), "{r:?}");
+    assert!(r.restarted >= 1, "{r:?}");
+    assert_eq!(listing(dir.path()), ["f"]);
+}
+
+/// The sha256 field is public: an uppercase digest set there is the same digest.
+#[tokio::test]
+async fn an_uppercase_sha256_in_the_public_field_is_accepted() {
+    let nginx = Nginx::start();
+    let data = blob(10_000, 3);
+    nginx.serve("u.bin", &data);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DownloadOptions::default().with_retry(fast());
+    o.sha256 = Some(sha256(&data).to_uppercase());
+    let r = download(&nginx.url("u.bin"), &dir.path().join("u.bin"), &o)
+        .await
+        .unwrap();
+    assert_eq!(r.sha256, sha256(&data));
+    assert_eq!(std::fs::read(dir.path().join("u.bin")).unwrap(), data);
+}
+
+/// A server that answers every connection at once (each on its own thread), pausing in
+/// the middle of the body, so two downloads overlap.
+fn slow_server(body: Vec<u8>, pause: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut conn = conn.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"e\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body[..body.len() / 2]);
+                std::thread::sleep(pause);
+                let _ = conn.write_all(&body[body.len() / 2..]);
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn two_downloads_to_one_destination_take_turns() {
+    let data = blob(256 * 1024, 4);
+    let port = slow_server(data.clone(), Duration::from_millis(400));
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("same.bin");
+    let url = format!("http://127.0.0.1:{port}/same.bin");
+    let o = DownloadOptions::default()
+        .with_retry(RetryPolicy::none())
+        .with_sha256(sha256(&data));
+    let (a, b) = tokio::join!(download(&url, &dest, &o), download(&url, &dest, &o));
+    a.unwrap();
+    b.unwrap();
+    assert!(std::fs::read(&dest).unwrap() == data);
+    assert_eq!(
+        listing(dir.path()),
+        ["same.bin"],
+        "no lock or part file left"
+    );
+}
+
+/// The resume sidecar is private and names the URL only by a hash: a presigned URL's
+/// signature is not written to disk.
+#[tokio::test]
+async fn the_resume_sidecar_is_private_and_holds_no_url() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = blob(32 * 1024, 5);
+    let port = canned(vec![response(
+        &format!(
+            "HTTP/1.1 200 OK\nContent-Length: {}\nETag: \"x\"\nConnection: close\n",
+            data.len()
+        ),
+        &data[..1000],
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/f?X-Amz-Signature=SIDECARSECRET");
+    let e = download(
+        &url,
+        &dir.path().join("f"),
+        &DownloadOptions::default().with_retry(RetryPolicy::none()),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_retryable(), "{e}");
+    let sidecar = dir.path().join(".f.hgauto-part.json");
+    let text = std::fs::read_to_string(&sidecar).unwrap();
+    assert!(
+        !text.contains("SIDECARSECRET") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&sidecar).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}

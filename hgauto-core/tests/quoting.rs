@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use hgauto_core::render::{render_posix, windows_argv_quote};
+use hgauto_core::render::{render_posix, windows_argv_quote, windows_bat_command_line};
 use hgauto_core::Command;
 use proptest::prelude::*;
 
@@ -106,10 +106,82 @@ proptest! {
     }
 
     #[test]
+    fn batch_file_arguments_are_never_cmd_syntax(args in prop::collection::vec("\\PC{0,12}|[%&|<>^()\"\\ !]{0,6}", 0..6)) {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = windows_bat_command_line("C:\\ci\\build.bat", &refs).unwrap();
+        let cmdline = format!("cmd.exe {line}");
+        cmd_exe_would_run_only_the_batch_file(&cmdline)?;
+    }
+
+    #[test]
+    fn batch_file_arguments_with_line_breaks_are_refused(a in "\\PC{0,8}", b in "\\PC{0,8}", brk in "[\r\n\0]") {
+        let arg = format!("{a}{brk}{b}");
+        prop_assert!(windows_bat_command_line("b.bat", &[&arg]).is_err());
+    }
+
+    #[test]
     fn windows_argv_quoting_round_trips(args in prop::collection::vec("\\PC{0,12}|[\\\\\" \t]{0,6}", 0..6)) {
         let line: Vec<String> = args.iter().map(|a| windows_argv_quote(a)).collect();
         prop_assert_eq!(parse_windows_args(&line.join(" ")), args);
     }
+}
+
+/// Checks a `cmd.exe /c` line the way cmd.exe reads it, assuming the worst: every
+/// `%NAME%` (any non-empty name) is a defined variable. Phase 1 (percent expansion) may only
+/// meet the `%cd:~,%` no-op; phase 2 (after the outer quotes of `/c "..."` are stripped)
+/// may meet `& | < > ^ ( )` only inside quotes, and must end outside them.
+fn cmd_exe_would_run_only_the_batch_file(cmdline: &str) -> Result<(), TestCaseError> {
+    let chars: Vec<char> = cmdline.chars().collect();
+    let mut expanded = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '%' {
+            expanded.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let Some(len) = chars[i + 1..].iter().position(|&c| c == '%') else {
+            expanded.push('%');
+            i += 1;
+            continue;
+        };
+        let name: String = chars[i + 1..i + 1 + len].iter().collect();
+        if name.is_empty() {
+            expanded.push('%');
+            i += 1;
+        } else {
+            prop_assert_eq!(
+                name.as_str(),
+                "cd:~,",
+                "a variable would expand in {}",
+                cmdline
+            );
+            i += len + 2;
+        }
+    }
+    let rest = expanded
+        .split_once(" /c ")
+        .map(|(_, r)| r)
+        .ok_or_else(|| TestCaseError::fail("no /c"))?;
+    let inner = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or_else(|| TestCaseError::fail("the /c string is not quoted"))?;
+    let mut quoted = false;
+    for c in inner.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted {
+            prop_assert!(
+                !"&|<>^()".contains(c),
+                "{:?} outside quotes in {}",
+                c,
+                cmdline
+            );
+        }
+    }
+    prop_assert!(!quoted, "unbalanced quotes in {}", cmdline);
+    Ok(())
 }
 
 /// The argument-splitting rules of `CommandLineToArgvW` / the MSVC runtime (for every
@@ -189,4 +261,27 @@ fn powershell_script_decodes_and_quotes_arguments() {
         "{script}"
     );
     assert!(script.contains("exit $p.ExitCode"), "{script}");
+}
+
+#[test]
+fn a_batch_program_is_started_through_cmd_exe_with_escaped_arguments() {
+    // BatBadBut: MSVC quoting alone lets cmd.exe read `&` and `%VAR%` in a batch file's
+    // arguments as syntax.
+    let cmd = Command::new("C:\\ci\\build.bat")
+        .arg("x\" & calc.exe & \"")
+        .arg("%PATH%");
+    let script = hgauto_core::render::powershell_script(&cmd).unwrap();
+    assert!(script.contains("$si.FileName = 'cmd.exe'"), "{script}");
+    let args = script
+        .lines()
+        .find_map(|l| l.strip_prefix("$si.Arguments = '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("arguments line")
+        .replace("''", "'");
+    cmd_exe_would_run_only_the_batch_file(&format!("cmd.exe {args}")).unwrap();
+    for bad in ["a\nb", "a\rb"] {
+        let e =
+            hgauto_core::render::powershell_script(&Command::new("b.cmd").arg(bad)).unwrap_err();
+        assert!(matches!(e, hgauto_core::Error::InvalidInput { .. }), "{e}");
+    }
 }

@@ -2,19 +2,31 @@
 //!
 //! The session is switched to non-blocking mode while the command runs, so stdin, stdout
 //! and stderr are serviced together: a command that fills stderr while we wait on stdout
-//! cannot deadlock the shared channel window. The first stderr line of a POSIX command is
-//! our marker with the remote pid (the process-group leader, since sshd runs each command
-//! in its own session), which is what a timeout kills.
+//! cannot deadlock the shared channel window.
+//!
+//! POSIX scripts never meet the login shell's own syntax: [`login_shell_command`] hands
+//! them to `/bin/sh` whatever the login shell is (fish, tcsh...). The script's first act is
+//! to print a marker with a fresh nonce and its pid (the process-group leader, since sshd
+//! runs each command in its own session) to stderr; the pid is what a timeout kills, and a
+//! run whose marker never came did not run our script at all, which is an error, never a
+//! success. What the login shell printed before the marker (a profile's noise) is not the
+//! command's output: it is logged at debug level, and quoted when the script never started.
 
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
+use hgauto_core::render::login_shell_command;
 use hgauto_core::ExitStatus;
 
 use crate::conn::{codes, Conn};
 
-/// Prefix of the pid marker line the POSIX wrapper writes to stderr first.
-pub(crate) const PID_MARKER: &str = "hgauto-pid ";
+/// What a channel runs.
+pub(crate) enum Script<'a> {
+    /// A POSIX `sh` script: wrapped for the login shell and marked with a pid marker.
+    Posix(&'a str),
+    /// A command line passed to the remote shell as it is (PowerShell on Windows hosts).
+    Raw(&'a str),
+}
 
 /// Where a command's input comes from and where its output goes.
 pub(crate) struct ExecIo<'a> {
@@ -25,8 +37,6 @@ pub(crate) struct ExecIo<'a> {
     /// True once nobody waits for the result any more (the caller's future was dropped,
     /// e.g. on Ctrl-C): the command is then killed like one that timed out.
     pub abandoned: &'a (dyn Fn() -> bool + Send + Sync),
-    /// Strip and record the pid marker from stderr.
-    pub pid_marker: bool,
 }
 
 /// How a run ended, when the transport held.
@@ -43,6 +53,11 @@ pub(crate) enum ExecFailure {
     /// Something on our side failed (e.g. writing the local file); the connection is
     /// in an unknown state and must be dropped.
     Local(std::io::Error),
+    /// The command line was refused before anything was sent (e.g. too long).
+    Invalid(hgauto_core::Error),
+    /// The remote login shell ended without running our script (its marker never came):
+    /// how it ended, and the start of what it printed.
+    NotStarted { status: ExitStatus, said: String },
 }
 
 fn ssh_failure(sent: bool, what: &str, e: impl std::fmt::Display) -> ExecFailure {
@@ -52,82 +67,127 @@ fn ssh_failure(sent: bool, what: &str, e: impl std::fmt::Display) -> ExecFailure
     }
 }
 
-/// Splits the pid marker off the start of stderr.
+/// Finds this run's pid marker in stderr (wherever the login shell's own output ends),
+/// holds back what came before it, and passes everything after it through.
 struct StderrFilter {
-    pending: Option<Vec<u8>>,
+    /// `hgauto-pid-<nonce> `, while not yet seen.
+    marker: Option<String>,
+    pending: Vec<u8>,
     pid: Option<i32>,
+    /// What came before the marker (kept short), for the error when it never comes.
+    before: Vec<u8>,
 }
 
 impl StderrFilter {
-    fn new(active: bool) -> Self {
+    fn new(marker: Option<String>) -> Self {
         StderrFilter {
-            pending: active.then(Vec::new),
+            marker,
+            pending: Vec::new(),
             pid: None,
+            before: Vec::new(),
         }
+    }
+
+    fn seen(&self) -> bool {
+        self.marker.is_none()
     }
 
     fn feed(&mut self, data: &[u8], out: &mut (dyn FnMut(&[u8]) + Send)) {
-        let Some(buf) = self.pending.as_mut() else {
+        let Some(marker) = self.marker.as_deref() else {
             out(data);
             return;
         };
-        buf.extend_from_slice(data);
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
-            if buf.len() > 64 {
-                let all = self.pending.take().unwrap_or_default();
-                out(&all);
+        self.pending.extend_from_slice(data);
+        let m = marker.as_bytes();
+        if let Some(at) = find(&self.pending, m) {
+            let Some(nl) = self.pending[at..].iter().position(|&b| b == b'\n') else {
+                return; // the pid is still on its way
+            };
+            let all = std::mem::take(&mut self.pending);
+            self.pid = std::str::from_utf8(&all[at + m.len()..at + nl])
+                .ok()
+                .and_then(|p| p.trim().parse().ok());
+            self.marker = None;
+            self.note_before(&all[..at]);
+            if !self.before.is_empty() {
+                tracing::debug!(
+                    said = %String::from_utf8_lossy(&self.before),
+                    "the login shell printed this before the command started"
+                );
+            }
+            if all.len() > at + nl + 1 {
+                out(&all[at + nl + 1..]);
             }
             return;
-        };
-        let all = self.pending.take().unwrap_or_default();
-        let first = &all[..nl];
-        match std::str::from_utf8(first)
-            .ok()
-            .and_then(|l| l.strip_prefix(PID_MARKER))
-        {
-            Some(pid) => {
-                self.pid = pid.trim().parse().ok();
-                if all.len() > nl + 1 {
-                    out(&all[nl + 1..]);
-                }
-            }
-            None => out(&all),
+        }
+        // Keep only a tail that could be the start of the marker.
+        let keep = m.len().min(self.pending.len());
+        let cut = self.pending.len() - keep;
+        if cut > 0 {
+            let head: Vec<u8> = self.pending.drain(..cut).collect();
+            self.note_before(&head);
         }
     }
 
+    fn note_before(&mut self, bytes: &[u8]) {
+        let room = 2048usize.saturating_sub(self.before.len());
+        self.before
+            .extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
     fn finish(&mut self, out: &mut (dyn FnMut(&[u8]) + Send)) {
-        if let Some(rest) = self.pending.take() {
-            if !rest.is_empty() {
-                out(&rest);
-            }
+        let rest = std::mem::take(&mut self.pending);
+        if self.seen() {
+            out(&rest);
+        } else {
+            self.note_before(&rest);
         }
     }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn would_block(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock
 }
 
-/// Runs `command` on a new channel of `conn`.
+/// Runs `script` on a new channel of `conn`.
 pub(crate) fn run(
     conn: &mut Conn,
-    command: &str,
+    script: Script<'_>,
     io: ExecIo<'_>,
     keepalive: Duration,
 ) -> Result<ExecEnd, ExecFailure> {
+    let (command, marker) = match script {
+        Script::Posix(payload) => {
+            let nonce = format!("{:016x}", rand::random::<u64>());
+            let marked = format!("printf 'hgauto-pid-%s %s\\n' {nonce} \"$$\" >&2\n{payload}");
+            let line = login_shell_command(&marked).map_err(ExecFailure::Invalid)?;
+            (line, Some(format!("hgauto-pid-{nonce} ")))
+        }
+        Script::Raw(line) => (line.to_owned(), None),
+    };
+    let marked = marker.is_some();
     conn.sess.set_blocking(true);
     let mut channel = conn
         .sess
         .channel_session()
         .map_err(|e| ssh_failure(false, "open channel", e))?;
     channel
-        .exec(command)
+        .exec(&command)
         .map_err(|e| ssh_failure(true, "start command", e))?;
     conn.sess.set_blocking(false);
-    let result = pump(conn, &mut channel, io, keepalive);
+    let result = pump(conn, &mut channel, io, keepalive, marker);
     conn.sess.set_blocking(true);
     match result {
-        Ok((_, false)) => {
+        Ok(Pumped {
+            timed_out: false,
+            started,
+            said,
+            ..
+        }) => {
             let _ = channel.close();
             channel
                 .wait_close()
@@ -135,17 +195,20 @@ pub(crate) fn run(
             let signal = channel
                 .exit_signal()
                 .map_err(|e| ssh_failure(true, "read exit signal", e))?;
-            match signal.exit_signal {
-                Some(name) => Ok(ExecEnd::Exited(ExitStatus::Signal(signal_number(&name)))),
-                None => {
-                    let code = channel
+            let status = match signal.exit_signal {
+                Some(name) => ExitStatus::Signal(signal_number(&name)),
+                None => ExitStatus::Code(
+                    channel
                         .exit_status()
-                        .map_err(|e| ssh_failure(true, "read exit status", e))?;
-                    Ok(ExecEnd::Exited(ExitStatus::Code(code)))
-                }
+                        .map_err(|e| ssh_failure(true, "read exit status", e))?,
+                ),
+            };
+            if marked && !started {
+                return Err(ExecFailure::NotStarted { status, said });
             }
+            Ok(ExecEnd::Exited(status))
         }
-        Ok((pid, true)) => {
+        Ok(Pumped { pid, .. }) => {
             if let Some(pid) = pid {
                 kill_remote_group(conn, pid);
             }
@@ -156,28 +219,46 @@ pub(crate) fn run(
     }
 }
 
-/// Moves data until the remote side closes its output (returns the marker pid and whether
-/// the deadline passed, or the caller left, first).
+/// What [`pump`] saw.
+struct Pumped {
+    /// The pid from the marker.
+    pid: Option<i32>,
+    /// The marker came (or none was expected).
+    started: bool,
+    /// What stderr held before the marker (for the error when it never came).
+    said: String,
+    /// The deadline passed, or the caller left, before the command ended.
+    timed_out: bool,
+}
+
+/// Moves data until the remote side closes its output, or the deadline passes, or the
+/// caller leaves.
 fn pump(
     conn: &mut Conn,
     channel: &mut ssh2::Channel,
     io: ExecIo<'_>,
     keepalive: Duration,
-) -> Result<(Option<i32>, bool), ExecFailure> {
+    marker: Option<String>,
+) -> Result<Pumped, ExecFailure> {
     let ExecIo {
         mut stdin,
         on_stdout,
         on_stderr,
         deadline,
         abandoned,
-        pid_marker,
     } = io;
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending_in: Vec<u8> = Vec::new();
     let mut in_off = 0usize;
     let mut stdin_done = stdin.is_none();
     let mut eof_sent = false;
-    let mut filter = StderrFilter::new(pid_marker);
+    let mut filter = StderrFilter::new(marker);
+    let ended = |filter: &mut StderrFilter, timed_out: bool| Pumped {
+        pid: filter.pid,
+        started: filter.seen(),
+        said: String::from_utf8_lossy(&filter.before).trim().to_owned(),
+        timed_out,
+    };
     loop {
         let mut progress = false;
 
@@ -253,11 +334,11 @@ fn pump(
 
         if channel.eof() {
             filter.finish(on_stderr);
-            return Ok((filter.pid, false));
+            return Ok(ended(&mut filter, false));
         }
         if deadline.is_some_and(|d| Instant::now() >= d) || abandoned() {
             filter.finish(on_stderr);
-            return Ok((filter.pid, true));
+            return Ok(ended(&mut filter, true));
         }
         conn.keepalive_if_due(keepalive);
         if !progress {
@@ -278,8 +359,11 @@ fn is_closed(e: &std::io::Error) -> bool {
 /// Kills the remote process group `pgid` over a fresh channel (best effort).
 fn kill_remote_group(conn: &mut Conn, pgid: i32) {
     // `-s KILL --` is the form both dash and bash accept for a negative (group) id.
-    let cmd =
+    let script =
         format!("kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; exit 0");
+    let Ok(cmd) = login_shell_command(&script) else {
+        return;
+    };
     let result = (|| -> Result<(), ssh2::Error> {
         let mut ch = conn.sess.channel_session()?;
         ch.exec(&cmd)?;
@@ -319,26 +403,43 @@ fn signal_number(name: &str) -> i32 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn marker_is_stripped_even_when_split_across_reads() {
-        let mut f = StderrFilter::new(true);
+    fn filter_all(chunks: &[&[u8]]) -> (StderrFilter, Vec<u8>) {
+        let mut f = StderrFilter::new(Some("hgauto-pid-abc ".into()));
         let mut got = Vec::new();
         let mut out = |d: &[u8]| got.extend_from_slice(d);
-        f.feed(b"hgauto-p", &mut out);
-        f.feed(b"id 4242\nreal error\n", &mut out);
+        for c in chunks {
+            f.feed(c, &mut out);
+        }
         f.finish(&mut out);
+        (f, got)
+    }
+
+    #[test]
+    fn marker_is_stripped_even_when_split_across_reads() {
+        let (f, got) = filter_all(&[b"hgauto-p", b"id-abc 42", b"42\nreal error\n"]);
         assert_eq!(f.pid, Some(4242));
+        assert!(f.seen());
         assert_eq!(got, b"real error\n");
     }
 
     #[test]
-    fn stderr_without_marker_passes_through() {
-        let mut f = StderrFilter::new(true);
-        let mut got = Vec::new();
-        let mut out = |d: &[u8]| got.extend_from_slice(d);
-        f.feed(b"not a marker\nmore", &mut out);
-        f.finish(&mut out);
+    fn profile_noise_before_the_marker_is_held_back_and_the_pid_still_found() {
+        let noise = "x".repeat(5000);
+        let (f, got) = filter_all(&[
+            noise.as_bytes(),
+            b"\nwelcome from .bashrc\nno newline:",
+            b"hgauto-pid-abc 7\nerr\n",
+        ]);
+        assert_eq!(f.pid, Some(7));
+        assert_eq!(got, b"err\n");
+    }
+
+    #[test]
+    fn a_marker_with_another_nonce_does_not_count() {
+        let (f, got) = filter_all(&[b"hgauto-pid-zzz 1\nboom"]);
+        assert!(!f.seen());
         assert_eq!(f.pid, None);
-        assert_eq!(got, b"not a marker\nmore");
+        assert!(got.is_empty());
+        assert!(String::from_utf8_lossy(&f.before).contains("boom"));
     }
 }

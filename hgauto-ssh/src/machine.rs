@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hgauto_core::render::{quote_posix, render};
+use hgauto_core::fsutil::{create_private, set_mode, MODE_MASK};
+use hgauto_core::render::{posix_path, render};
 use hgauto_core::task::run_blocking;
 use hgauto_core::{
     Command, Error, LineSink, Output, Platform, RemoteMachine, Result, Stream, SyncOptions,
@@ -18,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::SshConfig;
 use crate::conn::{connect, Conn};
-use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, PID_MARKER};
+use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, Script};
 use crate::sync;
 
 /// Why one attempt of an operation failed.
@@ -29,13 +30,29 @@ pub(crate) enum OpError {
     Other(Error),
 }
 
-impl From<ExecFailure> for OpError {
-    fn from(f: ExecFailure) -> Self {
+impl OpError {
+    /// Converts a failed run on `machine`.
+    fn from_exec(f: ExecFailure, machine: &str) -> Self {
         match f {
             ExecFailure::Transport { sent, message } => OpError::Transport { sent, message },
             ExecFailure::Local(e) => {
                 OpError::Other(Error::io("write local data", "(local)", "localhost", e))
             }
+            ExecFailure::Invalid(e) => OpError::Other(e),
+            ExecFailure::NotStarted { status, said } => OpError::Other(Error::Spawn {
+                machine: machine.to_owned(),
+                program: "/bin/sh (through the login shell)".into(),
+                source: std::io::Error::other(format!(
+                    "the login shell ended with {status} without running hgauto's command \
+                     wrapper; the host needs /bin/sh and a login shell that runs `-c` \
+                     commands{}",
+                    if said.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it said: {said})")
+                    }
+                )),
+            }),
         }
     }
 }
@@ -184,12 +201,13 @@ impl SshMachine {
         .await
     }
 
-    /// Runs a shell command string (no pid marker, no streaming) with `stdin`, for the
-    /// transfer helpers. Returns status, stdout and stderr.
+    /// Runs a POSIX script (no streaming) with `stdin`, for the transfer helpers. Returns
+    /// status and stderr.
     fn run_plain(
+        &self,
         conn: &mut Conn,
         keepalive: Duration,
-        command: &str,
+        script: &str,
         stdin: Option<&mut (dyn Read + Send)>,
         on_stdout: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
     ) -> std::result::Result<(hgauto_core::ExitStatus, Vec<u8>), OpError> {
@@ -201,9 +219,9 @@ impl SshMachine {
             on_stderr: &mut on_stderr,
             deadline: None,
             abandoned: &|| false,
-            pid_marker: false,
         };
-        let end = exec::run(conn, command, io, keepalive)?;
+        let end = exec::run(conn, Script::Posix(script), io, keepalive)
+            .map_err(|f| OpError::from_exec(f, &self.inner.id))?;
         match end {
             ExecEnd::Exited(status) => Ok((status, err)),
             ExecEnd::TimedOut => Err(OpError::Other(Error::invalid(
@@ -303,11 +321,9 @@ impl RemoteMachine for SshMachine {
 
     async fn exec_streaming(&self, cmd: &Command, sink: LineSink<'_>) -> Result<Output> {
         let platform = self.inner.cfg.platform;
-        let mut rendered = render(cmd, platform)?;
+        let rendered = render(cmd, platform)?;
         let posix = platform == Platform::Linux;
-        if posix {
-            rendered = format!("printf '{PID_MARKER}%s\\n' \"$$\" >&2\n{rendered}");
-        }
+        let id = self.inner.id.clone();
         let stdin = cmd.get_stdin().map(<[u8]>::to_vec);
         let timeout = cmd.get_timeout();
         let keepalive = self.inner.cfg.keepalive;
@@ -329,9 +345,14 @@ impl RemoteMachine for SshMachine {
                 on_stderr: &mut |d| err.push(d),
                 deadline: timeout.map(|t| Instant::now() + t),
                 abandoned: &|| caller.is_closed(),
-                pid_marker: posix,
             };
-            let end = exec::run(conn, &rendered, io, keepalive)?;
+            let script = if posix {
+                Script::Posix(&rendered)
+            } else {
+                Script::Raw(&rendered)
+            };
+            let end =
+                exec::run(conn, script, io, keepalive).map_err(|f| OpError::from_exec(f, &id))?;
             out.finish();
             err.finish();
             Ok((end, out.captured, err.captured))
@@ -369,15 +390,17 @@ impl RemoteMachine for SshMachine {
                 "is not a regular file",
             ));
         }
-        let mode = meta.permissions().mode() & 0o7777;
-        let dst = quote_posix(OsStr::new(remote), "remote path")?;
+        let mode = meta.permissions().mode() & MODE_MASK;
+        let dst = posix_path(OsStr::new(remote), "remote path")?;
         let parent = match Path::new(remote).parent().map(|p| p.as_os_str()) {
-            Some(p) if !p.is_empty() => quote_posix(p, "remote path")?,
+            Some(p) if !p.is_empty() => posix_path(p, "remote path")?,
             _ => ".".to_owned(),
         };
+        // umask 077: the file is private while it travels; its mode is set at the end.
         let script = format!(
-            "set -e\nmkdir -p -- {parent}\nt={parent}/.hgauto-put.$$\ntrap 'rm -f -- \"$t\"' EXIT\n\
-             cat > \"$t\"\nchmod {mode:o} \"$t\"\nmv -f -- \"$t\" {dst}\ntrap - EXIT"
+            "set -e\numask 077\nmkdir -p {parent}\nt={parent}/.hgauto-put.$$\n\
+             trap 'rm -f \"$t\"' EXIT\ncat > \"$t\"\nchmod {mode:o} \"$t\"\nmv -f \"$t\" {dst}\n\
+             trap - EXIT"
         );
         let local = local.to_owned();
         let remote = remote.to_owned();
@@ -387,7 +410,7 @@ impl RemoteMachine for SshMachine {
             let mut file = std::fs::File::open(&local)
                 .map_err(|e| OpError::Other(Error::io("open", &local, "localhost", e)))?;
             let (status, err) =
-                Self::run_plain(conn, keepalive, &script, Some(&mut file), &mut |_| Ok(()))?;
+                me.run_plain(conn, keepalive, &script, Some(&mut file), &mut |_| Ok(()))?;
             if status.success() {
                 Ok(())
             } else {
@@ -399,8 +422,8 @@ impl RemoteMachine for SshMachine {
 
     async fn get(&self, remote: &str, local: &Path) -> Result<()> {
         self.require_posix("get")?;
-        let src = quote_posix(OsStr::new(remote), "remote path")?;
-        let script = format!("stat -L -c 'hgauto-mode %a' -- {src} >&2 && exec cat -- {src}");
+        let src = posix_path(OsStr::new(remote), "remote path")?;
+        let script = format!("stat -L -c 'hgauto-mode %a' {src} >&2 && exec cat {src}");
         let parent = local
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -415,10 +438,11 @@ impl RemoteMachine for SshMachine {
         self.with_conn(true, move |conn| {
             let tmp = parent.join(format!(".hgauto-get-{:016x}", rand::random::<u64>()));
             let result = (|| {
-                let mut file = std::fs::File::create(&tmp)
+                // Private (0600) while it fills; the remote file's mode is set at the end.
+                let mut file = create_private(&tmp)
                     .map_err(|e| OpError::Other(Error::io("create", &tmp, "localhost", e)))?;
                 let (status, err) =
-                    Self::run_plain(conn, keepalive, &script, None, &mut |d| file.write_all(d))?;
+                    me.run_plain(conn, keepalive, &script, None, &mut |d| file.write_all(d))?;
                 if !status.success() {
                     return Err(me.remote_failure("read", &remote, status, &err));
                 }
@@ -430,7 +454,7 @@ impl RemoteMachine for SshMachine {
                     .unwrap_or(0o644);
                 // Atomic (rename) but not fsync'd, like scp and rsync: durability is the
                 // publishers' job, and forcing a large file to disk costs seconds.
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+                set_mode(&file, mode)
                     .map_err(|e| OpError::Other(Error::io("chmod", &tmp, "localhost", e)))?;
                 std::fs::rename(&tmp, &local).map_err(|e| {
                     OpError::Other(Error::io("rename into place", &local, "localhost", e))
@@ -469,7 +493,7 @@ impl RemoteMachine for SshMachine {
         let me = self.clone();
         self.with_conn(true, move |conn| {
             let mut listing = Vec::new();
-            let (status, err) = Self::run_plain(conn, keepalive, &manifest_cmd, None, &mut |d| {
+            let (status, err) = me.run_plain(conn, keepalive, &manifest_cmd, None, &mut |d| {
                 listing.extend_from_slice(d);
                 Ok(())
             })?;
@@ -484,7 +508,7 @@ impl RemoteMachine for SshMachine {
                     list.extend_from_slice(p);
                     list.push(0);
                 }
-                let (status, err) = Self::run_plain(
+                let (status, err) = me.run_plain(
                     conn,
                     keepalive,
                     &delete_cmd,
@@ -509,7 +533,7 @@ impl RemoteMachine for SshMachine {
                 }
             });
             let mut reader = reader;
-            let ran = Self::run_plain(
+            let ran = me.run_plain(
                 conn,
                 keepalive,
                 &extract_cmd,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use hgauto_core::artifact::{validate_batch, validate_name};
 use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
 use sha2::{Digest, Sha256};
-use ssh2::{OpenFlags, OpenType, Sftp};
+use ssh2::{OpenFlags, OpenType, RenameFlags, Sftp};
 
 use crate::machine::{OpError, SshMachine};
 
@@ -18,9 +18,10 @@ const FX_NO_SUCH_FILE: i32 = 2;
 /// 0644).
 ///
 /// Every file is written under a temporary name, verified against the artifact's sha256
-/// while it streams, then renamed into place. OpenSSH's sftp-server renames by `link(2)`,
-/// which never replaces an existing file, so a concurrent publisher cannot overwrite a
-/// published artifact and readers never see a partial one.
+/// while it streams, then renamed into place without the OVERWRITE flag (OpenSSH's
+/// sftp-server renames by `link(2)`, which never replaces an existing file), so a
+/// concurrent publisher cannot overwrite a published artifact and readers never see a
+/// partial one. The file is created with the publisher's mode, which never exceeds 0o777.
 #[derive(Debug, Clone)]
 pub struct SshPublisher {
     machine: SshMachine,
@@ -38,9 +39,10 @@ impl SshPublisher {
         }
     }
 
-    /// Sets the mode of published files (Mercurial publishes with 0664).
+    /// Sets the mode of published files (Mercurial publishes with 0664). Only the
+    /// permission bits (0o777) are used.
     pub fn with_mode(mut self, mode: i32) -> Self {
-        self.mode = mode;
+        self.mode = mode & hgauto_core::fsutil::MODE_MASK as i32;
         self
     }
 }
@@ -200,7 +202,11 @@ fn upload(sftp: &Sftp, dir: &str, a: &Artifact, mode: i32) -> std::result::Resul
         };
         sftp.setstat(Path::new(&tmp), stat)
             .map_err(|e| sftp_error("chmod", &tmp, e))?;
-        match sftp.rename(Path::new(&tmp), Path::new(&dest), None) {
+        // Never OVERWRITE: libssh2's default for `None` is ATOMIC|OVERWRITE|NATIVE, which an
+        // SFTPv5+ server would honour by replacing a concurrently published artifact.
+        // (OpenSSH speaks v3, where no flags travel and rename never replaces.)
+        let flags = Some(RenameFlags::ATOMIC | RenameFlags::NATIVE);
+        match sftp.rename(Path::new(&tmp), Path::new(&dest), flags) {
             Ok(()) => Ok(true),
             // The name was taken meanwhile: identical is fine, anything else conflicts.
             Err(_) => check_existing(sftp, &dest, a).and_then(|same| {

@@ -12,14 +12,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use hgauto_core::render::quote_posix;
+use hgauto_core::fsutil::MODE_MASK;
+use hgauto_core::render::posix_path;
 use hgauto_core::{Command, Error, RemoteMachine, Result, SyncOptions, SyncReport};
 
 /// The `find` invocation that prints the remote manifest, 6 NUL-terminated fields per entry.
 pub(crate) fn manifest_command(remote_dir: &str) -> Result<String> {
-    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
     Ok(format!(
-        "mkdir -p -- {dir} && cd -- {dir} && LC_ALL=C find . -mindepth 1 -printf '%P\\0%y\\0%s\\0%T@\\0%m\\0%l\\0'"
+        "mkdir -p {dir} && cd {dir} && LC_ALL=C find . -mindepth 1 -printf '%P\\0%y\\0%s\\0%T@\\0%m\\0%l\\0'"
     ))
 }
 
@@ -141,13 +142,13 @@ pub(crate) fn plan(
                 b'd' => {
                     plan.send.push(Item::Dir {
                         rel: rel.clone(),
-                        mode: meta.mode() & 0o7777,
+                        mode: meta.mode() & MODE_MASK,
                         mtime: meta.mtime(),
                     });
                     stack.push(rel);
                 }
                 _ => {
-                    let mode = meta.mode() & 0o7777;
+                    let mode = meta.mode() & MODE_MASK;
                     let unchanged = same_kind.is_some_and(|t| {
                         t.size == meta.len() && t.mtime == meta.mtime() && t.mode == mode
                     });
@@ -197,16 +198,16 @@ fn item_rel(i: &Item) -> &Path {
 
 /// The remote command that removes the NUL-separated paths on stdin (relative to `dir`).
 pub(crate) fn delete_command(remote_dir: &str) -> Result<String> {
-    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
-    Ok(format!("cd -- {dir} && xargs -0 -r rm -rf --"))
+    let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
+    Ok(format!("cd {dir} && xargs -0 -r rm -rf --"))
 }
 
 /// The remote command that extracts the tar on stdin into `dir`.
 pub(crate) fn extract_command(remote_dir: &str, gzip: bool) -> Result<String> {
-    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
+    let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
     let z = if gzip { "z" } else { "" };
     Ok(format!(
-        "mkdir -p -- {dir} && cd -- {dir} && exec tar -x{z}pf - --no-same-owner --delay-directory-restore"
+        "mkdir -p {dir} && cd {dir} && exec tar -x{z}pf - --no-same-owner --delay-directory-restore"
     ))
 }
 
@@ -268,14 +269,14 @@ pub async fn sync_over_exec(
         rand::random::<u64>()
     );
     machine.put(archive.path(), &remote_archive).await?;
-    let dir = quote_posix(OsStr::new(remote_dir), "remote directory")?;
-    let file = quote_posix(OsStr::new(&remote_archive), "archive")?;
+    let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
+    let file = posix_path(OsStr::new(&remote_archive), "archive")?;
     let z = if options.compress { "z" } else { "" };
     let extract = Command::script(format!(
-        "a=$(cd -- \"$(dirname -- {file})\" && pwd)/$(basename -- {file}) || exit 1\n\
-         mkdir -p -- {dir} && cd -- {dir} && \
+        "unset CDPATH\na={file}\ncase $a in /*) ;; *) a=$PWD/$a ;; esac\n\
+         mkdir -p {dir} && cd {dir} && \
          tar -x{z}pf \"$a\" --no-same-owner --delay-directory-restore\n\
-         rc=$?; rm -f -- \"$a\"; exit $rc"
+         rc=$?; rm -f \"$a\"; exit $rc"
     ));
     machine
         .exec(&extract)

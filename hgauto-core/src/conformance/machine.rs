@@ -51,6 +51,7 @@ pub async fn run_all(m: &dyn RemoteMachine, caps: Capabilities) {
     put_get_binary(m).await;
     sync_tree_2000_files(m).await;
     hostile_arguments(m, caps).await;
+    hostile_paths(m).await;
 }
 
 /// A fresh directory (relative to the machine's home) for one check.
@@ -619,6 +620,83 @@ pub async fn hostile_arguments(m: &dyn RemoteMachine, caps: Capabilities) {
         found.status,
         ExitStatus::Code(0),
         "[{}] a canary file was created",
+        m.id()
+    );
+}
+
+/// Remote paths that would be shell code in a generated script (`put`, `get` and
+/// `sync_tree` build scripts around them) name exactly that file, and the canary they try
+/// to create never appears. A leading `-` is a file name, not an option, and `-` alone is
+/// not `$OLDPWD`.
+pub async fn hostile_paths(m: &dyn RemoteMachine) {
+    let dir = scratch(m, "hostile-paths").await;
+    let local = tempfile::tempdir().expect("tempdir");
+    let src = local.path().join("payload");
+    std::fs::write(&src, b"payload\n").unwrap();
+    let names = [
+        "it's",
+        "a'$(touch canary)'b",
+        "`touch canary`",
+        "\"; touch canary; \"",
+        "-rf",
+        "-",
+        "sp ace & touch canary",
+        "!!",
+        "$HOME",
+    ];
+    for name in names {
+        let remote = format!("{dir}/{name}");
+        if let Err(e) = m.put(&src, &remote).await {
+            panic!("[{}] put to {remote:?}: {e}", m.id());
+        }
+        let back = local.path().join("back");
+        let _ = std::fs::remove_file(&back);
+        if let Err(e) = m.get(&remote, &back).await {
+            panic!("[{}] get of {remote:?}: {e}", m.id());
+        }
+        assert_eq!(
+            std::fs::read(&back).unwrap(),
+            b"payload\n",
+            "[{}] {name:?}",
+            m.id()
+        );
+    }
+    // The files are where their names say, one per name, and nothing else appeared.
+    let listing = run_ok(m, Command::new("ls").arg("-A").arg(&dir)).await;
+    let mut got: Vec<String> = listing.stdout_str().lines().map(str::to_owned).collect();
+    got.sort();
+    let mut want: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    want.sort();
+    assert_eq!(got, want, "[{}] files under {dir}", m.id());
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("f"), "f").unwrap();
+    for name in ["-", "it's $(touch canary)"] {
+        let remote = format!("{dir}/sync/{name}");
+        m.sync_tree(
+            &tree,
+            &remote,
+            &SyncOptions {
+                delete: true,
+                compress: false,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("[{}] sync_tree to {remote:?}: {e}", m.id()));
+        let f = run_ok(m, Command::new("cat").arg(format!("{remote}/f"))).await;
+        assert_eq!(f.stdout, b"f", "[{}] synced into {remote:?}", m.id());
+    }
+    let found = run(
+        m,
+        Command::script(format!(
+            "find {dir} -name canary | grep -q . && exit 1; test ! -e ~/canary && test ! -e canary"
+        )),
+    )
+    .await;
+    assert_eq!(
+        found.status,
+        ExitStatus::Code(0),
+        "[{}] a canary was created",
         m.id()
     );
 }

@@ -68,7 +68,7 @@ fn publish_one(dir: &Path, artifact: &Artifact) -> Result<bool> {
     if check_existing(&dest, artifact)? {
         return Ok(false);
     }
-    let (tmp_path, mut tmp) = tempfile_in(dir)?;
+    let (tmp_path, mut tmp) = tempfile_in(dir, 0o600)?;
     let result = (|| {
         let mut src =
             std::fs::File::open(&artifact.path).at("open", &artifact.path, "localhost")?;
