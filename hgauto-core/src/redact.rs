@@ -70,6 +70,9 @@ fn redact_by_hand(text: &str) -> String {
         if let Some(at) = out[auth_start..auth_end].rfind('@') {
             out.replace_range(auth_start..auth_start + at, MASK);
         }
+    } else if let Some(at) = out.rfind('@') {
+        // No scheme to find the user info by: whatever precedes an `@` may be it.
+        out.replace_range(..at, MASK);
     }
     out
 }

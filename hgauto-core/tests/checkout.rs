@@ -162,9 +162,19 @@ async fn broken_stores_and_destinations_are_repaired(vcs: Vcs) {
         .unwrap();
     let store = r.store.clone();
 
-    // A stale lock left by a dead process.
+    // A stale lock left by a dead process (an hour old, for git, whose locks name nobody).
     match vcs {
-        Vcs::Git => std::fs::write(store.join("refs/heads/main.lock"), "").unwrap(),
+        Vcs::Git => {
+            let lock = store.join("refs/heads/main.lock");
+            std::fs::write(&lock, "").unwrap();
+            let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+            std::fs::File::options()
+                .write(true)
+                .open(&lock)
+                .unwrap()
+                .set_modified(hour_ago)
+                .unwrap();
+        }
         Vcs::Hg => {
             let host = sh(dir.path(), "hostname");
             std::os::unix::fs::symlink(format!("{host}:999999"), store.join(".hg/store/lock"))
@@ -293,4 +303,124 @@ async fn an_unreachable_remote_is_retried_then_reported() {
     .unwrap_err();
     assert!(e.to_string().to_lowercase().contains("connect"), "{e}");
     assert!(!dir.path().join("x").exists());
+}
+
+/// A server that accepts connections and never answers: a stalled fetch.
+fn stalled_server() -> (u16, std::sync::mpsc::Sender<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        while stopped.try_recv().is_err() {
+            if let Ok((c, _)) = listener.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    (port, stop)
+}
+
+/// Processes whose command line mentions `needle` (the stalled server's port).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(needle) && !text.contains("checkout-") {
+                found.push(text);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_stalled_fetch_is_killed_at_its_deadline() {
+    for vcs in [Vcs::Git, Vcs::Hg] {
+        let (port, stop) = stalled_server();
+        let dir = tempfile::tempdir().unwrap();
+        let o = opts(dir.path()).with_timeout(std::time::Duration::from_secs(2));
+        let url = format!("http://127.0.0.1:{port}/repo");
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            checkout(
+                vcs,
+                &url,
+                &dir.path().join("x"),
+                &Want::Branch("main".into()),
+                &o,
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{vcs:?}: the checkout hung past 60 s"));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{vcs:?}: {e}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{vcs:?}"
+        );
+        let left = processes_mentioning(&format!("127.0.0.1:{port}"));
+        assert!(left.is_empty(), "{vcs:?}: still running: {left:?}");
+        let _ = stop.send(());
+    }
+}
+
+#[tokio::test]
+async fn locks_of_a_live_process_or_too_young_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, revs, _) = upstream(Vcs::Git, dir.path());
+    let url = up.to_str().unwrap();
+    let o = opts(dir.path());
+    let a = dir.path().join("a");
+    let r = checkout(Vcs::Git, url, &a, &Want::Revision(revs[0].clone()), &o)
+        .await
+        .unwrap();
+    let lock = r.store.join("refs/heads/main.lock");
+    let age = |secs: u64| {
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    // Old, but a process (a detached `git gc`, say) works in the store.
+    std::fs::write(&lock, "").unwrap();
+    age(3600);
+    let mut gc = std::process::Command::new("sleep")
+        .arg("60")
+        .current_dir(&r.store)
+        .spawn()
+        .unwrap();
+    let r2 = checkout(Vcs::Git, url, &a, &Want::Revision(revs[1].clone()), &o).await;
+    let _ = gc.kill();
+    let _ = gc.wait();
+    let r2 = r2.unwrap();
+    assert!(
+        lock.exists(),
+        "the lock of a live process was removed: {r2:?}"
+    );
+    assert!(
+        !r2.recovered.iter().any(|x| x.contains("stale lock")),
+        "{r2:?}"
+    );
+    // Nobody in the store, but the lock is seconds old: it may be a git that is starting.
+    age(5);
+    let r3 = checkout(Vcs::Git, url, &a, &Want::Revision(revs[2].clone()), &o)
+        .await
+        .unwrap();
+    assert!(lock.exists(), "a young lock was removed: {r3:?}");
+    // Old and nobody there: stale.
+    age(3600);
+    let r4 = checkout(Vcs::Git, url, &a, &Want::Revision(revs[1].clone()), &o)
+        .await
+        .unwrap();
+    assert!(
+        !lock.exists() && r4.recovered.iter().any(|x| x.contains("stale lock")),
+        "{r4:?}"
+    );
 }

@@ -162,3 +162,117 @@ async fn the_venv_works_with_activate_and_python_m_venv() {
     assert!(e.to_string().contains("refusing"), "{e}");
     assert!(precious.join("keep").exists());
 }
+
+/// The real interpreter behind `python3` (not a launcher script).
+fn real_python() -> PathBuf {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// What an attacker plants: a cached "answer" naming their own interpreter, under the
+/// name hgauto gives the cache entry of `python`.
+fn plant(cache: &Path, python: &Path, evil: &Path) {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let mtime = std::fs::metadata(python)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let key = format!("{}@{mtime}", python.display());
+    let name = format!(
+        "{}.json",
+        hex::encode(&Sha256::digest(key.as_bytes())[..12])
+    );
+    std::fs::create_dir_all(cache).unwrap();
+    for d in [cache, cache.parent().unwrap()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let version = python_version(python);
+    let stdlib = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['stdlib'])",
+        ])
+        .output()
+        .unwrap();
+    let info = serde_json::json!({
+        "executable": evil,
+        "version": version,
+        "major_minor": version.rsplit_once('.').unwrap().0,
+        "stdlib": String::from_utf8_lossy(&stdlib.stdout).trim(),
+        "key": key,
+    });
+    std::fs::write(cache.join(name), info.to_string()).unwrap();
+}
+
+fn python_version(python: &Path) -> String {
+    let out = std::process::Command::new(python)
+        .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Runs in a child whose environment has no HOME or state directory and a TMPDIR of the
+/// test's own: the interpreter cache falls back under TMPDIR, where another local user
+/// could have planted answers, in the old shared `hgauto/` directory or in a world-writable
+/// `hgauto-<uid>/`.
+#[tokio::test]
+#[ignore = "run as a child process by the planted-cache test"]
+async fn child_ignores_a_planted_interpreter_cache() {
+    let Some(tmp) = std::env::var_os("HGAUTO_TEST_TMP").map(PathBuf::from) else {
+        return;
+    };
+    let python = real_python();
+    let evil = tmp.join("evil-python");
+    std::fs::write(&evil, "#!/bin/sh\necho pwned\n").unwrap();
+    let uid = unsafe { libc::geteuid() };
+    plant(&tmp.join("hgauto/python-info"), &python, &evil);
+    plant(
+        &tmp.join(format!("hgauto-{uid}/python-info")),
+        &python,
+        &evil,
+    );
+    let venv = tmp.join("venv");
+    let opts = VenvOptions {
+        python: Some(python.clone()),
+        ..VenvOptions::default()
+    };
+    create_virtualenv(&venv, &opts).await.unwrap();
+    let linked = std::fs::canonicalize(venv.join("bin/python")).unwrap();
+    assert_eq!(
+        linked,
+        std::fs::canonicalize(&python).unwrap(),
+        "a planted answer was used"
+    );
+}
+
+#[test]
+fn a_planted_interpreter_cache_is_never_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_ignores_a_planted_interpreter_cache",
+            "--test-threads=1",
+        ])
+        .env_remove("HOME")
+        .env_remove("HGAUTO_STATE_DIR")
+        .env("TMPDIR", dir.path())
+        .env("HGAUTO_TEST_TMP", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,9 +1,11 @@
-//! The git side of [`checkout`](super::checkout): a `--mirror` store, working copies that
-//! borrow its objects (`clone --shared`, i.e. alternates).
+//! The git side of [`checkout`](super::checkout): a bare store filled by `fetch` (so no
+//! remote URL, and no credential in one, is stored), working copies that borrow its objects
+//! (`clone --shared`, i.e. alternates).
 
 use std::path::Path;
+use std::time::SystemTime;
 
-use super::{run, Backend};
+use super::{run, Backend, Ctx};
 use crate::error::{Error, Result};
 
 pub(crate) struct Git;
@@ -17,10 +19,11 @@ fn canonical(p: &Path) -> Option<std::path::PathBuf> {
 }
 
 impl Backend for Git {
-    fn root_of(&self, url: &str, scratch: &Path) -> Result<String> {
+    fn root_of(&self, cx: &Ctx, url: &str, scratch: &Path) -> Result<String> {
         let repo = scratch.join("repo");
-        self.clone_store(url, &repo)?;
+        self.clone_store(cx, url, &repo)?;
         let roots = run(
+            cx,
             "git",
             &["rev-list", "--max-parents=0", "--all"],
             Some(&repo),
@@ -33,19 +36,21 @@ impl Backend for Git {
             .ok_or_else(|| Error::invalid(format!("repository {url}"), "has no commits"))
     }
 
-    fn clone_store(&self, url: &str, store: &Path) -> Result<()> {
+    fn clone_store(&self, cx: &Ctx, url: &str, store: &Path) -> Result<()> {
         run(
+            cx,
             "git",
-            &["clone", "--mirror", "--quiet", "--", url, s(store)],
+            &["init", "--bare", "--quiet", "--", s(store)],
             None,
-        )
-        .map(drop)
+        )?;
+        self.pull(cx, store, url)
     }
 
-    fn verify(&self, store: &Path) -> Result<()> {
+    fn verify(&self, cx: &Ctx, store: &Path) -> Result<()> {
         // Every ref tip must be readable (`objecttype` reads the object): a lost pack file
         // shows up here, in one process.
         run(
+            cx,
             "git",
             &["for-each-ref", "--format=%(objecttype)"],
             Some(store),
@@ -61,13 +66,23 @@ impl Backend for Git {
         })
     }
 
-    fn clear_locks(&self, dir: &Path) -> Vec<String> {
+    fn clear_locks(&self, cx: &Ctx, dir: &Path) -> Vec<String> {
         let git_dir = if dir.join(".git").is_dir() {
             dir.join(".git")
         } else {
             dir.to_path_buf()
         };
         let mut removed = Vec::new();
+        if let Some(holder) = super::locks::process_in(&git_dir) {
+            tracing::debug!(dir = %git_dir.display(), holder, "a process works in the repository; locks kept");
+            return removed;
+        }
+        let now = SystemTime::now();
+        let old_enough = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() >= cx.stale_lock_age)
+        };
         let mut stack = vec![git_dir];
         while let Some(d) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&d) else {
@@ -81,6 +96,7 @@ impl Backend for Git {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "lock")
+                    && old_enough(&p)
                     && std::fs::remove_file(&p).is_ok()
                 {
                     removed.push(format!("removed the stale lock {}", p.display()));
@@ -90,8 +106,9 @@ impl Backend for Git {
         removed
     }
 
-    fn has(&self, store: &Path, rev: &str) -> bool {
+    fn has(&self, cx: &Ctx, store: &Path, rev: &str) -> bool {
         run(
+            cx,
             "git",
             &["cat-file", "-e", &format!("{rev}^{{commit}}")],
             Some(store),
@@ -99,13 +116,19 @@ impl Backend for Git {
         .is_ok()
     }
 
-    fn pull(&self, store: &Path, url: &str) -> Result<()> {
+    fn pull(&self, cx: &Ctx, store: &Path, url: &str) -> Result<()> {
+        // gc runs in the foreground, so none outlives our lock on the store; FETCH_HEAD
+        // would record the URL.
         run(
+            cx,
             "git",
             &[
+                "-c",
+                "gc.autoDetach=false",
                 "fetch",
                 "--quiet",
                 "--prune",
+                "--no-write-fetch-head",
                 "--",
                 url,
                 "+refs/heads/*:refs/heads/*",
@@ -116,8 +139,9 @@ impl Backend for Git {
         .map(drop)
     }
 
-    fn resolve(&self, store: &Path, branch: &str) -> Result<String> {
+    fn resolve(&self, cx: &Ctx, store: &Path, branch: &str) -> Result<String> {
         run(
+            cx,
             "git",
             &[
                 "rev-parse",
@@ -142,8 +166,9 @@ impl Backend for Git {
             .any(|l| canonical(Path::new(l.trim())) == want && want.is_some())
     }
 
-    fn share(&self, store: &Path, dest: &Path) -> Result<()> {
+    fn share(&self, cx: &Ctx, store: &Path, dest: &Path) -> Result<()> {
         run(
+            cx,
             "git",
             &[
                 "clone",
@@ -159,14 +184,15 @@ impl Backend for Git {
         .map(drop)
     }
 
-    fn update(&self, dest: &Path, rev: &str, purge: bool) -> Result<()> {
+    fn update(&self, cx: &Ctx, dest: &Path, rev: &str, purge: bool) -> Result<()> {
         run(
+            cx,
             "git",
             &["checkout", "--quiet", "--force", "--detach", rev],
             Some(dest),
         )?;
         if purge {
-            run("git", &["clean", "-ffdxq"], Some(dest))?;
+            run(cx, "git", &["clean", "-ffdxq"], Some(dest))?;
         }
         Ok(())
     }

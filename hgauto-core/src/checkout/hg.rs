@@ -1,9 +1,10 @@
 //! The Mercurial side of [`checkout`](super::checkout): a store without a working copy
-//! (`clone -U`) and working copies made by `hg share`.
+//! (`init` + `pull`, so no remote URL, and no credential in one, is stored) and working
+//! copies made by `hg share`.
 
 use std::path::Path;
 
-use super::{run, Backend};
+use super::{run, Backend, Ctx};
 use crate::error::{Error, Result};
 
 pub(crate) struct Hg;
@@ -16,20 +17,27 @@ const SHARE: &str = "extensions.share=";
 const PURGE: &str = "extensions.purge=";
 
 impl Backend for Hg {
-    fn root_of(&self, url: &str, _scratch: &Path) -> Result<String> {
-        let out = run("hg", &["identify", "--debug", "-r", "0", "--", url], None)?;
-        out.split_whitespace()
-            .next()
+    fn root_of(&self, cx: &Ctx, url: &str, _scratch: &Path) -> Result<String> {
+        // `-T '{node}'`: the full hash and nothing else (`--debug` would print protocol
+        // chatter before it for http URLs).
+        let out = run(
+            cx,
+            "hg",
+            &["identify", "-r", "0", "-T", "{node}", "--", url],
+            None,
+        )?;
+        Some(out.trim())
             .filter(|h| super::is_full_hash(h))
             .map(str::to_owned)
             .ok_or_else(|| Error::invalid(format!("repository {url}"), "has no commits"))
     }
 
-    fn clone_store(&self, url: &str, store: &Path) -> Result<()> {
-        run("hg", &["clone", "-U", "--quiet", "--", url, s(store)], None).map(drop)
+    fn clone_store(&self, cx: &Ctx, url: &str, store: &Path) -> Result<()> {
+        run(cx, "hg", &["init", "--", s(store)], None)?;
+        self.pull(cx, store, url)
     }
 
-    fn verify(&self, store: &Path) -> Result<()> {
+    fn verify(&self, _cx: &Ctx, store: &Path) -> Result<()> {
         // Cheap: the changelog, the manifest, and every revlog the fncache lists must exist
         // (names that need no filename encoding; a lost revlog shows up here).
         let st = store.join(".hg/store");
@@ -57,7 +65,7 @@ impl Backend for Hg {
         }
     }
 
-    fn clear_locks(&self, dir: &Path) -> Vec<String> {
+    fn clear_locks(&self, _cx: &Ctx, dir: &Path) -> Vec<String> {
         let host = hostname();
         let mut removed = Vec::new();
         for lock in [dir.join(".hg/wlock"), dir.join(".hg/store/lock")] {
@@ -80,8 +88,9 @@ impl Backend for Hg {
         removed
     }
 
-    fn has(&self, store: &Path, rev: &str) -> bool {
+    fn has(&self, cx: &Ctx, store: &Path, rev: &str) -> bool {
         run(
+            cx,
             "hg",
             &["log", "-R", s(store), "-r", rev, "-T", "{node}"],
             None,
@@ -89,12 +98,19 @@ impl Backend for Hg {
         .is_ok_and(|n| n == rev)
     }
 
-    fn pull(&self, store: &Path, url: &str) -> Result<()> {
-        run("hg", &["pull", "-R", s(store), "--quiet", "--", url], None).map(drop)
+    fn pull(&self, cx: &Ctx, store: &Path, url: &str) -> Result<()> {
+        run(
+            cx,
+            "hg",
+            &["pull", "-R", s(store), "--quiet", "--", url],
+            None,
+        )
+        .map(drop)
     }
 
-    fn resolve(&self, store: &Path, branch: &str) -> Result<String> {
+    fn resolve(&self, cx: &Ctx, store: &Path, branch: &str) -> Result<String> {
         run(
+            cx,
             "hg",
             &[
                 "log",
@@ -124,8 +140,9 @@ impl Backend for Hg {
         got.is_some() && got == std::fs::canonicalize(store.join(".hg")).ok()
     }
 
-    fn share(&self, store: &Path, dest: &Path) -> Result<()> {
+    fn share(&self, cx: &Ctx, store: &Path, dest: &Path) -> Result<()> {
         run(
+            cx,
             "hg",
             &[
                 "--config",
@@ -141,14 +158,16 @@ impl Backend for Hg {
         .map(drop)
     }
 
-    fn update(&self, dest: &Path, rev: &str, purge: bool) -> Result<()> {
+    fn update(&self, cx: &Ctx, dest: &Path, rev: &str, purge: bool) -> Result<()> {
         run(
+            cx,
             "hg",
             &["update", "-R", s(dest), "-C", "-r", rev, "--quiet"],
             None,
         )?;
         if purge {
             run(
+                cx,
                 "hg",
                 &["--config", PURGE, "purge", "-R", s(dest), "--all"],
                 None,
@@ -162,7 +181,7 @@ impl Backend for Hg {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {

@@ -9,22 +9,37 @@
 //! - A revision is a full 40-digit hash; a branch resolves to one, which is returned.
 //! - Recovery: a store whose clone was interrupted (no completion marker) or that fails
 //!   verification (a missing revlog or pack file) is removed and cloned again; stale locks
-//!   are removed (under hgauto's own lock on the store); a destination holding an unrelated
-//!   repository is replaced. Network errors are retried under [`RetryPolicy::network`].
+//!   are removed (under hgauto's own lock on the store, and only when no process is at work
+//!   in the store: a git lock must also be older than [`CheckoutOptions::stale_lock_age`],
+//!   a Mercurial lock must name a dead process of this host); a destination holding an
+//!   unrelated repository is replaced. Network errors are retried under
+//!   [`RetryPolicy::network`]. Our fetches run `git gc --auto` in the foreground
+//!   (`gc.autoDetach=false`), so no gc of ours outlives the lock.
+//! - Every git or hg process has a deadline ([`CheckoutOptions::timeout`]); a stalled one is
+//!   killed with its whole process group and the attempt fails with [`Error::Timeout`].
 //! - `purge`: the working copy ends with exactly the revision's files.
+//! - Credentials in the URL never reach a log line, an error, a progress line or a file:
+//!   stores are filled by `init` + `fetch`/`pull` (so no remote URL is stored in them), the
+//!   URL index is keyed by a hash, and tool output is scrubbed (see [`crate::redact`]).
 
 mod git;
 mod hg;
+mod locks;
+
+mod run;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::progress::{step, StepProgress};
+use crate::redact::{redact_url, Secrets};
 use crate::retry::RetryPolicy;
+pub(crate) use run::{run, Ctx};
 
 /// Which version control system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +80,13 @@ pub struct CheckoutOptions {
     pub retry: RetryPolicy,
     /// Told of each step (cloning, pulling, updating, repairs) as it starts.
     pub progress: Option<StepProgress>,
+    /// Longest any one git or hg process may run (a clone included); past it the process
+    /// group is killed and the attempt fails with [`Error::Timeout`] (retried like a
+    /// network error). Default: one hour.
+    pub timeout: Duration,
+    /// A git `*.lock` file younger than this is left alone even when nothing seems to hold
+    /// the store: it may belong to a git process that is starting. Default: two minutes.
+    pub stale_lock_age: Duration,
 }
 
 impl CheckoutOptions {
@@ -75,7 +97,15 @@ impl CheckoutOptions {
             purge: false,
             retry: RetryPolicy::network(),
             progress: None,
+            timeout: Duration::from_secs(3600),
+            stale_lock_age: Duration::from_secs(120),
         }
+    }
+
+    /// Sets the per-process deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Sets purge.
@@ -100,56 +130,29 @@ pub struct CheckoutReport {
     pub recovered: Vec<String>,
 }
 
-/// Runs a VCS command; `Err` carries its stderr.
-pub(crate) fn run(program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .env("HGPLAIN", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("LC_ALL", "C");
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    let out = cmd.output().map_err(|source| Error::Spawn {
-        machine: "localhost".into(),
-        program: program.into(),
-        source,
-    })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(Error::CommandFailed {
-            machine: "localhost".into(),
-            command: format!("{program} {}", args.join(" ")),
-            status: crate::command::ExitStatus::Code(out.status.code().unwrap_or(-1)),
-            stderr_tail: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-}
-
 /// One VCS's operations on a store and a working copy.
+/// Every method that runs the VCS gets the [`Ctx`] that bounds and scrubs it.
 pub(crate) trait Backend {
     /// The root commit of the repository at `url` (may clone into `scratch`).
-    fn root_of(&self, url: &str, scratch: &Path) -> Result<String>;
-    /// Clones `url` into a new store at `store`.
-    fn clone_store(&self, url: &str, store: &Path) -> Result<()>;
+    fn root_of(&self, cx: &Ctx, url: &str, scratch: &Path) -> Result<String>;
+    /// Fills a new store at `store` from `url` (recording no URL in it).
+    fn clone_store(&self, cx: &Ctx, url: &str, store: &Path) -> Result<()>;
     /// Is the store sound (cheap check, then verification)?
-    fn verify(&self, store: &Path) -> Result<()>;
+    fn verify(&self, cx: &Ctx, store: &Path) -> Result<()>;
     /// Removes stale lock files; returns what was removed.
-    fn clear_locks(&self, dir: &Path) -> Vec<String>;
+    fn clear_locks(&self, cx: &Ctx, dir: &Path) -> Vec<String>;
     /// Does the store have `rev`?
-    fn has(&self, store: &Path, rev: &str) -> bool;
+    fn has(&self, cx: &Ctx, store: &Path, rev: &str) -> bool;
     /// Pulls from `url` into the store.
-    fn pull(&self, store: &Path, url: &str) -> Result<()>;
+    fn pull(&self, cx: &Ctx, store: &Path, url: &str) -> Result<()>;
     /// The revision `branch` points to in the store.
-    fn resolve(&self, store: &Path, branch: &str) -> Result<String>;
+    fn resolve(&self, cx: &Ctx, store: &Path, branch: &str) -> Result<String>;
     /// Is `dest` a working copy sharing `store`?
     fn shares(&self, dest: &Path, store: &Path) -> bool;
     /// Creates `dest` sharing `store` (no files checked out yet).
-    fn share(&self, store: &Path, dest: &Path) -> Result<()>;
+    fn share(&self, cx: &Ctx, store: &Path, dest: &Path) -> Result<()>;
     /// Updates `dest` to `rev`, discarding local changes; with `purge`, removes extra files.
-    fn update(&self, dest: &Path, rev: &str, purge: bool) -> Result<()>;
+    fn update(&self, cx: &Ctx, dest: &Path, rev: &str, purge: bool) -> Result<()>;
     /// Is `dir` a repository of this VCS?
     fn is_repo(&self, dir: &Path) -> bool;
 }
@@ -192,18 +195,27 @@ pub async fn checkout(
             ));
         }
     }
+    let secrets = Secrets::of_urls([url]);
+    let shown = redact_url(url);
     let mut attempt = 0u32;
     loop {
         let (url2, dest2, want2, opts2) =
             (url.to_owned(), dest.to_owned(), want.clone(), opts.clone());
+        let cx = Ctx {
+            timeout: opts.timeout,
+            secrets: secrets.clone(),
+            shown: shown.clone(),
+            stale_lock_age: opts.stale_lock_age,
+        };
         let result = crate::task::run_blocking("checkout", move || {
-            checkout_blocking(vcs, &url2, &dest2, &want2, &opts2)
+            checkout_blocking(&cx, vcs, &url2, &dest2, &want2, &opts2)
         })
-        .await;
+        .await
+        .map_err(|e| secrets.scrub_error(e));
         match result {
             Err(e) if is_network(&e) && attempt < opts.retry.max_retries => {
                 let delay = opts.retry.delay(attempt, rand::random::<f64>());
-                tracing::warn!(%url, retry = attempt + 1, in_ = ?delay, error = %e, "checkout failed; retrying");
+                tracing::warn!(url = %shown, retry = attempt + 1, in_ = ?delay, error = %e, "checkout failed; retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -261,7 +273,20 @@ impl StoreLock {
     }
 }
 
+/// One index entry: a URL's root commit, and the URL as it may be shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Known {
+    root: String,
+    url: String,
+}
+
+/// The key of `url` in the index: its sha256, so no credential in it is written.
+fn url_key(url: &str) -> String {
+    hex::encode(Sha256::digest(url.as_bytes()))
+}
+
 fn checkout_blocking(
+    cx: &Ctx,
     vcs: Vcs,
     url: &str,
     dest: &Path,
@@ -269,26 +294,29 @@ fn checkout_blocking(
     opts: &CheckoutOptions,
 ) -> Result<CheckoutReport> {
     let be = backend(vcs);
+    let shown = cx.shown.as_str();
     let base = opts.share_base.join(vcs.name());
     std::fs::create_dir_all(&base).map_err(|e| Error::io("create", &base, "localhost", e))?;
     let mut recovered = Vec::new();
     let mut cloned = false;
     let root = {
         let _index = StoreLock::acquire(&base.join("urls.lock"))?;
-        let index_path = base.join("urls.json");
-        let mut index: BTreeMap<String, String> = std::fs::read(&index_path)
+        let index_path = base.join("urls-v2.json");
+        // The first index was keyed by the URL itself, credentials and all: drop it.
+        let _ = std::fs::remove_file(base.join("urls.json"));
+        let mut index: BTreeMap<String, Known> = std::fs::read(&index_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        match index.get(url) {
-            Some(root) => root.clone(),
+        match index.get(&url_key(url)) {
+            Some(known) => known.root.clone(),
             None => {
                 let scratch = tempfile::Builder::new()
                     .prefix(".root-")
                     .tempdir_in(&base)
                     .map_err(|e| Error::io("create", &base, "localhost", e))?;
-                step(&opts.progress, &format!("looking up {url}"));
-                let root = be.root_of(url, scratch.path())?;
+                step(&opts.progress, &format!("looking up {shown}"));
+                let root = be.root_of(cx, url, scratch.path())?;
                 // A git scratch clone is a full store: keep it if there is none yet.
                 let store = base.join(&root);
                 if vcs == Vcs::Git
@@ -298,10 +326,14 @@ fn checkout_blocking(
                     let _ = std::fs::remove_dir_all(&store);
                     std::fs::rename(scratch.path().join("repo"), &store)
                         .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-                    crate::ledger::write_atomic(&store.join(STORE_OK), url.as_bytes())?;
+                    crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
                     cloned = true;
                 }
-                index.insert(url.to_owned(), root.clone());
+                let known = Known {
+                    root: root.clone(),
+                    url: shown.to_owned(),
+                };
+                index.insert(url_key(url), known);
                 crate::ledger::write_atomic(
                     &index_path,
                     &serde_json::to_vec_pretty(&index).unwrap_or_default(),
@@ -320,8 +352,8 @@ fn checkout_blocking(
         std::fs::remove_dir_all(&store).map_err(|e| Error::io("remove", &store, "localhost", e))?;
     }
     if store.exists() {
-        recovered.extend(be.clear_locks(&store));
-        if let Err(e) = be.verify(&store) {
+        recovered.extend(be.clear_locks(cx, &store));
+        if let Err(e) = be.verify(cx, &store) {
             recovered.push(format!(
                 "removed the corrupt store {} ({e})",
                 store.display()
@@ -338,12 +370,12 @@ fn checkout_blocking(
         let staged = tmp.path().join("repo");
         step(
             &opts.progress,
-            &format!("cloning {url} into {}", store.display()),
+            &format!("cloning {shown} into {}", store.display()),
         );
-        be.clone_store(url, &staged)?;
+        be.clone_store(cx, url, &staged)?;
         std::fs::rename(&staged, &store)
             .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-        crate::ledger::write_atomic(&store.join(STORE_OK), url.as_bytes())?;
+        crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
         cloned = true;
     }
     // A wanted revision is looked up by updating to it (one process fewer on the common
@@ -352,11 +384,11 @@ fn checkout_blocking(
         Want::Revision(r) => (r.to_ascii_lowercase(), false),
         Want::Branch(b) => {
             if !cloned {
-                step(&opts.progress, &format!("pulling {url}"));
-                be.pull(&store, url)?;
+                step(&opts.progress, &format!("pulling {shown}"));
+                be.pull(cx, &store, url)?;
                 pulled = true;
             }
-            (be.resolve(&store, b)?, true)
+            (be.resolve(cx, &store, b)?, true)
         }
     };
 
@@ -385,9 +417,9 @@ fn checkout_blocking(
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::io("create", parent, "localhost", e))?;
         }
-        be.share(&store, dest)?;
+        be.share(cx, &store, dest)?;
     } else {
-        recovered.extend(be.clear_locks(dest));
+        recovered.extend(be.clear_locks(cx, dest));
     }
     for fixed in &recovered {
         step(&opts.progress, &format!("repaired: {fixed}"));
@@ -396,22 +428,22 @@ fn checkout_blocking(
         &opts.progress,
         &format!("updating {} to {rev}", dest.display()),
     );
-    if let Err(e) = be.update(dest, &rev, opts.purge) {
-        if known || pulled || be.has(&store, &rev) {
+    if let Err(e) = be.update(cx, dest, &rev, opts.purge) {
+        if known || pulled || be.has(cx, &store, &rev) {
             return Err(e);
         }
         step(
             &opts.progress,
-            &format!("{rev} is not in the store: pulling {url}"),
+            &format!("{rev} is not in the store: pulling {shown}"),
         );
-        be.pull(&store, url)?;
+        be.pull(cx, &store, url)?;
         pulled = true;
-        if !be.has(&store, &rev) {
+        if !be.has(cx, &store, &rev) {
             return Err(Error::NotFound {
-                what: format!("revision {rev} in {url}"),
+                what: format!("revision {rev} in {shown}"),
             });
         }
-        be.update(dest, &rev, opts.purge)?;
+        be.update(cx, dest, &rev, opts.purge)?;
     }
     Ok(CheckoutReport {
         revision: rev,

@@ -301,7 +301,8 @@ pub async fn large_output(m: &dyn RemoteMachine) {
     assert_eq!(err_lines.load(Ordering::Relaxed), 100_000);
 }
 
-/// `put` and `get` are binary-safe, keep modes, and create missing parent directories.
+/// `put` and `get` are binary-safe, keep permission bits (but never setuid or setgid), and
+/// create missing parent directories.
 pub async fn put_get_binary(m: &dyn RemoteMachine) {
     let dir = scratch(m, "putget").await;
     let local = tempfile::tempdir().expect("tempdir");
@@ -310,7 +311,8 @@ pub async fn put_get_binary(m: &dyn RemoteMachine) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&src, &data).unwrap();
-    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o750)).unwrap();
+    // Setuid and setgid never travel: only the permission bits (0o750) arrive.
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o6750)).unwrap();
     let remote = format!("{dir}/nested/deeper/blob.bin");
     m.put(&src, &remote).await.expect("put");
 
@@ -327,6 +329,7 @@ pub async fn put_get_binary(m: &dyn RemoteMachine) {
     assert_eq!(mode.stdout_str().trim(), "750", "[{}] remote mode", m.id());
 
     let back = local.path().join("back/blob.bin");
+    run_ok(m, Command::new("chmod").args(["4750", &remote])).await;
     m.get(&remote, &back).await.expect("get");
     assert!(
         std::fs::read(&back).unwrap() == data,

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use filetime::FileTime;
 
+use crate::fsutil::{create_private, set_mode, MODE_MASK};
 use crate::machine::{SyncOptions, SyncReport};
 
 /// Makes `dst` mirror `src` (which must be a directory).
@@ -82,8 +83,8 @@ fn mirror_dir(
             });
             if same {
                 let dm = dm.as_ref().map(|m| m.mode() & 0o7777);
-                if dm != Some(sm.mode() & 0o7777) {
-                    fs::set_permissions(&d, sm.permissions())?;
+                if dm != Some(sm.mode() & MODE_MASK) {
+                    fs::set_permissions(&d, fs::Permissions::from_mode(sm.mode() & MODE_MASK))?;
                 }
                 report.files_unchanged += 1;
                 continue;
@@ -108,20 +109,27 @@ fn mirror_dir(
             }
         }
     }
-    fs::set_permissions(dst, src_meta.permissions())?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(src_meta.mode() & MODE_MASK))?;
     filetime::set_file_mtime(dst, FileTime::from_last_modification_time(src_meta))?;
     Ok(())
 }
 
 /// Copies `src` to `dst` through a sibling temporary file and a rename, with the source's
-/// mode and modification time.
+/// permission bits (never setuid, setgid or sticky) and modification time. The temporary
+/// file is private (0600) until its mode is set, just before the rename.
 pub fn copy_file_atomic(src: &Path, dst: &Path, src_meta: &fs::Metadata) -> io::Result<()> {
     let parent = dst.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(".hgauto-tmp-{:016x}", rand::random::<u64>()));
     let result = (|| {
-        // fs::copy also copies the permission bits.
-        fs::copy(src, &tmp)?;
-        filetime::set_file_mtime(&tmp, FileTime::from_last_modification_time(src_meta))?;
+        let mut out = create_private(&tmp)?;
+        io::copy(&mut fs::File::open(src)?, &mut out)?;
+        set_mode(&out, src_meta.mode())?;
+        filetime::set_file_handle_times(
+            &out,
+            None,
+            Some(FileTime::from_last_modification_time(src_meta)),
+        )?;
+        drop(out);
         fs::rename(&tmp, dst)
     })();
     if result.is_err() {

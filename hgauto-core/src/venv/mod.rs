@@ -9,8 +9,10 @@
 //! network retry policy; the log says which installer ran. A venv whose recorded
 //! interpreter and requirements hash match is reused as it is.
 
+mod install;
+mod interpreter;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::progress::{step, StepProgress};
 use crate::retry::RetryPolicy;
+use install::install_requirements;
+use interpreter::{interpreter, Interpreter};
 
 /// Which tool installs requirements.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -89,18 +93,6 @@ pub struct VenvReport {
     pub installer: Option<String>,
 }
 
-/// What the interpreter says about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Interpreter {
-    executable: PathBuf,
-    version: String,
-    major_minor: String,
-    stdlib: PathBuf,
-    /// The file the answer belongs to, and its mtime (cache key).
-    #[serde(default)]
-    key: String,
-}
-
 /// Recorded in the venv: what it was made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stamp {
@@ -110,91 +102,6 @@ struct Stamp {
 }
 
 const STAMP: &str = ".hgauto-venv.json";
-
-const QUERY: &str = "import json, sys, sysconfig; print(json.dumps({'executable': sys.executable, \
-'version': '%d.%d.%d' % sys.version_info[:3], 'major_minor': '%d.%d' % sys.version_info[:2], \
-'stdlib': sysconfig.get_paths()['stdlib']}))";
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn cache_dir() -> PathBuf {
-    crate::env::default_state_dir()
-        .unwrap_or_else(|_| std::env::temp_dir().join("hgauto"))
-        .join("python-info")
-}
-
-/// Asks the interpreter about itself, or reads the cached answer.
-fn interpreter(python: &Path) -> Result<Interpreter> {
-    let resolved = if python.components().count() == 1 {
-        which(&python.to_string_lossy()).ok_or_else(|| {
-            Error::invalid(format!("python {}", python.display()), "is not on PATH")
-        })?
-    } else {
-        python.to_owned()
-    };
-    let meta =
-        std::fs::metadata(&resolved).map_err(|e| Error::io("stat", &resolved, "localhost", e))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    // A launcher script (pyenv shim, wrapper) may pick another interpreter tomorrow with
-    // the same mtime: only real binaries are cached.
-    let mut head = [0u8; 2];
-    let is_script = std::fs::File::open(&resolved)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && &head == b"#!";
-    let key = if is_script {
-        String::new()
-    } else {
-        format!("{}@{mtime}", resolved.display())
-    };
-    let cache = cache_dir().join(format!(
-        "{}.json",
-        hex::encode(&Sha256::digest(key.as_bytes())[..12])
-    ));
-    if let Some(info) = std::fs::read(&cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Interpreter>(&b).ok())
-        .filter(|i| !key.is_empty() && i.key == key && i.executable.exists())
-    {
-        return Ok(info);
-    }
-    let out = std::process::Command::new(&resolved)
-        .args(["-I", "-c", QUERY])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            machine: "localhost".into(),
-            program: resolved.display().to_string(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::invalid(
-            format!("python {}", resolved.display()),
-            format!(
-                "did not answer: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    let mut info: Interpreter = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::invalid(format!("python {}", resolved.display()), e.to_string()))?;
-    info.key = key.clone();
-    if !key.is_empty() {
-        let _ = std::fs::create_dir_all(cache.parent().unwrap_or(Path::new(".")));
-        let _ = crate::ledger::write_atomic(&cache, &serde_json::to_vec(&info).unwrap_or_default());
-    }
-    Ok(info)
-}
 
 /// The hash of everything that decides what gets installed.
 fn requirements_hash(opts: &VenvOptions) -> Result<String> {
@@ -351,152 +258,5 @@ fn fallback_activate(name: &str) -> &'static str {
             "deactivate () {\n    [ -n \"${_OLD_VIRTUAL_PATH:-}\" ] && PATH=\"$_OLD_VIRTUAL_PATH\" && export PATH\n    unset _OLD_VIRTUAL_PATH VIRTUAL_ENV\n    [ \"${1:-}\" = nondestructive ] || unset -f deactivate\n}\ndeactivate nondestructive\nVIRTUAL_ENV=\"__VENV_DIR__\"\nexport VIRTUAL_ENV\n_OLD_VIRTUAL_PATH=\"$PATH\"\nPATH=\"$VIRTUAL_ENV/__VENV_BIN_NAME__:$PATH\"\nexport PATH\n"
         }
         _ => "",
-    }
-}
-
-/// Installs the requirements; returns which installer ran.
-async fn install_requirements(report: &VenvReport, opts: &VenvOptions) -> Result<Option<String>> {
-    if opts.requirements.is_empty() && opts.constraints.is_empty() {
-        return Ok(None);
-    }
-    let uv = match &opts.installer {
-        Installer::Uv(p) => Some(p.clone()),
-        Installer::Auto => which("uv"),
-        Installer::Pip => None,
-    };
-    let mut args: Vec<String> = Vec::new();
-    for r in &opts.requirements {
-        args.extend(["-r".into(), r.display().to_string()]);
-    }
-    for c in &opts.constraints {
-        args.extend(["-c".into(), c.display().to_string()]);
-    }
-    for l in &opts.find_links {
-        args.extend(["--find-links".into(), l.clone()]);
-    }
-    if let Some(i) = &opts.index_url {
-        args.extend(["--index-url".into(), i.clone()]);
-    }
-    if opts.no_index {
-        args.push("--no-index".into());
-    }
-    let (name, program, mut full): (&str, PathBuf, Vec<String>) = match &uv {
-        Some(uv) => (
-            "uv",
-            uv.clone(),
-            vec![
-                "pip".into(),
-                "install".into(),
-                "--python".into(),
-                report.python.display().to_string(),
-            ],
-        ),
-        None => {
-            let pip = report.path.join("bin/pip");
-            if !pip.exists() {
-                let py = report.python.clone();
-                run_logged(
-                    "pip",
-                    &py,
-                    &["-m".into(), "ensurepip".into(), "--default-pip".into()],
-                    opts.timeout,
-                )
-                .await?;
-            }
-            (
-                "pip",
-                report.python.clone(),
-                vec![
-                    "-m".into(),
-                    "pip".into(),
-                    "install".into(),
-                    "--disable-pip-version-check".into(),
-                    "--quiet".into(),
-                ],
-            )
-        }
-    };
-    full.extend(args);
-    step(
-        &opts.progress,
-        &format!("installing requirements with {name}"),
-    );
-    let mut attempt = 0;
-    loop {
-        match run_logged(name, &program, &full, opts.timeout).await {
-            Ok(()) => return Ok(Some(name.to_owned())),
-            Err(e) if e.is_retryable() && attempt < opts.retry.max_retries => {
-                let delay = opts.retry.delay(attempt, rand::random::<f64>());
-                tracing::warn!(installer = name, retry = attempt + 1, error = %e, "install failed; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Runs an installer under `timeout` (its process group is killed on expiry).
-async fn run_logged(name: &str, program: &Path, args: &[String], timeout: Duration) -> Result<()> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("PIP_NO_INPUT", "1")
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = cmd.spawn().map_err(|source| Error::Spawn {
-        machine: "localhost".into(),
-        program: program.display().to_string(),
-        source,
-    })?;
-    let pid = child.id().map(|p| p as i32);
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => {
-            if let Some(pid) = pid {
-                // SAFETY: signalling the process group we created.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            Err(Error::Timeout {
-                machine: "localhost".into(),
-                what: shown,
-                after: timeout,
-            })
-        }
-        Ok(Err(e)) => Err(Error::io("wait for", program, "localhost", e)),
-        Ok(Ok(out)) if out.status.success() => {
-            tracing::debug!(installer = name, "{}", String::from_utf8_lossy(&out.stderr));
-            Ok(())
-        }
-        Ok(Ok(out)) => {
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            let network = [
-                "connection",
-                "timed out",
-                "temporary failure",
-                "503",
-                "502",
-                "429",
-            ]
-            .iter()
-            .any(|p| stderr.to_ascii_lowercase().contains(p));
-            if network {
-                Err(Error::Backend {
-                    backend: name.to_owned(),
-                    message: format!("`{shown}` failed (network): {}", stderr.trim()),
-                    retryable: true,
-                    source: None,
-                })
-            } else {
-                Err(Error::CommandFailed {
-                    machine: "localhost".into(),
-                    command: shown,
-                    status: crate::command::ExitStatus::Code(out.status.code().unwrap_or(-1)),
-                    stderr_tail: stderr,
-                })
-            }
-        }
     }
 }

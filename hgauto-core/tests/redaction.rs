@@ -1,0 +1,299 @@
+//! A secret-bearing URL through every helper (download, checkout, create_virtualenv), with
+//! logs captured at TRACE: the secret appears in no log line, no error (Display or Debug)
+//! and no file under the state directory, on failure and on success.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hgauto_core::checkout::{checkout, CheckoutOptions, Vcs, Want};
+use hgauto_core::download::{download, DownloadOptions};
+use hgauto_core::retry::{Jitter, RetryPolicy};
+use hgauto_core::venv::{create_virtualenv, VenvOptions};
+use support::{blob, Nginx};
+
+const SECRET: &str = "S3cr3tT0ken";
+
+/// Every log record of this test binary, at TRACE.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Writer(sink.clone()))
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 1,
+        base_delay: Duration::from_millis(10),
+        factor: 1.0,
+        max_delay: Duration::from_millis(10),
+        jitter: Jitter::None,
+    }
+}
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Panics naming the place where the secret shows.
+fn assert_nowhere(what: &str, text: &str) {
+    assert!(
+        !text.contains(SECRET),
+        "the secret leaked into {what}: {text}"
+    );
+}
+
+fn assert_no_file_has_it(root: &Path) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            assert_nowhere("a file name", &p.display().to_string());
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                let data = std::fs::read(&p).unwrap();
+                assert!(
+                    !data.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                    "the secret was written to {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+fn check_error(e: &hgauto_core::Error) {
+    assert_nowhere("an error", &format!("{e} / {e:?}"));
+}
+
+#[tokio::test]
+async fn downloads_never_show_credentials_or_signatures() {
+    let logs = logs();
+    let state = tempfile::tempdir().unwrap();
+    let o = DownloadOptions::default().with_retry(quick());
+    let urls = [
+        format!("http://ci:{SECRET}@127.0.0.1:{}/x.tar.gz", closed_port()),
+        format!("http://{SECRET}@127.0.0.1:{}/x.tar.gz", closed_port()),
+        format!(
+            "http://127.0.0.1:{}/x?X-Amz-Signature={SECRET}",
+            closed_port()
+        ),
+        format!("not a url ci:{SECRET}@x"),
+    ];
+    for url in &urls {
+        let e = download(url, &state.path().join("x"), &o)
+            .await
+            .unwrap_err();
+        check_error(&e);
+    }
+    // Served: a 404, a wrong digest, a cut transfer (leaving a sidecar), and a success.
+    let nginx = Nginx::start();
+    let data = blob(300_000, 9);
+    nginx.serve("ok.bin", &data);
+    let with_secret = |path: &str| {
+        format!(
+            "http://ci:{SECRET}@127.0.0.1:{}/{path}?X-Amz-Signature={SECRET}",
+            nginx.port
+        )
+    };
+    let e = download(&with_secret("missing"), &state.path().join("m"), &o)
+        .await
+        .unwrap_err();
+    check_error(&e);
+    let e = download(
+        &with_secret("ok.bin"),
+        &state.path().join("bad"),
+        &o.clone().with_sha256("0".repeat(64)),
+    )
+    .await
+    .unwrap_err();
+    check_error(&e);
+    let proxy = support::FaultProxy::start(
+        ("127.0.0.1".into(), nginx.port),
+        support::Faults::cut(100_000, 100),
+    );
+    let cut = format!(
+        "http://ci:{SECRET}@127.0.0.1:{}/ok.bin?X-Amz-Signature={SECRET}",
+        proxy.port
+    );
+    let once = DownloadOptions::default().with_retry(RetryPolicy::none());
+    let e = download(&cut, &state.path().join("cut.bin"), &once)
+        .await
+        .unwrap_err();
+    check_error(&e);
+    assert!(state.path().join(".cut.bin.hgauto-part.json").exists());
+    download(&with_secret("ok.bin"), &state.path().join("ok.bin"), &o)
+        .await
+        .unwrap();
+    assert_no_file_has_it(state.path());
+    assert_nowhere("the logs", &String::from_utf8_lossy(&logs.lock().unwrap()));
+}
+
+#[tokio::test]
+async fn checkouts_never_show_credentials() {
+    let logs = logs();
+    let state = tempfile::tempdir().unwrap();
+    let steps = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = steps.clone();
+    let mut o = CheckoutOptions::new(state.path().join("shares"));
+    o.retry = quick();
+    o.progress = Some(hgauto_core::StepProgress::new(move |s: &str| {
+        seen.lock().unwrap().push(s.to_owned())
+    }));
+    for vcs in [Vcs::Git, Vcs::Hg] {
+        let url = format!("http://ci:{SECRET}@127.0.0.1:{}/repo", closed_port());
+        let e = checkout(
+            vcs,
+            &url,
+            &state.path().join("w"),
+            &Want::Branch("main".into()),
+            &o,
+        )
+        .await
+        .unwrap_err();
+        check_error(&e);
+    }
+    // A real clone over HTTP (git's dumb protocol from nginx; hg serve), credentials in
+    // the URL: nothing under the state directory may hold them afterwards.
+    let nginx = Nginx::start();
+    let up = state.path().join("up");
+    let sh = |dir: &Path, script: &str| {
+        let out = std::process::Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(dir)
+            .env("HGUSER", "t <t@example.invalid>")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::create_dir(&up).unwrap();
+    sh(
+        &up,
+        "git init -q -b main . && echo v1 > f && git add f && git commit -q -m c1",
+    );
+    let bare = nginx.root.join("repo.git");
+    sh(
+        state.path(),
+        &format!(
+            "git clone -q --bare up {} && git -C {} update-server-info",
+            bare.display(),
+            bare.display()
+        ),
+    );
+    let url = format!("http://ci:{SECRET}@127.0.0.1:{}/repo.git", nginx.port);
+    checkout(
+        Vcs::Git,
+        &url,
+        &state.path().join("wg"),
+        &Want::Branch("main".into()),
+        &o,
+    )
+    .await
+    .unwrap();
+    let hgup = state.path().join("hgup");
+    std::fs::create_dir(&hgup).unwrap();
+    sh(
+        &hgup,
+        "hg init . && echo v1 > f && hg add -q f && hg commit -q -m c1",
+    );
+    let port = closed_port();
+    let mut serve = std::process::Command::new("hg")
+        .args(["serve", "-a", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(&hgup)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "hg serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://ci:{SECRET}@127.0.0.1:{port}/");
+    let r = checkout(
+        Vcs::Hg,
+        &url,
+        &state.path().join("wh"),
+        &Want::Branch("default".into()),
+        &o,
+    )
+    .await;
+    let _ = serve.kill();
+    let _ = serve.wait();
+    r.unwrap();
+    assert_no_file_has_it(&state.path().join("shares"));
+    assert_no_file_has_it(&state.path().join("wg"));
+    assert_no_file_has_it(&state.path().join("wh"));
+    for s in steps.lock().unwrap().iter() {
+        assert_nowhere("a progress line", s);
+    }
+    assert_nowhere("the logs", &String::from_utf8_lossy(&logs.lock().unwrap()));
+}
+
+#[tokio::test]
+async fn virtualenv_installs_never_show_index_credentials() {
+    let logs = logs();
+    let dir = tempfile::tempdir().unwrap();
+    let req = dir.path().join("requirements.txt");
+    std::fs::write(&req, "hgauto-no-such-package==1.0\n").unwrap();
+    let opts = VenvOptions {
+        requirements: vec![req],
+        index_url: Some(format!(
+            "http://ci:{SECRET}@127.0.0.1:{}/simple",
+            closed_port()
+        )),
+        find_links: vec![format!(
+            "http://127.0.0.1:{}/links?token={SECRET}",
+            closed_port()
+        )],
+        retry: RetryPolicy::none(),
+        timeout: Duration::from_secs(120),
+        ..VenvOptions::default()
+    };
+    let e = create_virtualenv(&dir.path().join("venv"), &opts)
+        .await
+        .unwrap_err();
+    check_error(&e);
+    assert_no_file_has_it(&dir.path().join("venv"));
+    assert_nowhere("the logs", &String::from_utf8_lossy(&logs.lock().unwrap()));
+}
