@@ -108,6 +108,17 @@ pub struct AwsConfig {
     /// S3 bucket for SSM machines' full output and file transfer (see `SsmOptions`).
     #[serde(default)]
     pub ssm_bucket: Option<String>,
+    /// Seconds `provision` waits for a new Linux instance to print its SSH host keys on
+    /// its console (cloud-init does, late in the first boot), so the first connection is
+    /// pinned to them. Without them, the first key presented is trusted and recorded under
+    /// the instance id.
+    #[serde(default = "default_host_key_wait")]
+    pub host_key_wait: u64,
+    /// Seconds one AWS API call attempt may take (connect, send, read the answer) before
+    /// it is abandoned and retried; a whole call, retries included, gets five times this.
+    /// S3 transfers of artifacts are bounded by stalls instead: no byte for this long.
+    #[serde(default = "default_api_timeout")]
+    pub api_timeout: u64,
 }
 
 /// How the provider's machines are reached.
@@ -132,6 +143,12 @@ fn default_instance_type() -> String {
 }
 fn default_ssh_user() -> String {
     "admin".into()
+}
+fn default_host_key_wait() -> u64 {
+    120
+}
+fn default_api_timeout() -> u64 {
+    60
 }
 fn default_owner() -> String {
     std::env::var("USER").unwrap_or_else(|_| "unknown".into())
@@ -160,6 +177,8 @@ impl AwsConfig {
             linux_access: Access::Ssh,
             windows_image: None,
             ssm_bucket: None,
+            host_key_wait: default_host_key_wait(),
+            api_timeout: default_api_timeout(),
         }
     }
 
@@ -248,6 +267,18 @@ impl AwsConfig {
         self
     }
 
+    /// Sets how long `provision` waits for host keys on a new instance's console.
+    pub fn with_host_key_wait(mut self, wait: std::time::Duration) -> Self {
+        self.host_key_wait = wait.as_secs();
+        self
+    }
+
+    /// Sets the limit of one AWS API call attempt (see [`api_timeout`](Self::api_timeout)).
+    pub fn with_api_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.api_timeout = limit.as_secs().max(1);
+        self
+    }
+
     /// Sets the default Linux image.
     pub fn with_linux_image(mut self, image: impl Into<String>) -> Self {
         self.linux_image = Some(image.into());
@@ -295,11 +326,20 @@ impl AwsConfig {
         })
     }
 
-    /// The AWS SDK configuration: region, endpoint, profile, and generous retries for
-    /// throttling (the SDK backs off between them).
+    /// The AWS SDK configuration: region, endpoint, profile, generous retries for
+    /// throttling (the SDK backs off between them), and timeouts (see
+    /// [`api_timeout`](Self::api_timeout)), so no call can hang.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let attempt = std::time::Duration::from_secs(self.api_timeout.max(1));
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))
+            .read_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 5)
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.region.clone()))
+            .timeout_config(timeouts)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);

@@ -13,13 +13,34 @@ use crate::error::sdk_error;
 pub const SHA256_METADATA: &str = "hgauto-sha256";
 
 /// An S3 client with path-style addressing, which works with every endpoint (moto, MinIO,
-/// VPC endpoints).
+/// VPC endpoints). Uploads of large artifacts may take long: instead of a limit on the
+/// whole call, a call fails when no byte moves for the read timeout.
 pub(crate) fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .disable_operation_timeout()
+        .disable_operation_attempt_timeout();
+    if let Some(base) = sdk.timeout_config() {
+        if let Some(t) = base.connect_timeout() {
+            timeouts = timeouts.connect_timeout(t);
+        }
+        if let Some(t) = base.read_timeout() {
+            timeouts = timeouts.read_timeout(t);
+        }
+    }
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(true)
+            .timeout_config(timeouts.build())
             .build(),
     )
+}
+
+/// How a conditional upload went.
+enum Upload {
+    /// The object is ours.
+    Done,
+    /// Another write of the same name won or is in progress.
+    Raced,
 }
 
 /// Uploads artifacts as `s3://bucket/prefix/name`, each with its sha256 recorded in object
@@ -109,7 +130,7 @@ impl S3Publisher {
         }
     }
 
-    async fn upload(&self, a: &Artifact) -> Result<bool> {
+    async fn upload(&self, a: &Artifact) -> Result<Upload> {
         // The file must still be what was described: S3 checks the body against this.
         let (actual, _) = sha256_file(&a.path)?;
         if actual != a.sha256 {
@@ -143,10 +164,17 @@ impl S3Publisher {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            // Someone published the same name meanwhile.
-            Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("PreconditionFailed") => {
-                self.check_existing(a).await.map(|_| false)
+            Ok(_) => Ok(Upload::Done),
+            // Someone published the same name meanwhile (412), or is publishing it right
+            // now (409 ConditionalRequestConflict: S3 lost the race between two
+            // conditional writes): what is there decides.
+            Err(e)
+                if matches!(
+                    e.as_service_error().and_then(|s| s.code()),
+                    Some("PreconditionFailed" | "ConditionalRequestConflict")
+                ) =>
+            {
+                Ok(Upload::Raced)
             }
             Err(e) => Err(sdk_error(
                 "s3",
@@ -155,6 +183,30 @@ impl S3Publisher {
                 e,
             )),
         }
+    }
+
+    /// Uploads `a` unless it is there; `Ok(true)` when this call published it. A
+    /// concurrent publisher of the same name is waited out (up to 3 tries): the same
+    /// content is already present, other content is a conflict.
+    async fn publish_one(&self, a: &Artifact) -> Result<bool> {
+        for attempt in 0..3u32 {
+            if self.check_existing(a).await? {
+                return Ok(false);
+            }
+            match self.upload(a).await? {
+                Upload::Done => return Ok(true),
+                Upload::Raced => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await
+                }
+            }
+        }
+        if self.check_existing(a).await? {
+            return Ok(false);
+        }
+        Err(Error::Conflict {
+            what: format!("s3://{}/{}", self.bucket, self.key(&a.name)),
+            reason: "another publisher kept writing this name; try again".into(),
+        })
     }
 }
 
@@ -176,11 +228,11 @@ impl Publisher for S3Publisher {
         }
         let mut report = PublishReport::default();
         for a in artifacts {
-            if self.check_existing(a).await? || !self.upload(a).await? {
-                report.already_present.push(a.name.clone());
-            } else {
+            if self.publish_one(a).await? {
                 tracing::info!(artifact = %a.name, bucket = %self.bucket, "published to s3");
                 report.published.push(a.name.clone());
+            } else {
+                report.already_present.push(a.name.clone());
             }
         }
         Ok(report)

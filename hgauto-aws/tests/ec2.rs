@@ -17,10 +17,12 @@ async fn provision_tags_records_and_terminates() {
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
     let image = some_image(&p, false).await;
-    let spec = MachineSpec::linux()
+    let mut spec = MachineSpec::linux()
         .with_image(&image)
         .with_instance_type("t3.micro")
         .with_lifetime(Duration::from_secs(3600));
+    spec.labels.insert("team".into(), "release".into());
+    spec.labels.insert("ci:job".into(), "build 42".into());
     let machines = p.provision(&spec, 2).await.unwrap();
     assert_eq!(machines.len(), 2);
     let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
@@ -37,6 +39,8 @@ async fn provision_tags_records_and_terminates() {
                 .map(str::to_owned)
         };
         assert_eq!(tag("Name").as_deref(), Some("hgauto-machine"));
+        assert_eq!(tag("team").as_deref(), Some("release"), "labels are tags");
+        assert_eq!(tag("ci:job").as_deref(), Some("build 42"));
         assert!(tag("hgauto:owner").is_some());
         assert_eq!(
             tag("hgauto:created-by").as_deref(),
@@ -70,7 +74,7 @@ async fn provision_tags_records_and_terminates() {
     assert!(records
         .iter()
         .any(|r| r.kind == ResourceKind::SecurityGroup));
-    let mode = std::fs::metadata(p.private_key_path())
+    let mode = std::fs::metadata(p.private_key_path().unwrap())
         .unwrap()
         .permissions()
         .mode()
@@ -126,7 +130,7 @@ async fn purge_leaves_nothing_with_our_prefix() {
         .all(|g| !g.group_name().unwrap_or("").starts_with("hgauto-")));
     assert!(p.ledger().records().unwrap().is_empty());
     assert!(p.list_managed().await.unwrap().is_empty());
-    assert!(!p.private_key_path().exists());
+    assert!(!p.private_key_path().unwrap().exists());
 }
 
 #[tokio::test]
@@ -200,17 +204,17 @@ async fn key_pair_and_security_group_are_reconciled() {
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
     p.ensure_key_pair().await.unwrap();
-    let first = std::fs::read(p.private_key_path()).unwrap();
+    let first = std::fs::read(p.private_key_path().unwrap()).unwrap();
     p.ensure_key_pair().await.unwrap();
     assert_eq!(
-        std::fs::read(p.private_key_path()).unwrap(),
+        std::fs::read(p.private_key_path().unwrap()).unwrap(),
         first,
         "a matching key pair is kept"
     );
-    std::fs::remove_file(p.private_key_path()).unwrap();
+    std::fs::remove_file(p.private_key_path().unwrap()).unwrap();
     p.ensure_key_pair().await.unwrap();
     assert_ne!(
-        std::fs::read(p.private_key_path()).unwrap(),
+        std::fs::read(p.private_key_path().unwrap()).unwrap(),
         first,
         "a lost private key means a new pair"
     );
@@ -251,13 +255,15 @@ async fn key_pair_and_security_group_are_reconciled() {
         .send()
         .await
         .unwrap();
+    // Our ports stay open to our CIDR; a rule we did not add (another host's CIDR, or a
+    // hand-made one) is not ours to revoke.
     let mut ports: Vec<(i32, i32)> = g.security_groups()[0]
         .ip_permissions()
         .iter()
         .map(|p| (p.from_port().unwrap(), p.to_port().unwrap()))
         .collect();
     ports.sort();
-    assert_eq!(ports, [(22, 22), (3389, 3389), (5985, 5986)]);
+    assert_eq!(ports, [(22, 22), (3389, 3389), (5985, 5986), (8080, 8080)]);
 }
 
 /// moto does not execute user data, so nothing powers the build instance off: this task

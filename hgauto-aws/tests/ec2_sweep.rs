@@ -157,3 +157,87 @@ async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_peri
     assert!(p.ledger().records().unwrap().iter().all(|r| r.id != dead));
     p.purge().await.unwrap();
 }
+
+/// A sweep from cron next to a live `ensure_image` (its build instance running, then
+/// stopped by its own poweroff, never reachable over SSH) leaves the build alone, even
+/// with a probe that finds every instance unreachable and no grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_during_an_image_build_leaves_the_build_alone() {
+    use aws_sdk_ec2::types::Filter;
+    use std::sync::Arc;
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Arc::new(
+        Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
+            .await
+            .unwrap(),
+    );
+    let image = some_image(&p, false).await;
+    let mut recipe = hgauto_core::ImageRecipe::new("swept", hgauto_core::Platform::Linux, &image)
+        .with_script("true");
+    recipe.instance_type = Some("t3.micro".into());
+    let builder = {
+        let p = p.clone();
+        tokio::spawn(async move { p.ensure_image(&recipe).await })
+    };
+    // The build's own poweroff, 3 s after the instance runs (moto runs no user data).
+    let client = p.client().clone();
+    let poweroff = tokio::spawn(async move {
+        let mut seen: Option<std::time::Instant> = None;
+        loop {
+            let out = client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("tag:hgauto:role")
+                        .values("image-build")
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let ids: Vec<String> = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect();
+            if !ids.is_empty()
+                && seen.get_or_insert_with(std::time::Instant::now).elapsed()
+                    > Duration::from_secs(3)
+            {
+                client
+                    .stop_instances()
+                    .set_instance_ids(Some(ids))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let unreachable = |_t: hgauto_aws::ec2::ProbeTarget| -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
+        Box::pin(async { false })
+    };
+    let mut sweeps = 0;
+    while !builder.is_finished() {
+        let report = p.sweep_with(Duration::ZERO, &unreachable).await.unwrap();
+        assert!(
+            report.removed.iter().all(|id| !id.starts_with("i-")),
+            "swept {report:?}"
+        );
+        sweeps += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    poweroff.abort();
+    let built = builder.await.unwrap();
+    assert!(built.is_ok(), "the build failed: {built:?}");
+    assert!(sweeps >= 5, "only {sweeps} sweeps ran during the build");
+    p.purge().await.unwrap();
+}

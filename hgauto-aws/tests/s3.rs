@@ -77,13 +77,14 @@ async fn an_object_not_published_by_hgauto_is_a_conflict() {
     );
 }
 
+/// Runs in a child process whose environment holds no AWS credentials: removing them here
+/// would pull them from under the other tests of this binary, which run at the same time.
 #[tokio::test]
-async fn missing_credentials_and_bad_region_are_named_before_any_call() {
-    std::env::remove_var("AWS_ACCESS_KEY_ID");
-    std::env::remove_var("AWS_SECRET_ACCESS_KEY");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    std::env::set_var("AWS_CONFIG_FILE", "/nonexistent");
-    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+#[ignore = "run as a child process by missing_credentials_and_bad_region_are_named_before_any_call"]
+async fn child_without_credentials() {
+    if std::env::var_os("HGAUTO_TEST_CHILD_NO_CREDENTIALS").is_none() {
+        return;
+    }
     let state = tempfile::tempdir().unwrap();
     let cfg = hgauto_aws::AwsConfig::new("us-east-1")
         .with_endpoint("http://127.0.0.1:9")
@@ -99,4 +100,75 @@ async fn missing_credentials_and_bad_region_are_named_before_any_call() {
         e.to_string().contains("eu-wset-1") && e.to_string().contains("eu-west-1"),
         "{e}"
     );
+}
+
+#[test]
+fn missing_credentials_and_bad_region_are_named_before_any_call() {
+    support::run_child_test(
+        "child_without_credentials",
+        &[
+            ("HGAUTO_TEST_CHILD_NO_CREDENTIALS", "1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ],
+    );
+}
+
+/// Two identical concurrent publishes: S3 answers the loser of two conditional writes with
+/// 409 ConditionalRequestConflict. That is the same artifact being published, not a failure:
+/// once the winner's object is there, the loser reports it as already present.
+#[tokio::test]
+async fn a_concurrent_identical_publish_is_already_present_not_an_error() {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+    use aws_sdk_s3::primitives::SdkBody;
+    use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+    use hgauto_core::{Artifact, Publisher};
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("same.tar.gz");
+    std::fs::write(&f, "same bytes").unwrap();
+    let a = Artifact::from_file(&f).unwrap();
+    let sha = a.sha256.clone();
+    let http = |status: u16, body: &'static str| {
+        move || HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body))
+    };
+    let head = mock!(aws_sdk_s3::Client::head_object)
+        .sequence()
+        .http_response(http(404, ""))
+        .times(2)
+        .output(move || {
+            HeadObjectOutput::builder()
+                .metadata(hgauto_aws::s3::SHA256_METADATA, sha.clone())
+                .build()
+        })
+        .build();
+    let put = mock!(aws_sdk_s3::Client::put_object).then_http_response(http(
+        409,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ConditionalRequestConflict</Code>\
+         <Message>A conflicting conditional operation is in progress</Message></Error>",
+    ));
+    let interceptor = MockResponseInterceptor::new()
+        .rule_mode(RuleMode::MatchAny)
+        .with_rule(&head)
+        .with_rule(&put);
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    let p = S3Publisher::new(aws_sdk_s3::Client::from_conf(conf), "b", "rel");
+    let report = p.publish(&[a]).await.unwrap();
+    assert_eq!(report.already_present, ["same.tar.gz"]);
+    assert!(report.published.is_empty());
 }

@@ -79,6 +79,22 @@ where
     true
 }
 
+/// Counts work running outside tokio (a helper thread) as background work while alive, so
+/// [`drain`] waits for it too.
+pub struct Held(Finished);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+/// Starts counting one piece of background work; it ends when the returned value drops.
+pub fn hold() -> Held {
+    adjust(1);
+    Held(Finished)
+}
+
 /// How many background tasks of this process are still running.
 pub fn in_flight() -> usize {
     adjust(0)
@@ -108,8 +124,17 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
+    /// The count is process-wide: tests that read it take turns, or one would see the
+    /// other's tasks (`cargo test` runs a binary's tests on parallel threads).
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        static TURN: Mutex<()> = Mutex::new(());
+        TURN.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[tokio::test]
+    #[allow(clippy::await_holding_lock)] // the lock orders tests; no task here takes it
     async fn drain_waits_for_spawned_work_and_gives_up_at_its_timeout() {
+        let _turn = one_at_a_time();
         let ran = Arc::new(AtomicBool::new(false));
         let r = ran.clone();
         assert!(spawn("test work", async move {
@@ -128,11 +153,13 @@ mod tests {
 
     #[test]
     fn without_a_runtime_nothing_is_spawned() {
+        let _turn = one_at_a_time();
         assert!(!spawn("orphan work", async {}));
     }
 
     #[test]
     fn a_task_dropped_with_its_runtime_is_no_longer_counted() {
+        let _turn = one_at_a_time();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let before = in_flight();
         rt.block_on(async {

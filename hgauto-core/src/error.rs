@@ -175,6 +175,28 @@ pub enum Error {
         retryable: bool,
     },
 
+    /// A service API (EC2, IAM, SSM, S3...) failed a call. `class` says what kind of failure
+    /// it is and decides whether it is retried; the service's own error is the source.
+    #[error("{service} could not {action} {resource}: {code}: {message}")]
+    Api {
+        /// The service ("ec2", "s3"...).
+        service: &'static str,
+        /// What was being done ("run instances", "put object").
+        action: &'static str,
+        /// The resource id, or a description when it has none.
+        resource: String,
+        /// What kind of failure this is.
+        class: ApiErrorClass,
+        /// The service's error code (`InvalidKeyPair.NotFound`, `AccessDenied`...), or the
+        /// kind of transport failure.
+        code: Box<str>,
+        /// The service's message.
+        message: Box<str>,
+        /// The SDK's error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The process received SIGINT or SIGTERM; machines were cleaned up.
     #[error("interrupted by signal {signal}")]
     Interrupted {
@@ -197,6 +219,44 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error::Api`] is, from the service's error code and HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ApiErrorClass {
+    /// The resource does not exist (a missing key, instance, role...).
+    NotFound,
+    /// The credentials were refused or lack a permission.
+    Denied,
+    /// The service asks us to slow down. Retried.
+    Throttled,
+    /// The service or the way to it failed for now (5xx, a timeout, a dropped
+    /// connection). Retried.
+    Unavailable,
+    /// It exists already, or changed under us (a duplicate name, a failed precondition).
+    Conflict,
+    /// The request itself is wrong (a bad parameter).
+    Invalid,
+    /// The service cannot provide it (no capacity, a limit reached).
+    Provisioning,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for ApiErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ApiErrorClass::NotFound => "not found",
+            ApiErrorClass::Denied => "denied",
+            ApiErrorClass::Throttled => "throttled",
+            ApiErrorClass::Unavailable => "unavailable",
+            ApiErrorClass::Conflict => "conflict",
+            ApiErrorClass::Invalid => "invalid request",
+            ApiErrorClass::Provisioning => "provisioning",
+            ApiErrorClass::Other => "other",
+        })
+    }
+}
+
 fn stderr_tail_display(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()
@@ -216,6 +276,9 @@ impl Error {
             Error::Connection { may_have_run, .. } => !may_have_run,
             Error::Timeout { .. } => true,
             Error::Provision { retryable, .. } | Error::Backend { retryable, .. } => *retryable,
+            Error::Api { class, .. } => {
+                matches!(class, ApiErrorClass::Throttled | ApiErrorClass::Unavailable)
+            }
             Error::InvalidInput { .. }
             | Error::Spawn { .. }
             | Error::CommandFailed { .. }
@@ -226,6 +289,27 @@ impl Error {
             | Error::HostKey { .. }
             | Error::Auth { .. }
             | Error::Interrupted { .. } => false,
+        }
+    }
+
+    /// True for [`Error::NotFound`] and for an [`Error::Api`] of class
+    /// [`ApiErrorClass::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound { .. }
+                | Error::Api {
+                    class: ApiErrorClass::NotFound,
+                    ..
+                }
+        )
+    }
+
+    /// The class of an [`Error::Api`].
+    pub fn api_class(&self) -> Option<ApiErrorClass> {
+        match self {
+            Error::Api { class, .. } => Some(*class),
+            _ => None,
         }
     }
 

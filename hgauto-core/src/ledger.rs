@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -198,47 +197,7 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// An id for this process, unique across hosts and restarts: `<host>-<pid>-<random>`.
-/// Ledger records and resource tags carry it as "created by".
-pub fn session_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".to_owned());
-        format!(
-            "{host}-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        )
-    })
-}
-
-/// Whether the process behind a [`session_id`] is known to be gone: it ran on this host
-/// and no process with its pid exists now. Sessions of other hosts are never known dead.
-pub fn session_is_dead(session: &str) -> bool {
-    let mut parts = session.rsplitn(3, '-');
-    let (Some(_rand), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    let this_host = session_id().rsplitn(3, '-').nth(2).unwrap_or("");
-    if host != this_host {
-        return false;
-    }
-    if session == session_id() {
-        return false;
-    }
-    // A zombie is dead too: it only waits for its parent to collect it.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
+pub use crate::session::{session_id, session_is_dead};
 
 #[cfg(test)]
 mod tests {
@@ -259,24 +218,6 @@ mod tests {
         l.forget(&r.id).unwrap();
         l.forget(&r.id).unwrap();
         assert!(l.records().unwrap().is_empty());
-    }
-
-    #[test]
-    fn session_liveness() {
-        assert!(!session_is_dead(session_id()), "we are alive");
-        let host = session_id().rsplitn(3, '-').nth(2).unwrap().to_owned();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(
-            session_is_dead(&format!("{host}-{pid}-0000abcd")),
-            "a reaped process is dead"
-        );
-        assert!(
-            !session_is_dead(&format!("other-host-{pid}-0000abcd")),
-            "other hosts are unknown"
-        );
-        assert!(!session_is_dead("garbage"));
     }
 
     #[test]

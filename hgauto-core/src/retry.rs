@@ -185,7 +185,8 @@ impl RetryPolicy {
 /// Polls `check` until it returns `Ok(Some(value))`, with exponential backoff from
 /// `first_delay` (doubling, at most 15 s) and a hard deadline of `limit`. `check` returns
 /// `Ok(None)` to keep waiting and `Err` to stop at once. On the deadline the error is
-/// [`Error::Timeout`] naming `resource` and `what` was awaited.
+/// [`Error::Timeout`] naming `resource` and `what` was awaited; a check still running at
+/// the deadline is abandoned, so a hung call cannot hold the wait past it.
 pub async fn poll_until<T, F, Fut>(
     resource: &str,
     what: &str,
@@ -223,18 +224,22 @@ where
     Fut: Future<Output = Result<Option<T>>>,
 {
     let deadline = tokio::time::Instant::now() + limit;
+    let timed_out = || Error::Timeout {
+        machine: resource.to_owned(),
+        what: what.to_owned(),
+        after: limit,
+    };
     let mut delay = first_delay;
     loop {
-        if let Some(v) = check().await? {
-            return Ok(v);
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(Ok(Some(v))) => return Ok(v),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(timed_out()),
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Err(Error::Timeout {
-                machine: resource.to_owned(),
-                what: what.to_owned(),
-                after: limit,
-            });
+            return Err(timed_out());
         }
         // The last sleep is cut to the deadline, so the final check happens at the deadline.
         tokio::time::sleep(delay.min(deadline - now)).await;
@@ -448,6 +453,25 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(v, 42);
+    }
+
+    #[tokio::test]
+    async fn a_check_that_never_answers_is_abandoned_at_the_deadline() {
+        let started = std::time::Instant::now();
+        let r: Result<()> = poll_until(
+            "i-1",
+            "running",
+            Duration::from_millis(300),
+            Duration::from_millis(10),
+            std::future::pending,
+        )
+        .await;
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use hgauto_core::cleanup::SignalHandling;
 use hgauto_core::{with_machines, Command, Error, LocalProvider, MachineSpec, ResourceProvider};
 
 const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
+const CHILD_MANUAL: &str = "HGAUTO_TEST_CHILD_MANUAL";
 
 fn sandboxes(state: &Path) -> Vec<String> {
     std::fs::read_dir(state.join("local/machines"))
@@ -61,8 +63,21 @@ fn child_holds_machines() {
     let Some(state) = std::env::var_os(CHILD_STATE) else {
         return;
     };
+    let manual = std::env::var_os(CHILD_MANUAL).is_some();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
+        if manual {
+            // The program owns SIGTERM: it cleans up through the hook and exits 0 itself.
+            hgauto_core::cleanup::set_signal_handling(SignalHandling::Manual).unwrap();
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            tokio::spawn(async move {
+                term.recv().await;
+                let sets = hgauto_core::cleanup::interrupt(libc::SIGTERM).await;
+                println!("CLEANED {sets}");
+                std::process::exit(0);
+            });
+        }
         let provider = Arc::new(LocalProvider::new(state).unwrap());
         let _ = with_machines(provider, &MachineSpec::linux(), 2, |ms| async move {
             for m in &ms {
@@ -81,7 +96,15 @@ fn child_holds_machines() {
 }
 
 fn spawn_child(state: &Path) -> (Child, Vec<String>) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    spawn_child_with(state, false)
+}
+
+fn spawn_child_with(state: &Path, manual: bool) -> (Child, Vec<String>) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    if manual {
+        cmd.env(CHILD_MANUAL, "1");
+    }
+    let mut child = cmd
         .args([
             "--ignored",
             "--exact",
@@ -158,6 +181,49 @@ fn sigint_leaves_nothing_behind() {
 #[test]
 fn sigterm_leaves_nothing_behind() {
     signal_leaves_nothing(libc::SIGTERM);
+}
+
+#[test]
+fn sighup_leaves_nothing_behind() {
+    signal_leaves_nothing(libc::SIGHUP);
+}
+
+/// A program that handles SIGTERM itself (SignalHandling::Manual) keeps control: hgauto's
+/// handler does not kill it, and its call to `interrupt` terminates every machine.
+#[test]
+fn a_program_that_owns_its_signals_cleans_up_through_the_hook() {
+    let state = tempfile::tempdir().unwrap();
+    let (mut child, ids) = spawn_child_with(state.path(), true);
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the program's own handler decided: {status:?}"
+    );
+    assert!(
+        sandboxes(state.path()).is_empty(),
+        "{:?}",
+        sandboxes(state.path())
+    );
+    assert_eq!(ledger_len(state.path()), 0);
+    assert!(machine_processes(&ids).is_empty());
+}
+
+#[test]
+fn manual_handling_cannot_be_chosen_once_the_handler_is_installed() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let provider = Arc::new(LocalProvider::new(state.path()).unwrap());
+        with_machines(provider, &MachineSpec::linux(), 1, |_| async { Ok(()) })
+            .await
+            .unwrap();
+    });
+    let e = hgauto_core::cleanup::set_signal_handling(SignalHandling::Manual).unwrap_err();
+    assert!(e.to_string().contains("already installed"), "{e}");
+    hgauto_core::cleanup::set_signal_handling(SignalHandling::Install).unwrap();
 }
 
 #[test]

@@ -98,10 +98,10 @@ impl PyEc2Provider {
         Py::new(py, PySsmMachine::wrap(m))
     }
 
-    /// Where the automation key pair's private key lives (mode 0600).
+    /// Where this state directory's key pair's private key lives (mode 0600).
     #[getter]
-    fn private_key_path(&self) -> PathBuf {
-        self.provider.private_key_path()
+    fn private_key_path(&self, py: Python<'_>) -> PyResult<PathBuf> {
+        self.provider.private_key_path().py_err(py)
     }
 }
 

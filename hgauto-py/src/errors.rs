@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 
-use hgauto_core::Error;
+use hgauto_core::{ApiErrorClass, Error};
 
 /// Converts an hgauto error into the matching `hgauto.errors` exception.
 pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
@@ -168,6 +168,41 @@ fn describe(err: &Error, a: &Bound<'_, PyDict>) -> PyResult<&'static str> {
             a.set_item("resource", resource)?;
             a.set_item("reason", reason)?;
             "ProvisionError"
+        }
+        Error::Api {
+            service,
+            action,
+            resource,
+            class,
+            code,
+            ..
+        } => {
+            a.set_item("service", *service)?;
+            a.set_item("action", *action)?;
+            a.set_item("resource", resource)?;
+            a.set_item("code", &**code)?;
+            a.set_item("error_class", class.to_string())?;
+            // The class picks the exception a caller already catches for that failure.
+            match class {
+                ApiErrorClass::NotFound => {
+                    a.set_item("what", resource)?;
+                    "NotFound"
+                }
+                ApiErrorClass::Denied => "AuthError",
+                ApiErrorClass::Conflict => {
+                    a.set_item("what", resource)?;
+                    "ConflictError"
+                }
+                ApiErrorClass::Invalid => {
+                    a.set_item("what", resource)?;
+                    "InvalidInput"
+                }
+                ApiErrorClass::Provisioning => {
+                    a.set_item("provider", *service)?;
+                    "ProvisionError"
+                }
+                _ => "ApiError",
+            }
         }
         Error::Interrupted { signal } => {
             a.set_item("signal", *signal)?;

@@ -75,6 +75,10 @@ pub struct SshConfig {
     /// Cipher preference list (OpenSSH names, comma-separated), both directions. `None`
     /// keeps libssh2's default order (chacha20-poly1305 first, as OpenSSH does).
     pub ciphers: Option<String>,
+    /// The name the host's keys are recorded under in known_hosts, instead of its address
+    /// (OpenSSH's `HostKeyAlias`). Cloud machines use their instance id: addresses are
+    /// recycled, instance ids are not.
+    pub host_key_alias: Option<String>,
 }
 
 impl SshConfig {
@@ -101,7 +105,14 @@ impl SshConfig {
             platform: Platform::Linux,
             compress: false,
             ciphers: None,
+            host_key_alias: None,
         }
+    }
+
+    /// Records and checks the host's keys under `alias` instead of its address.
+    pub fn with_host_key_alias(mut self, alias: impl Into<String>) -> Self {
+        self.host_key_alias = Some(alias.into());
+        self
     }
 
     /// Sets the cipher preference list, e.g. `"aes128-gcm@openssh.com,chacha20-poly1305@openssh.com"`.
@@ -140,9 +151,12 @@ impl SshConfig {
         self
     }
 
-    /// `host:port`, bracketed for known_hosts when the port is not 22.
+    /// The host's name in known_hosts: its alias when it has one, else `host`, or
+    /// `[host]:port` when the port is not 22.
     pub fn known_hosts_name(&self) -> String {
-        if self.port == 22 {
+        if let Some(alias) = &self.host_key_alias {
+            alias.clone()
+        } else if self.port == 22 {
             self.host.clone()
         } else {
             format!("[{}]:{}", self.host, self.port)

@@ -29,12 +29,56 @@ pub(crate) mod codes {
     pub const SOCKET_RECV: i32 = -43;
 }
 
+/// What a transport failure was doing, with the libssh2 or OS error that ended it as its
+/// source.
+#[derive(Debug)]
+pub(crate) struct TransportError {
+    what: String,
+    source: Option<hgauto_core::error::BoxError>,
+}
+
+impl TransportError {
+    /// `what` failed because of `source`.
+    pub(crate) fn new(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        TransportError {
+            what: what.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// `what` failed, with no lower error to tell.
+    pub(crate) fn bare(what: impl Into<String>) -> Self {
+        TransportError {
+            what: what.into(),
+            source: None,
+        }
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
 /// A transport-level failure (the connection is unusable afterwards).
-pub(crate) fn transport(cfg: &SshConfig, what: &str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn transport(cfg: &SshConfig, error: TransportError) -> Error {
     Error::Connection {
         machine: cfg.display(),
         may_have_run: false,
-        source: format!("{what}: {e}").into(),
+        source: Box::new(error),
     }
 }
 
@@ -43,28 +87,29 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
     let started = Instant::now();
     let addr = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()
-        .map_err(|e| transport(cfg, "resolve address", e))?
+        .map_err(|e| transport(cfg, TransportError::new("resolve address", e)))?
         .next()
-        .ok_or_else(|| transport(cfg, "resolve address", "no address"))?;
+        .ok_or_else(|| transport(cfg, TransportError::bare("resolve address: no address")))?;
     let tcp = TcpStream::connect_timeout(&addr, cfg.connect_timeout)
-        .map_err(|e| transport(cfg, "connect", e))?;
+        .map_err(|e| transport(cfg, TransportError::new("connect", e)))?;
     // Without this, Nagle's algorithm plus delayed ACKs add ~40 ms to every channel request.
     tcp.set_nodelay(true)
-        .map_err(|e| transport(cfg, "set TCP_NODELAY", e))?;
+        .map_err(|e| transport(cfg, TransportError::new("set TCP_NODELAY", e)))?;
     let remaining = cfg
         .connect_timeout
         .saturating_sub(started.elapsed())
         .max(std::time::Duration::from_millis(100));
-    let mut sess = Session::new().map_err(|e| transport(cfg, "create session", e))?;
+    let mut sess =
+        Session::new().map_err(|e| transport(cfg, TransportError::new("create session", e)))?;
     sess.set_compress(cfg.compress);
     apply_ciphers(cfg, &sess)?;
     sess.set_timeout(remaining.as_millis().min(u32::MAX as u128) as u32);
     let socket = tcp
         .try_clone()
-        .map_err(|e| transport(cfg, "clone socket", e))?;
+        .map_err(|e| transport(cfg, TransportError::new("clone socket", e)))?;
     sess.set_tcp_stream(socket);
     sess.handshake()
-        .map_err(|e| transport(cfg, "SSH handshake", e))?;
+        .map_err(|e| transport(cfg, TransportError::new("SSH handshake", e)))?;
 
     verify_host_key(cfg, &sess)?;
     authenticate(cfg, &sess)?;
@@ -87,15 +132,23 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
 /// with a pinned host key asks for that key's type, so a server with several host keys
 /// presents the pinned one.
 fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
-    if let HostKeyPolicy::Pinned(blob) = &cfg.host_keys {
-        let kind = crate::known_hosts::key_type(blob)
-            .ok_or_else(|| Error::invalid("pinned host key", "is not an SSH public key blob"))?;
-        sess.method_pref(ssh2::MethodType::HostKey, kind)
+    // Ask for the key type we can check: the pinned one, or those known_hosts records for
+    // this host (a host with several keys must not present one we would refuse).
+    let kinds: Vec<String> = match &cfg.host_keys {
+        HostKeyPolicy::Pinned(blob) => vec![crate::known_hosts::key_type(blob)
+            .ok_or_else(|| Error::invalid("pinned host key", "is not an SSH public key blob"))?
+            .to_owned()],
+        _ => known_hosts::recorded_types(&cfg.known_hosts, &cfg.known_hosts_name())?,
+    };
+    if !kinds.is_empty() {
+        let methods = kinds
+            .iter()
+            .map(|k| known_hosts::host_key_methods(k))
+            .collect::<Vec<_>>()
+            .join(",");
+        sess.method_pref(ssh2::MethodType::HostKey, &methods)
             .map_err(|e| {
-                Error::invalid(
-                    format!("pinned host key type {kind:?}"),
-                    e.message().to_owned(),
-                )
+                Error::invalid(format!("host key type {methods:?}"), e.message().to_owned())
             })?;
     }
     if let Some(prefs) = &cfg.ciphers {
@@ -111,7 +164,7 @@ fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
 fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {
     let (blob, _) = sess
         .host_key()
-        .ok_or_else(|| transport(cfg, "host key", "the server sent none"))?;
+        .ok_or_else(|| transport(cfg, TransportError::bare("host key: the server sent none")))?;
     let name = cfg.known_hosts_name();
     let actual = fingerprint(blob);
     match &cfg.host_keys {
@@ -133,6 +186,17 @@ fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {
                 host: name,
                 reason: format!("has changed (recorded in {})", cfg.known_hosts.display()),
                 expected: Some(expected),
+                actual,
+            }),
+            Verdict::OtherTypes(recorded) => Err(Error::HostKey {
+                host: name,
+                reason: format!(
+                    "is recorded in {} with another key type ({}); a second key type is not \
+                     trusted on first use",
+                    cfg.known_hosts.display(),
+                    recorded.join(", ")
+                ),
+                expected: None,
                 actual,
             }),
             Verdict::Unknown if *policy == HostKeyPolicy::AcceptNew => {
@@ -179,7 +243,7 @@ fn authenticate(cfg: &SshConfig, sess: &Session) -> Result<()> {
                     || c == codes::SOCKET_DISCONNECT
                     || c == codes::TIMEOUT =>
             {
-                Err(transport(cfg, "authenticate", e))
+                Err(transport(cfg, TransportError::new("authenticate", e)))
             }
             _ => Err(auth_error(cfg, e.message())),
         },

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use hgauto_core::render::login_shell_command;
 use hgauto_core::ExitStatus;
 
-use crate::conn::{codes, Conn};
+use crate::conn::{codes, Conn, TransportError};
 
 /// What a channel runs.
 pub(crate) enum Script<'a> {
@@ -49,7 +49,7 @@ pub(crate) enum ExecEnd {
 #[derive(Debug)]
 pub(crate) enum ExecFailure {
     /// The connection broke. `sent` is true once the command may have started.
-    Transport { sent: bool, message: String },
+    Transport { sent: bool, error: TransportError },
     /// Something on our side failed (e.g. writing the local file); the connection is
     /// in an unknown state and must be dropped.
     Local(std::io::Error),
@@ -60,10 +60,14 @@ pub(crate) enum ExecFailure {
     NotStarted { status: ExitStatus, said: String },
 }
 
-fn ssh_failure(sent: bool, what: &str, e: impl std::fmt::Display) -> ExecFailure {
+fn ssh_failure(
+    sent: bool,
+    what: &str,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> ExecFailure {
     ExecFailure::Transport {
         sent,
-        message: format!("{what}: {e}"),
+        error: TransportError::new(what, e),
     }
 }
 

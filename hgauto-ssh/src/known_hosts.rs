@@ -29,41 +29,110 @@ pub enum Verdict {
     Match,
     /// The host is recorded with another key of the same type (fingerprint given).
     Changed(String),
-    /// The host is not recorded (with a key of this type).
+    /// The host is recorded, but only with keys of other types (those types).
+    OtherTypes(Vec<String>),
+    /// The host is not recorded.
     Unknown,
+}
+
+/// The entries of the file at `path` (a missing file has none): (names, type, blob).
+fn entries(path: &Path) -> Result<Vec<(String, String, Vec<u8>)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("read known_hosts", path, "localhost", e)),
+    };
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (names, kind, b64) = (f.next()?, f.next()?, f.next()?);
+            let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            Some((names.to_owned(), kind.to_owned(), blob))
+        })
+        .collect())
+}
+
+fn names_include(names: &str, name: &str) -> bool {
+    names.split(',').any(|n| n == name)
+}
+
+/// The key types recorded for `name`.
+pub fn recorded_types(path: &Path, name: &str) -> Result<Vec<String>> {
+    let mut kinds: Vec<String> = entries(path)?
+        .into_iter()
+        .filter(|(names, _, _)| names_include(names, name))
+        .map(|(_, kind, _)| kind)
+        .collect();
+    kinds.dedup();
+    Ok(kinds)
+}
+
+/// The libssh2 host key methods that present a key of type `kind` (an RSA key is offered
+/// with SHA-2 signatures first: current OpenSSH refuses SHA-1 `ssh-rsa` signatures).
+pub fn host_key_methods(kind: &str) -> String {
+    match kind {
+        "ssh-rsa" => "rsa-sha2-512,rsa-sha2-256,ssh-rsa".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// Removes every key recorded for `name` (other names of a shared line stay).
+pub fn remove(path: &Path, name: &str) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read known_hosts", path, "localhost", e)),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    for line in text.lines() {
+        let mut fields = line.splitn(2, char::is_whitespace);
+        let names = fields.next().unwrap_or("");
+        if line.trim_start().starts_with('#') || !names_include(names, name) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        changed = true;
+        let kept: Vec<&str> = names.split(',').filter(|n| *n != name).collect();
+        if !kept.is_empty() {
+            out.push_str(&kept.join(","));
+            out.push(' ');
+            out.push_str(fields.next().unwrap_or("").trim_start());
+            out.push('\n');
+        }
+    }
+    if changed {
+        write_atomic(path, out.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Checks `blob` for `name` against the file at `path` (a missing file knows no host).
 pub fn check(path: &Path, name: &str, blob: &[u8]) -> Result<Verdict> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Unknown),
-        Err(e) => return Err(Error::io("read known_hosts", path, "localhost", e)),
-    };
     let wanted_type = key_type(blob).unwrap_or("");
     let mut changed = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    let mut others = Vec::new();
+    for (names, kind, recorded) in entries(path)? {
+        if !names_include(&names, name) {
             continue;
         }
-        let mut fields = line.split_whitespace();
-        let (Some(names), Some(kind), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if !names.split(',').any(|n| n == name) || kind != wanted_type {
-            continue;
-        }
-        let Ok(recorded) = base64::engine::general_purpose::STANDARD.decode(b64) else {
-            continue;
-        };
-        if recorded == blob {
+        if kind != wanted_type {
+            others.push(kind);
+        } else if recorded == blob {
             return Ok(Verdict::Match);
+        } else {
+            changed = Some(fingerprint(&recorded));
         }
-        changed = Some(fingerprint(&recorded));
     }
-    Ok(changed.map_or(Verdict::Unknown, Verdict::Changed))
+    Ok(match (changed, others.is_empty()) {
+        (Some(fp), _) => Verdict::Changed(fp),
+        (None, false) => Verdict::OtherTypes(others),
+        (None, true) => Verdict::Unknown,
+    })
 }
 
 /// Appends `name`'s key to the file (atomically: read, append, rename).
@@ -122,10 +191,22 @@ mod tests {
             check(&path, "[127.0.0.3]:2222", &k1).unwrap(),
             Verdict::Unknown
         );
-        // Another key type for the same host is simply unknown (hosts have several keys).
+        // Another key type for a host we know is not trusted on first use.
         assert_eq!(
             check(&path, "[127.0.0.2]:2222", &blob("ssh-rsa", b"x")).unwrap(),
-            Verdict::Unknown
+            Verdict::OtherTypes(vec!["ssh-ed25519".into()])
+        );
+        assert_eq!(
+            recorded_types(&path, "[127.0.0.2]:2222").unwrap(),
+            ["ssh-ed25519"]
+        );
+        add(&path, "i-0abc,i-0def", &k2).unwrap();
+        remove(&path, "i-0abc").unwrap();
+        assert_eq!(check(&path, "i-0abc", &k2).unwrap(), Verdict::Unknown);
+        assert_eq!(check(&path, "i-0def", &k2).unwrap(), Verdict::Match);
+        assert_eq!(
+            check(&path, "[127.0.0.2]:2222", &k1).unwrap(),
+            Verdict::Match
         );
     }
 

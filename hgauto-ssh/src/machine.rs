@@ -18,14 +18,14 @@ use hgauto_core::{
 use tokio::sync::Semaphore;
 
 use crate::config::SshConfig;
-use crate::conn::{connect, Conn};
+use crate::conn::{connect, Conn, TransportError};
 use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, Script};
 use crate::sync;
 
 /// Why one attempt of an operation failed.
 pub(crate) enum OpError {
     /// The connection broke; `sent` is true once a command may have started.
-    Transport { sent: bool, message: String },
+    Transport { sent: bool, error: TransportError },
     /// Anything else; not retried.
     Other(Error),
 }
@@ -34,7 +34,7 @@ impl OpError {
     /// Converts a failed run on `machine`.
     fn from_exec(f: ExecFailure, machine: &str) -> Self {
         match f {
-            ExecFailure::Transport { sent, message } => OpError::Transport { sent, message },
+            ExecFailure::Transport { sent, error } => OpError::Transport { sent, error },
             ExecFailure::Local(e) => {
                 OpError::Other(Error::io("write local data", "(local)", "localhost", e))
             }
@@ -177,7 +177,7 @@ impl SshMachine {
                         return Ok(v);
                     }
                     Err(OpError::Other(e)) => return Err(e),
-                    Err(OpError::Transport { sent, message }) => {
+                    Err(OpError::Transport { sent, error }) => {
                         drop(conn);
                         // A pooled connection that died while idle: nothing ran, try a
                         // fresh one at once.
@@ -188,7 +188,7 @@ impl SshMachine {
                         let err = Error::Connection {
                             machine: inner.id.clone(),
                             may_have_run,
-                            source: message.into(),
+                            source: Box::new(error),
                         };
                         if may_have_run || attempt >= cfg.retry.max_retries {
                             return Err(err);

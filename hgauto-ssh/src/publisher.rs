@@ -9,6 +9,7 @@ use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
 use sha2::{Digest, Sha256};
 use ssh2::{OpenFlags, OpenType, RenameFlags, Sftp};
 
+use crate::conn::TransportError;
 use crate::machine::{OpError, SshMachine};
 
 /// LIBSSH2_FX_NO_SUCH_FILE.
@@ -57,7 +58,7 @@ fn sftp_error(what: &str, path: &str, e: ssh2::Error) -> OpError {
         )),
         ssh2::ErrorCode::Session(_) => OpError::Transport {
             sent: false,
-            message: format!("sftp {what} {path}: {e}"),
+            error: TransportError::new(format!("sftp {what} {path}"), e),
         },
     }
 }
@@ -99,7 +100,7 @@ fn check_existing(
     loop {
         let n = file.read(&mut buf).map_err(|e| OpError::Transport {
             sent: false,
-            message: format!("sftp read {path}: {e}"),
+            error: TransportError::new(format!("sftp read {path}"), e),
         })?;
         if n == 0 {
             break;
@@ -179,7 +180,7 @@ fn upload(sftp: &Sftp, dir: &str, a: &Artifact, mode: i32) -> std::result::Resul
                 .write_all(&buf[..n])
                 .map_err(|e| OpError::Transport {
                     sent: false,
-                    message: format!("sftp write {tmp}: {e}"),
+                    error: TransportError::new(format!("sftp write {tmp}"), e),
                 })?;
         }
         let actual = hex::encode(hasher.finalize());

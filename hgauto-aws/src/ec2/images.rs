@@ -20,6 +20,8 @@ use super::{Ec2Provider, Launch, TAG_PREFIX};
 use crate::error::sdk_error;
 
 const TAG_FINGERPRINT: &str = "hgauto:fingerprint";
+/// The `hgauto:role` of an image build instance (a sweep never probes one).
+pub(crate) const IMAGE_BUILD_ROLE: &str = "image-build";
 const TAG_IMAGE_NAME: &str = "hgauto:image-name";
 /// EC2 accepts at most 16 KB of user data.
 const MAX_USER_DATA: usize = 16 * 1024;
@@ -203,7 +205,8 @@ impl Ec2Provider {
         };
 
         tracing::info!(recipe = %recipe.name, fingerprint = %&fingerprint[..16], "building image");
-        let ids = self
+        let no_labels = std::collections::BTreeMap::new();
+        let (ids, guard) = self
             .run_instances(Launch {
                 platform: recipe.platform,
                 count: 1,
@@ -213,14 +216,19 @@ impl Ec2Provider {
                 name: format!("{}image-build-{}", self.cfg.prefix, recipe.name),
                 shutdown: ShutdownBehavior::Stop,
                 user_data: Some(base64::engine::general_purpose::STANDARD.encode(script)),
-                role: Some("image-build"),
+                role: Some(IMAGE_BUILD_ROLE),
                 instance_profile: None,
+                labels: &no_labels,
             })
             .await?;
         let result = self.image_from_build(recipe, &fingerprint, &ids[0]).await;
-        // The build instance goes, whatever happened.
-        if let Err(e) = self.terminate_instances(&ids).await {
-            tracing::error!(error = %e, "could not terminate the image build instance; run purge");
+        // The build instance goes, whatever happened (the guard tries again in the
+        // background if this fails, and if this future is dropped before it gets here).
+        match self.terminate_instances(&ids).await {
+            Ok(()) => guard.disarm(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not terminate the image build instance; retrying in the background")
+            }
         }
         let new_id = result?;
         for stale in self.our_images(Some(&recipe.name)).await? {

@@ -5,26 +5,21 @@
 //! (with the idempotency token); tag every instance with owner, creator and deadline; make
 //! instances terminate on shutdown. Every wait has a deadline and backs off.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
-    Filter, InstanceStateName, InstanceType, IpPermission, IpRange, ResourceType, ShutdownBehavior,
-    Tag, TagSpecification,
+    Filter, InstanceType, ResourceType, ShutdownBehavior, Tag, TagSpecification,
 };
-use hgauto_core::ledger::{session_id, unix_now, Ledger, LedgerRecord};
+use hgauto_core::ledger::{session_id, Ledger, LedgerRecord};
 use hgauto_core::{
-    poll_until, Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport,
-    RemoteMachine, ResourceKind, ResourceProvider, Result,
+    Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport, RemoteMachine,
+    ResourceKind, ResourceProvider, Result,
 };
-use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
 use crate::config::{Access, AwsConfig};
 use crate::error::sdk_error;
-use crate::ssm::{SsmMachine, SsmOptions};
 
 const TAG_PREFIX: &str = "hgauto:prefix";
 const TAG_OWNER: &str = "hgauto:owner";
@@ -34,33 +29,16 @@ const TAG_TOKEN: &str = "hgauto:token";
 const TAG_ROLE: &str = "hgauto:role";
 const TAG_ACCESS: &str = "hgauto:access";
 
+mod access;
 mod host_keys;
 mod iam;
 mod images;
+mod launch;
 mod sweep;
 
 pub use host_keys::host_keys_from_console;
+pub(crate) use launch::Launch;
 pub use sweep::{Probe, ProbeTarget};
-
-/// What to launch.
-struct Launch<'a> {
-    platform: Platform,
-    count: usize,
-    image: &'a str,
-    instance_type: &'a str,
-    lifetime: Duration,
-    name: String,
-    shutdown: ShutdownBehavior,
-    /// Base64 user data.
-    user_data: Option<String>,
-    /// Value of the `hgauto:role` tag.
-    role: Option<&'static str>,
-    /// IAM instance profile (for SSM machines).
-    instance_profile: Option<String>,
-}
-
-/// How long `provision` waits for instances to run and get an address.
-const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Creates and removes EC2 instances and what they need (key pair, security groups).
 pub struct Ec2Provider {
@@ -113,172 +91,6 @@ impl Ec2Provider {
     /// The ledger of this provider.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    fn key_pair_name(&self) -> String {
-        format!("{}automation", self.cfg.prefix)
-    }
-
-    /// Where the automation key pair's private key lives (mode 0600).
-    pub fn private_key_path(&self) -> PathBuf {
-        self.cfg
-            .state_dir
-            .join("aws")
-            .join(&self.cfg.region)
-            .join(format!("{}.pem", self.key_pair_name()))
-    }
-
-    fn fingerprint_path(&self) -> PathBuf {
-        self.private_key_path().with_extension("fingerprint")
-    }
-
-    /// Makes sure the automation key pair exists on both sides with the same fingerprint;
-    /// otherwise deletes both and creates a new one (the private key is written 0600).
-    pub async fn ensure_key_pair(&self) -> Result<String> {
-        let name = self.key_pair_name();
-        let remote = match self.ec2.describe_key_pairs().key_names(&name).send().await {
-            Ok(out) => out
-                .key_pairs()
-                .first()
-                .and_then(|k| k.key_fingerprint().map(str::to_owned)),
-            Err(e)
-                if e.as_service_error().and_then(|s| s.code())
-                    == Some("InvalidKeyPair.NotFound") =>
-            {
-                None
-            }
-            Err(e) => return Err(sdk_error("ec2", "describe key pair", &name, e)),
-        };
-        let local = std::fs::read_to_string(self.fingerprint_path())
-            .ok()
-            .map(|s| s.trim().to_owned());
-        if remote.is_some() && remote == local && self.private_key_path().exists() {
-            return Ok(name);
-        }
-        if remote.is_some() {
-            tracing::info!(key_pair = %name, "key pair fingerprints differ; re-creating");
-            self.ec2
-                .delete_key_pair()
-                .key_name(&name)
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
-        }
-        let _ = std::fs::remove_file(self.private_key_path());
-        self.record_supporting(&name, ResourceKind::KeyPair)?;
-        let created = self
-            .ec2
-            .create_key_pair()
-            .key_name(&name)
-            .key_type(aws_sdk_ec2::types::KeyType::Ed25519)
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "create key pair", &name, e))?;
-        let material = created.key_material().ok_or_else(|| Error::Provision {
-            provider: "ec2".into(),
-            action: "create",
-            resource: name.clone(),
-            reason: "the key pair came back without key material".into(),
-            retryable: false,
-        })?;
-        hgauto_core::keys::write_private_key(&self.private_key_path(), material.as_bytes())?;
-        hgauto_core::ledger::write_atomic(
-            &self.fingerprint_path(),
-            created.key_fingerprint().unwrap_or("").as_bytes(),
-        )?;
-        Ok(name)
-    }
-
-    /// Makes sure the security group for `platform` exists with exactly the declared ports
-    /// open to the allowed CIDR. Returns its id.
-    pub async fn ensure_security_group(&self, platform: Platform) -> Result<String> {
-        match self.reconcile_security_group(platform).await {
-            // Another process created it between our look and our create: use theirs.
-            Err(Error::Provision { reason, .. })
-                if reason.starts_with("InvalidGroup.Duplicate") =>
-            {
-                self.reconcile_security_group(platform).await
-            }
-            other => other,
-        }
-    }
-
-    async fn reconcile_security_group(&self, platform: Platform) -> Result<String> {
-        let cidr = self.cfg.require_cidr()?.to_owned();
-        let name = format!("{}{}", self.cfg.prefix, platform);
-        let ports: &[(i32, i32)] = match platform {
-            Platform::Linux => &[(22, 22)],
-            Platform::Windows => &[(22, 22), (3389, 3389), (5985, 5986)],
-        };
-        let found = self
-            .ec2
-            .describe_security_groups()
-            .filters(Filter::builder().name("group-name").values(&name).build())
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe security group", &name, e))?;
-        if let Some(group) = found.security_groups().first() {
-            let id = group.group_id().unwrap_or_default().to_owned();
-            let matches = ports.iter().all(|(from, to)| {
-                group.ip_permissions().iter().any(|p| {
-                    p.from_port() == Some(*from)
-                        && p.to_port() == Some(*to)
-                        && p.ip_ranges()
-                            .iter()
-                            .any(|r| r.cidr_ip() == Some(cidr.as_str()))
-                })
-            }) && group.ip_permissions().len() == ports.len();
-            if matches {
-                return Ok(id);
-            }
-            // Declared in code: anything else is drift. Replace the rules.
-            if !group.ip_permissions().is_empty() {
-                self.ec2
-                    .revoke_security_group_ingress()
-                    .group_id(&id)
-                    .set_ip_permissions(Some(group.ip_permissions().to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ec2", "revoke ingress", &id, e))?;
-            }
-            self.authorize(&id, ports, &cidr).await?;
-            return Ok(id);
-        }
-        self.record_supporting(&name, ResourceKind::SecurityGroup)?;
-        let created = self
-            .ec2
-            .create_security_group()
-            .group_name(&name)
-            .description(format!("hgauto {platform} machines"))
-            .tag_specifications(self.tags(ResourceType::SecurityGroup, &name, None, None))
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "create security group", &name, e))?;
-        let id = created.group_id().unwrap_or_default().to_owned();
-        self.authorize(&id, ports, &cidr).await?;
-        Ok(id)
-    }
-
-    async fn authorize(&self, id: &str, ports: &[(i32, i32)], cidr: &str) -> Result<()> {
-        let perms: Vec<IpPermission> = ports
-            .iter()
-            .map(|(from, to)| {
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(*from)
-                    .to_port(*to)
-                    .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
-                    .build()
-            })
-            .collect();
-        self.ec2
-            .authorize_security_group_ingress()
-            .group_id(id)
-            .set_ip_permissions(Some(perms))
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "authorize ingress", id, e))
-            .map(drop)
     }
 
     fn tags(
@@ -409,57 +221,6 @@ impl Ec2Provider {
             .collect())
     }
 
-    /// Waits until every instance runs and has an address; returns (id, address) pairs.
-    async fn wait_running(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
-        let resource = ids.join(",");
-        poll_until(
-            &resource,
-            "waiting for instances to run",
-            READY_TIMEOUT,
-            Duration::from_millis(500),
-            || async {
-                let out = self
-                    .ec2
-                    .describe_instances()
-                    .set_instance_ids(Some(ids.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ec2", "describe instances", &resource, e))?;
-                let instances: Vec<_> = out
-                    .reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .collect();
-                if let Some(dead) = instances.iter().find(|i| {
-                    matches!(
-                        i.state().and_then(|s| s.name()),
-                        Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
-                    )
-                }) {
-                    return Err(Error::Provision {
-                        provider: "ec2".into(),
-                        action: "start",
-                        resource: dead.instance_id().unwrap_or_default().to_owned(),
-                        reason: "the instance terminated while starting".into(),
-                        retryable: true,
-                    });
-                }
-                let ready: Vec<(String, String)> = instances
-                    .iter()
-                    .filter(|i| {
-                        i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running)
-                    })
-                    .filter_map(|i| {
-                        let addr = i.public_ip_address().or(i.private_ip_address())?;
-                        Some((i.instance_id()?.to_owned(), addr.to_owned()))
-                    })
-                    .collect();
-                Ok((ready.len() == ids.len()).then_some(ready))
-            },
-        )
-        .await
-    }
-
     /// Names of key pairs with our prefix.
     async fn our_key_pair_names(&self) -> Result<Vec<String>> {
         let keys = self
@@ -504,162 +265,28 @@ impl Ec2Provider {
             .insert("region".into(), self.cfg.region.clone());
         self.ledger.record(&record)
     }
+}
 
-    /// An SSM machine for instance `id`, using the configured output/transfer bucket.
-    pub fn ssm_machine(&self, id: &str, platform: Platform) -> SsmMachine {
-        let opts = SsmOptions {
-            bucket: self.cfg.ssm_bucket.clone(),
-            key_prefix: self.cfg.ssm_key_prefix(),
-            ..SsmOptions::default()
-        };
-        let s3 = self.cfg.ssm_bucket.as_ref().map(|_| self.s3.clone());
-        SsmMachine::new(id, platform, self.ssm.clone(), s3, opts)
-    }
-
-    /// The instance's SSH host key from its console output (cloud-init prints them), when
-    /// the console already has it.
-    async fn console_host_key(&self, id: &str) -> Option<Vec<u8>> {
-        let out = self
-            .ec2
-            .get_console_output()
-            .instance_id(id)
-            .latest(true)
-            .send()
-            .await
-            .ok()?;
-        let text = base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            out.output()?.trim(),
-        )
-        .ok()?;
-        host_keys_from_console(&String::from_utf8_lossy(&text))
-            .into_iter()
-            .next()
-    }
-
-    async fn ssh_machine(&self, id: &str, address: &str) -> Arc<dyn RemoteMachine> {
-        let policy = match self.console_host_key(id).await {
-            Some(blob) => HostKeyPolicy::Pinned(blob),
-            None => HostKeyPolicy::AcceptNew,
-        };
-        let cfg = SshConfig::new(
-            address,
-            22,
-            &self.cfg.ssh_user,
-            Auth::KeyFile {
-                path: self.private_key_path(),
-                passphrase: None,
-            },
-            &self.cfg.state_dir,
-        )
-        .with_host_keys(policy);
-        Arc::new(SshMachine::new(id, cfg))
-    }
-
-    async fn run_instances(&self, launch: Launch<'_>) -> Result<Vec<String>> {
-        let Launch {
-            platform,
-            count,
-            image,
-            instance_type,
-            lifetime,
-            name,
-            shutdown,
-            user_data,
-            role,
-            instance_profile,
-        } = launch;
-        let (key_name, group) = {
-            let _one_at_a_time = self.supporting.lock().await;
-            (
-                self.ensure_key_pair().await?,
-                self.ensure_security_group(platform).await?,
-            )
-        };
-        let token = format!("{}{:016x}", self.cfg.prefix, rand::random::<u64>());
-        let deadline = unix_now() + lifetime.as_secs();
-        // Recorded before the call: if we die before the answer, the token and tags find it.
-        let pending = format!("pending-{token}");
-        let mut record = LedgerRecord::new(&pending, ResourceKind::Machine);
-        record.deadline = Some(deadline);
-        record.details.insert("token".into(), token.clone());
-        record.details.insert("count".into(), count.to_string());
-        self.ledger.record(&record)?;
-        let mut tags = self.tags(ResourceType::Instance, &name, Some(deadline), Some(&token));
-        let access = if instance_profile.is_some() {
-            "ssm"
-        } else {
-            "ssh"
-        };
-        tags.tags
-            .get_or_insert_with(Vec::new)
-            .push(Tag::builder().key(TAG_ACCESS).value(access).build());
-        if let Some(role) = role {
-            tags.tags
-                .get_or_insert_with(Vec::new)
-                .push(Tag::builder().key(TAG_ROLE).value(role).build());
+/// Labels become instance tags as they are; refuses those EC2 would refuse or that would
+/// overwrite hgauto's own tags, before anything is created.
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in labels {
+        let reserved =
+            k == "Name" || k.starts_with("hgauto:") || k.to_ascii_lowercase().starts_with("aws:");
+        if k.is_empty() || k.chars().count() > 128 || reserved {
+            return Err(Error::invalid(
+                format!("label {k:?}"),
+                "must be 1-128 characters and not Name, hgauto:* or aws:* (used as an EC2 tag key)",
+            ));
         }
-        let profile = instance_profile.map(|name| {
-            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-                .name(name)
-                .build()
-        });
-        let mut attempt = 0;
-        let result = loop {
-            let result = self
-                .ec2
-                .run_instances()
-                .image_id(image)
-                .instance_type(InstanceType::from(instance_type))
-                .min_count(count as i32)
-                .max_count(count as i32)
-                .key_name(&key_name)
-                .security_group_ids(&group)
-                .client_token(&token)
-                .instance_initiated_shutdown_behavior(shutdown.clone())
-                .set_user_data(user_data.clone())
-                .set_iam_instance_profile(profile.clone())
-                .tag_specifications(tags.clone())
-                .send()
-                .await;
-            // A new instance profile takes seconds to become visible to EC2 (IAM is
-            // eventually consistent); the same token makes the retry safe.
-            let profile_not_ready = matches!(&result, Err(e) if e
-                .as_service_error()
-                .and_then(|s| s.message())
-                .is_some_and(|m| m.contains("Instance Profile")));
-            if profile_not_ready && attempt < 6 {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
-            }
-            break result;
-        };
-        let out = match result {
-            Ok(out) => out,
-            Err(e) => {
-                let err = sdk_error("ec2", "run instances", &name, e);
-                // A definite refusal created nothing; anything ambiguous stays recorded.
-                if !err.is_retryable() {
-                    self.ledger.forget(&pending)?;
-                }
-                return Err(err);
-            }
-        };
-        let ids: Vec<String> = out
-            .instances()
-            .iter()
-            .filter_map(|i| i.instance_id().map(str::to_owned))
-            .collect();
-        for id in &ids {
-            let mut r = LedgerRecord::new(id, ResourceKind::Machine);
-            r.deadline = Some(deadline);
-            r.details.insert("token".into(), token.clone());
-            self.ledger.record(&r)?;
+        if v.chars().count() > 256 {
+            return Err(Error::invalid(
+                format!("value of label {k:?}"),
+                "must be at most 256 characters (used as an EC2 tag value)",
+            ));
         }
-        self.ledger.forget(&pending)?;
-        Ok(ids)
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -678,6 +305,7 @@ impl ResourceProvider for Ec2Provider {
         }
         // Validate everything before anything is created.
         self.cfg.require_cidr()?;
+        check_labels(&spec.labels)?;
         let instance_type = spec
             .instance_type
             .clone()
@@ -710,7 +338,9 @@ impl ResourceProvider for Ec2Provider {
                 signal: libc::SIGINT,
             });
         }
-        let ids = self
+        // From here, a caller that stops waiting (a dropped future) leaves nothing behind:
+        // the guard terminates what the launch made.
+        let (ids, guard) = self
             .run_instances(Launch {
                 platform: spec.platform,
                 count,
@@ -722,44 +352,47 @@ impl ResourceProvider for Ec2Provider {
                 user_data: None,
                 role: None,
                 instance_profile,
+                labels: &spec.labels,
             })
             .await?;
         // Ctrl-C while waiting: terminate what this call launched before the signal
         // handler gives up waiting for provisions in flight.
-        let interrupted = async {
-            while !hgauto_core::cleanup::is_interrupted() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let made = async {
+            let ready = self.wait_running(&ids).await?;
+            tracing::info!(ids = ?ids, "instances running");
+            let mut machines: Vec<Arc<dyn RemoteMachine>> = Vec::with_capacity(ready.len());
+            for (id, addr) in &ready {
+                machines.push(if ssm {
+                    Arc::new(self.ssm_machine(id, spec.platform))
+                } else {
+                    self.ssh_machine(id, addr).await?
+                });
             }
-            Error::Interrupted {
+            Ok(machines)
+        };
+        let made = tokio::select! {
+            r = made => r,
+            () = hgauto_core::cleanup::interrupted() => Err(Error::Interrupted {
                 signal: libc::SIGINT,
-            }
+            }),
         };
-        let waited = tokio::select! {
-            r = self.wait_running(&ids) => r,
-            e = interrupted => Err(e),
+        let made = match made {
+            Ok(_) if hgauto_core::cleanup::is_interrupted() => Err(Error::Interrupted {
+                signal: libc::SIGINT,
+            }),
+            other => other,
         };
-        match waited {
-            Ok(_) if hgauto_core::cleanup::is_interrupted() => {
-                self.terminate(&ids).await?;
-                Err(Error::Interrupted {
-                    signal: libc::SIGINT,
-                })
-            }
-            Ok(ready) => {
-                tracing::info!(ids = ?ids, "instances running");
-                let mut machines: Vec<Arc<dyn RemoteMachine>> = Vec::with_capacity(ready.len());
-                for (id, addr) in &ready {
-                    machines.push(if ssm {
-                        Arc::new(self.ssm_machine(id, spec.platform))
-                    } else {
-                        self.ssh_machine(id, addr).await
-                    });
-                }
+        match made {
+            Ok(machines) => {
+                guard.disarm();
                 Ok(machines)
             }
             Err(e) => {
-                if let Err(t) = self.terminate(&ids).await {
-                    tracing::error!(error = %t, "terminating after a failed start failed; run purge");
+                match self.terminate(&ids).await {
+                    Ok(()) => guard.disarm(),
+                    Err(t) => {
+                        tracing::error!(error = %t, "terminating after a failed start failed; retrying in the background")
+                    }
                 }
                 Err(e)
             }
@@ -783,8 +416,11 @@ impl ResourceProvider for Ec2Provider {
                     == Some("InvalidInstanceID.NotFound") => {}
             Err(e) => return Err(sdk_error("ec2", "terminate", &ids.join(","), e)),
         }
+        let known_hosts = self.cfg.state_dir.join("ssh").join("known_hosts");
         for id in ids {
             self.ledger.forget(id)?;
+            // Host keys were recorded under the instance id; the id is never reused.
+            hgauto_ssh::known_hosts::remove(&known_hosts, id)?;
         }
         tracing::info!(ids = ?ids, "terminated");
         Ok(())
@@ -877,8 +513,9 @@ impl ResourceProvider for Ec2Provider {
                 .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
             report.removed.push(name);
         }
-        let _ = std::fs::remove_file(self.private_key_path());
-        let _ = std::fs::remove_file(self.fingerprint_path());
+        for path in [self.private_key_path()?, self.fingerprint_path()?] {
+            let _ = std::fs::remove_file(path);
+        }
         for id in self.our_security_group_ids().await? {
             let id = id.as_str();
 

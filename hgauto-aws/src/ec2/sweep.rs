@@ -1,9 +1,13 @@
 //! `sweep`: remove what a crashed or forgotten run left behind.
 //!
 //! An instance goes when its `hgauto:deadline` tag has passed, or when the process that
-//! created it (its `hgauto:created-by` session) is known to be gone and the boot grace
-//! period has passed, or when it is in our ledger, past the grace period and unreachable
-//! (a machine that never booted, or lost its network, only costs money). Ledger records are
+//! created it (its `hgauto:created-by` session) is known to be gone (see
+//! `hgauto_core::session`: another host or container is never "known gone") and the boot
+//! grace period has passed, or when it is in our ledger, past the grace period and
+//! unreachable (a machine that never booted, or lost its network, only costs money). Only
+//! running machines are probed, each the way it is driven (SSH or SSM): never an image
+//! build instance (it may be stopped on purpose, and a Windows builder has no sshd), nor one
+//! that is pending, stopping or stopped. Ledger records are
 //! resolved the same way; a `pending-<token>` record (written before `RunInstances`
 //! answered) finds its instances by the `hgauto:token` tag.
 
@@ -14,7 +18,10 @@ use std::time::Duration;
 use hgauto_core::ledger::{session_is_dead, unix_now};
 use hgauto_core::{PurgeReport, ResourceKind, ResourceProvider, Result};
 
-use super::{Ec2Provider, TAG_ACCESS, TAG_CREATED_BY, TAG_DEADLINE, TAG_TOKEN};
+use aws_sdk_ec2::types::{InstanceStateName, PlatformValues};
+
+use super::images::IMAGE_BUILD_ROLE;
+use super::{Ec2Provider, TAG_ACCESS, TAG_CREATED_BY, TAG_DEADLINE, TAG_ROLE, TAG_TOKEN};
 
 /// What a reachability probe learns about one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,13 +129,19 @@ impl Ec2Provider {
                 if launched + grace.as_secs() > now || doomed.contains(&rec.id) {
                     continue;
                 }
+                let running = i.state().and_then(|s| s.name()) == Some(&InstanceStateName::Running);
+                let builder = tag(i, TAG_ROLE).as_deref() == Some(IMAGE_BUILD_ROLE);
+                if !running || builder {
+                    continue;
+                }
                 let target = ProbeTarget {
                     id: rec.id.clone(),
                     address: i
                         .public_ip_address()
                         .or(i.private_ip_address())
                         .map(str::to_owned),
-                    ssm: tag(i, TAG_ACCESS).as_deref() == Some("ssm"),
+                    ssm: tag(i, TAG_ACCESS).as_deref() == Some("ssm")
+                        || i.platform() == Some(&PlatformValues::Windows),
                 };
                 if !probe(target).await {
                     tracing::info!(instance = %rec.id, "sweeping: unreachable after the grace period");

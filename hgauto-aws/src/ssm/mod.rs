@@ -960,7 +960,7 @@ fn file_mode(path: &Path) -> Result<u32> {
         .map_err(|e| Error::io("stat", path, "localhost", e))?
         .permissions()
         .mode()
-        & 0o7777)
+        & hgauto_core::fsutil::MODE_MASK)
 }
 
 /// Streams `body` into a temp file next to `local`, checks its sha256 against `sha` (when
@@ -1009,8 +1009,13 @@ async fn download_to(
             actual,
         });
     }
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("chmod", tmp.path(), "localhost", e))?;
+    // The temp file was 0600 while it filled (tempfile creates it so); only the
+    // permission bits of the remote mode land.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::fs::Permissions::from_mode(mode & hgauto_core::fsutil::MODE_MASK),
+    )
+    .map_err(|e| Error::io("chmod", tmp.path(), "localhost", e))?;
     tmp.persist(local)
         .map_err(|e| Error::io("rename into", local, "localhost", e.error))?;
     Ok(())

@@ -38,7 +38,7 @@ fn stop_file(token: &str) -> String {
 /// command's, or 137 when the kill came first.
 pub(crate) fn posix(cmd: &Command, home: &str, token: &str, stdin: &Stdin) -> Result<String> {
     let rendered = q(&render_posix(cmd)?, "command")?;
-    let home = q(home, "home directory")?;
+    let home = hgauto_core::render::posix_path(OsStr::new(home), "home directory")?;
     let pid = pid_file(token);
     let stop = stop_file(token);
     let input = match stdin {
@@ -54,8 +54,8 @@ pub(crate) fn posix(cmd: &Command, home: &str, token: &str, stdin: &Stdin) -> Re
         ),
     };
     Ok(format!(
-        "export HOME={home}\n\
-         mkdir -p -- \"$HOME\" && cd -- \"$HOME\" || exit 1\n\
+        "unset CDPATH\nexport HOME={home}\n\
+         mkdir -p \"$HOME\" && cd \"$HOME\" || exit 1\n\
          hgauto_pid={pid}\n\
          hgauto_stop={stop}\n\
          {input}\n\
@@ -101,10 +101,11 @@ pub(crate) fn powershell(cmd: &Command, home: &str) -> Result<String> {
 
 /// Exit codes of the transfer helpers: 3 = source missing, 4 = sha256 mismatch.
 pub(crate) fn put_posix(remote: &str, url: &str, sha: &str, mode: u32) -> Result<String> {
-    let dest = q(remote, "remote path")?;
+    let dest = hgauto_core::render::posix_path(OsStr::new(remote), "remote path")?;
+    let mode = mode & hgauto_core::fsutil::MODE_MASK;
     let url = q(url, "download URL")?;
     Ok(format!(
-        "d={dest}\n\
+        "umask 077\nd={dest}\n\
          mkdir -p -- \"$(dirname -- \"$d\")\" || exit 1\n\
          t=\"$d.hgauto-put.$$\"\n\
          {} || {{ rm -f -- \"$t\"; exit 1; }}\n\
@@ -117,7 +118,7 @@ pub(crate) fn put_posix(remote: &str, url: &str, sha: &str, mode: u32) -> Result
 
 /// Uploads `remote` to the presigned PUT `url`; prints its mode and sha256.
 pub(crate) fn get_posix(remote: &str, url: &str) -> Result<String> {
-    let src = q(remote, "remote path")?;
+    let src = hgauto_core::render::posix_path(OsStr::new(remote), "remote path")?;
     let url = q(url, "upload URL")?;
     Ok(format!(
         "s={src}\n\

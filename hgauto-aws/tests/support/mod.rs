@@ -238,6 +238,27 @@ fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std
     Ok(())
 }
 
+/// Runs the ignored test `name` of this test binary in a child process with `set` added to
+/// and `remove` taken from its environment (the environment is process-wide, so a test
+/// that needs another one must not change ours), and asserts that it passed.
+pub fn run_child_test(name: &str, set: &[(&str, &str)], remove: &[&str]) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", name, "--test-threads=1"]);
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+    for k in remove {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Env vars through which a crash test tells its child process where moto and the state are.
 pub const CHILD_ENDPOINT: &str = "HGAUTO_TEST_CHILD_ENDPOINT";
 pub const CHILD_STATE: &str = "HGAUTO_TEST_CHILD_STATE";
@@ -256,6 +277,8 @@ pub fn config_for(endpoint: &str, state: &std::path::Path) -> AwsConfig {
         .with_endpoint(endpoint)
         .with_state_dir(state)
         .with_allowed_cidr("127.0.0.1/32")
+        // moto's consoles never show host keys: do not wait for them.
+        .with_host_key_wait(std::time::Duration::ZERO)
 }
 
 /// Starts the ignored test `child_test` of this test binary as a child process pointed at

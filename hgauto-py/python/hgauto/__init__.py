@@ -41,6 +41,7 @@ from ._hgauto import (
     fan_out,
 )
 from .errors import (
+    ApiError,
     AuthError,
     BackendError,
     CommandFailed,
@@ -66,6 +67,7 @@ atexit.register(_shutdown)
 
 __all__ = [
     "FEATURES",
+    "ApiError",
     "Artifact",
     "AuthError",
     "BackendError",

@@ -27,6 +27,7 @@ __all__ = [
     "HostKeyError",
     "AuthError",
     "ProvisionError",
+    "ApiError",
     "Interrupted",
     "BackendError",
 ]
@@ -145,6 +146,23 @@ class ProvisionError(HgautoError):
     action: str
     resource: str
     reason: str
+
+
+class ApiError(HgautoError):
+    """A cloud API call failed in a way no other class describes: throttled, unavailable
+    (``retryable`` is true for both) or other.
+
+    Every exception raised for a cloud API call, of this class or another (``NotFound``,
+    ``AuthError``, ``ConflictError``, ``InvalidInput``, ``ProvisionError``), also carries
+    ``service``, ``action``, ``resource``, the service's error ``code`` and
+    ``error_class``.
+    """
+
+    service: str
+    action: str
+    resource: str
+    code: str
+    error_class: str
 
 
 class Interrupted(HgautoError):

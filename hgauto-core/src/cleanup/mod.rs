@@ -1,0 +1,229 @@
+//! Machines that are terminated on every exit path: [`TemporaryMachines`] and
+//! [`with_machines`].
+//!
+//! - Normal return and error: [`with_machines`] terminates before returning.
+//! - Panic, or a dropped future: the guard's `Drop` terminates. `Drop` cannot `.await`, so
+//!   on a multi-thread runtime it blocks in place (other workers keep the provider's
+//!   connections going); on a current-thread runtime, whose only thread may be what drives
+//!   those connections, it waits at most 5 s and lets the rest finish in the background
+//!   (counted by [`crate::background::drain`]); outside a runtime it uses a helper thread.
+//! - SIGINT / SIGTERM / SIGHUP: see [`SignalHandling`]; by default the first
+//!   guard installs a handler that terminates every live guard's machines and then lets the
+//!   signal kill the process; a program can handle signals itself and call [`interrupt`].
+//! - SIGKILL: nothing can run; the ledger lists what was created, and
+//!   [`ResourceProvider::purge`] (or a sweep) removes it.
+
+mod signals;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use signals::{install_signal_handler, lock_live, register, InFlight};
+pub use signals::{interrupt, interrupted, is_interrupted, set_signal_handling, SignalHandling};
+
+use crate::error::{Error, Result};
+use crate::machine::RemoteMachine;
+use crate::provider::ResourceProvider;
+use crate::spec::MachineSpec;
+
+/// How long `Drop` on a current-thread runtime waits for termination before letting it
+/// finish in the background (it cannot wait longer: that runtime may be what drives the
+/// provider's connections).
+const DROP_WAIT: Duration = Duration::from_secs(5);
+
+/// Machines that are terminated when this guard goes away, however it goes away.
+///
+/// Prefer [`with_machines`]; use the guard directly when the machines must outlive one
+/// closure. Call [`terminate`](Self::terminate) to clean up with error reporting; dropping
+/// the guard cleans up too, but can only log failures.
+pub struct TemporaryMachines {
+    provider: Arc<dyn ResourceProvider>,
+    machines: Vec<Arc<dyn RemoteMachine>>,
+    key: Option<u64>,
+}
+
+impl std::fmt::Debug for TemporaryMachines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporaryMachines")
+            .field("provider", &self.provider.name())
+            .field("machines", &self.ids())
+            .finish()
+    }
+}
+
+impl TemporaryMachines {
+    /// Provisions `count` machines of `spec` under a guard.
+    pub async fn provision(
+        provider: Arc<dyn ResourceProvider>,
+        spec: &MachineSpec,
+        count: usize,
+    ) -> Result<Self> {
+        install_signal_handler();
+        if is_interrupted() {
+            return Err(Error::Interrupted {
+                signal: libc::SIGINT,
+            });
+        }
+        let flight = InFlight::enter();
+        let machines = provider.provision(spec, count).await?;
+        let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
+        let key = register(provider.clone(), ids);
+        drop(flight);
+        Ok(TemporaryMachines {
+            provider,
+            machines,
+            key: Some(key),
+        })
+    }
+
+    /// The machines.
+    pub fn machines(&self) -> &[Arc<dyn RemoteMachine>] {
+        &self.machines
+    }
+
+    /// The machine ids.
+    pub fn ids(&self) -> Vec<String> {
+        self.machines.iter().map(|m| m.id().to_owned()).collect()
+    }
+
+    /// Terminates the machines now.
+    pub async fn terminate(mut self) -> Result<()> {
+        match self.key.take() {
+            Some(key) => {
+                lock_live().remove(&key);
+                self.provider.terminate(&self.ids()).await
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TemporaryMachines {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        // An interrupt may already have taken (and be terminating) these machines.
+        if lock_live().remove(&key).is_none() {
+            return;
+        }
+        let provider = self.provider.clone();
+        let ids = self.ids();
+        if let Err(e) = terminate_from_drop(provider, ids.clone()) {
+            tracing::error!(machines = ?ids, error = %e, "could not terminate machines on drop; run purge");
+        }
+    }
+}
+
+/// Runs `provider.terminate(ids)` from synchronous code (see the [module docs](self) for
+/// how it waits on each kind of runtime).
+fn terminate_from_drop(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) -> Result<()> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| h.block_on(provider.terminate(&ids)))
+        }
+        Ok(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let held = crate::background::hold();
+            let shown = ids.clone();
+            on_helper_thread(provider, ids, move |r| {
+                let _ = tx.send(r);
+                drop(held);
+            })?;
+            match rx.recv_timeout(DROP_WAIT) {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        machines = ?shown,
+                        "termination continues in the background; call background::drain before exiting"
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Err(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            on_helper_thread(provider, ids, move |r| {
+                let _ = tx.send(r);
+            })?;
+            rx.recv().unwrap_or_else(|_| {
+                Err(Error::Backend {
+                    backend: "cleanup".into(),
+                    message: "terminate panicked".into(),
+                    retryable: false,
+                    source: None,
+                })
+            })
+        }
+    }
+}
+
+/// Terminates on a new thread with its own runtime, handing the result to `done`.
+fn on_helper_thread(
+    provider: Arc<dyn ResourceProvider>,
+    ids: Vec<String>,
+    done: impl FnOnce(Result<()>) + Send + 'static,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("hgauto-terminate".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Backend {
+                    backend: "cleanup".into(),
+                    message: format!("could not start a runtime to terminate machines: {e}"),
+                    retryable: false,
+                    source: None,
+                })
+                .and_then(|rt| rt.block_on(provider.terminate(&ids)));
+            done(result);
+        })
+        .map(drop)
+        .map_err(|e| Error::Backend {
+            backend: "cleanup".into(),
+            message: format!("could not start a thread to terminate machines: {e}"),
+            retryable: false,
+            source: None,
+        })
+}
+
+/// Provisions `count` machines, runs `f` with them, and terminates them on every exit path
+/// (see the [module docs](self)). The result of `f` is returned; if `f` succeeded but
+/// termination failed, the termination error is returned instead.
+///
+/// ```no_run
+/// # async fn demo() -> hgauto_core::Result<()> {
+/// use std::sync::Arc;
+/// use hgauto_core::{with_machines, Command, LocalProvider, MachineSpec, RemoteMachine};
+/// let provider = Arc::new(LocalProvider::from_env()?);
+/// let uname = with_machines(provider, &MachineSpec::linux(), 2, |ms| async move {
+///     let out = ms[0].exec(&Command::new("uname")).await?;
+///     Ok(out.stdout_str())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn with_machines<T, F, Fut>(
+    provider: Arc<dyn ResourceProvider>,
+    spec: &MachineSpec,
+    count: usize,
+    f: F,
+) -> Result<T>
+where
+    F: FnOnce(Vec<Arc<dyn RemoteMachine>>) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let guard = TemporaryMachines::provision(provider, spec, count).await?;
+    let result = f(guard.machines().to_vec()).await;
+    let terminated = guard.terminate().await;
+    match (result, terminated) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(t)) => Err(t),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(t)) => {
+            tracing::error!(error = %t, "terminate failed after an error; run purge");
+            Err(e)
+        }
+    }
+}

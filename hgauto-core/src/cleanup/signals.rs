@@ -1,0 +1,218 @@
+//! What happens on SIGINT, SIGTERM and SIGHUP while machines are held, and the hook an
+//! embedding program uses instead.
+//!
+//! By default ([`SignalHandling::Install`]) the first [`TemporaryMachines`] guard installs a
+//! handler (on its own thread) that calls [`interrupt`] and then re-raises the signal with
+//! its default action, so the process still dies of it and its parent sees that. A program
+//! that owns its signals (an agent that finishes or releases its job on SIGTERM) sets
+//! [`SignalHandling::Manual`] before creating any guard, and calls [`interrupt`] itself when
+//! it wants every guard's machines gone; [`interrupted`] lets its tasks notice.
+//!
+//! [`TemporaryMachines`]: super::TemporaryMachines
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::provider::ResourceProvider;
+
+/// How long [`interrupt`] waits for in-flight provisions before cleaning up anyway.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(60);
+/// How long [`interrupt`] gives each provider's `terminate`.
+const TERMINATE_WAIT: Duration = Duration::from_secs(120);
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+/// 0: install on first guard (default); 1: manual; 2: installed.
+static HANDLING: AtomicU8 = AtomicU8::new(0);
+
+/// Who handles SIGINT, SIGTERM and SIGHUP while machines are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalHandling {
+    /// hgauto installs its handler with the first guard: the signal terminates every
+    /// guard's machines, then kills the process as it would have (the default).
+    Install,
+    /// The program handles its signals and calls [`interrupt`] itself.
+    Manual,
+}
+
+/// Chooses who handles signals. Call it before the first guard is created: once hgauto's
+/// handler is installed it stays, and choosing [`SignalHandling::Manual`] then is an error.
+pub fn set_signal_handling(handling: SignalHandling) -> Result<()> {
+    let want = match handling {
+        SignalHandling::Install => 0,
+        SignalHandling::Manual => 1,
+    };
+    match HANDLING.compare_exchange(0, want, Ordering::SeqCst, Ordering::SeqCst) {
+        Ok(_) => Ok(()),
+        Err(current) if current == want || (current == 2 && want == 0) => Ok(()),
+        Err(1) => {
+            HANDLING.store(want, Ordering::SeqCst);
+            Ok(())
+        }
+        Err(_) => Err(Error::invalid(
+            "signal handling",
+            "hgauto's signal handler is already installed (choose Manual before the first \
+             TemporaryMachines or with_machines)",
+        )),
+    }
+}
+
+fn notify() -> &'static Notify {
+    static N: OnceLock<Notify> = OnceLock::new();
+    N.get_or_init(Notify::new)
+}
+
+/// True once [`interrupt`] ran (a signal arrived, or the program asked). Providers check it
+/// to stop creating machines.
+pub fn is_interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Resolves once the process is interrupted (immediately if it already is).
+pub async fn interrupted() {
+    loop {
+        let notified = notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if is_interrupted() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+pub(super) type Live = HashMap<u64, (Arc<dyn ResourceProvider>, Vec<String>)>;
+
+fn live() -> &'static Mutex<Live> {
+    static LIVE: OnceLock<Mutex<Live>> = OnceLock::new();
+    LIVE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+pub(super) fn lock_live() -> std::sync::MutexGuard<'static, Live> {
+    live().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Registers a guard's machines; returns its key.
+pub(super) fn register(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) -> u64 {
+    let key = NEXT_KEY.fetch_add(1, Ordering::SeqCst);
+    lock_live().insert(key, (provider, ids));
+    key
+}
+
+/// Counts a provision in flight while alive.
+pub(super) struct InFlight;
+
+impl InFlight {
+    pub(super) fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Cleans up as a signal would, without exiting: marks the process interrupted (providers
+/// stop creating machines, [`interrupted`] resolves), waits up to 60 s for provisions in
+/// flight, then terminates the machines of every live guard (each provider gets 120 s).
+/// Returns how many machine sets were terminated. Guards whose machines it took do nothing
+/// more when they drop.
+pub async fn interrupt(signal: i32) -> usize {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    notify().notify_waiters();
+    tracing::warn!(signal, "interrupted: terminating machines");
+    let started = Instant::now();
+    while IN_FLIGHT.load(Ordering::SeqCst) > 0 && started.elapsed() < IN_FLIGHT_WAIT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let entries: Vec<(Arc<dyn ResourceProvider>, Vec<String>)> =
+        lock_live().drain().map(|(_, v)| v).collect();
+    let count = entries.len();
+    let jobs = entries.into_iter().map(|(provider, ids)| async move {
+        match tokio::time::timeout(TERMINATE_WAIT, provider.terminate(&ids)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(machines = ?ids, error = %e, "terminate failed; run purge")
+            }
+            Err(_) => tracing::error!(machines = ?ids, "terminate timed out; run purge"),
+        }
+    });
+    futures::future::join_all(jobs).await;
+    count
+}
+
+/// Installs hgauto's handler once per process, unless the program chose
+/// [`SignalHandling::Manual`].
+pub(super) fn install_signal_handler() {
+    if HANDLING
+        .compare_exchange(0, 2, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return; // manual, or already installed
+    }
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("hgauto-signals".into())
+        .spawn(move || signal_thread(ready_tx));
+    match spawned {
+        // Wait until the handlers are registered, so a signal right after provisioning is
+        // never missed.
+        Ok(_) => {
+            let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+        }
+        Err(e) => tracing::error!(error = %e, "could not start the signal thread"),
+    }
+}
+
+fn signal_thread(ready: std::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "no runtime for signal handling");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            tracing::error!("could not register SIGINT/SIGTERM/SIGHUP handlers");
+            return;
+        };
+        let _ = ready.send(());
+        let sig = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+            _ = hup.recv() => libc::SIGHUP,
+        };
+        interrupt(sig).await;
+        reraise(sig);
+    });
+}
+
+/// Restores the default action for `sig` and raises it, so the process ends as if the
+/// signal had not been caught.
+fn reraise(sig: i32) -> ! {
+    // SAFETY: resetting a disposition and raising a signal have no memory-safety
+    // preconditions.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig)
+}
