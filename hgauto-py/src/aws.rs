@@ -29,13 +29,18 @@ fn config(py: Python<'_>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<AwsC
                 continue;
             } else if let Ok(b) = v.extract::<bool>() {
                 serde_json::Value::Bool(b)
+            } else if let Ok(n) = v.extract::<u64>() {
+                serde_json::Value::from(n)
             } else if let Ok(p) = v.extract::<PathBuf>() {
                 // str and os.PathLike alike.
                 serde_json::Value::String(p.to_string_lossy().into_owned())
             } else {
                 return Err(to_py(
                     py,
-                    Error::invalid(format!("AWS setting {key}"), "must be a string or a bool"),
+                    Error::invalid(
+                        format!("AWS setting {key}"),
+                        "must be a string, a bool or a whole number",
+                    ),
                 ));
             };
             fields.insert(key, value);

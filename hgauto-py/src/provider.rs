@@ -258,7 +258,16 @@ impl MachineSet {
                 Error::invalid("machines()", "this context manager was already entered"),
             ));
         }
-        let ms = provision_guarded(py, self.provider.clone(), self.spec.clone(), self.count)?;
+        // SIGTERM/SIGHUP clean up like Ctrl-C while the block is open (hgauto._signals).
+        let signals = py.import("hgauto._signals")?;
+        signals.call_method0("enter")?;
+        let ms = match provision_guarded(py, self.provider.clone(), self.spec.clone(), self.count) {
+            Ok(ms) => ms,
+            Err(e) => {
+                signals.call_method0("leave")?;
+                return Err(e);
+            }
+        };
         *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
             ms.iter().map(|m| m.id().to_owned()).collect();
         let objs = ms
@@ -278,9 +287,11 @@ impl MachineSet {
     ) -> PyResult<bool> {
         let ids = std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
         if ids.is_empty() {
+            py.import("hgauto._signals")?.call_method0("leave")?;
             return Ok(false);
         }
         let result = terminate_guarded(py, self.provider.clone(), ids.clone());
+        py.import("hgauto._signals")?.call_method0("leave")?;
         match (result, exc_type) {
             (Ok(()), _) => Ok(false),
             // Do not hide the exception that ended the block; say what leaked.

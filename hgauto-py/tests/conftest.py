@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -169,12 +169,14 @@ class Moto:
 
     endpoint: str
 
-    def settings(self, state_dir: Path) -> Dict[str, str]:
+    def settings(self, state_dir: Path) -> Dict[str, Any]:
         return {
             "region": "us-east-1",
             "endpoint_url": self.endpoint,
             "state_dir": str(state_dir),
             "allowed_cidr": "127.0.0.1/32",
+            # moto's consoles never show host keys: do not wait for them.
+            "host_key_wait": 0,
         }
 
 

@@ -111,7 +111,8 @@ PROVISION_SCRIPT = """
 import sys, time, hgauto, hgauto.aws
 endpoint, state, image = sys.argv[1:4]
 provider = hgauto.aws.Ec2Provider(region="us-east-1", endpoint_url=endpoint, state_dir=state,
-                                  allowed_cidr="127.0.0.1/32", prefix="hgpy-int-")
+                                  allowed_cidr="127.0.0.1/32", prefix="hgpy-int-",
+                                  host_key_wait=0)
 print("provisioning", flush=True)
 with provider.machines(hgauto.MachineSpec(image=image, instance_type="t3.micro"), count=3) as ms:
     print("inside", flush=True)
@@ -144,6 +145,59 @@ def test_sigint_leaves_no_instances(moto: Moto, tmp_path: Path, when: str) -> No
     assert "KeyboardInterrupt" in err, err
     print(f"interrupted at {when!r}; printed afterwards: {out!r}")
     assert live(moto, "hgpy-int-") == []
+
+
+TERMINATION_SCRIPT = """
+import os, signal, sys, time, hgauto, hgauto.aws
+endpoint, state, image, prefix, own = sys.argv[1:6]
+if own == "1":
+    # The script's own handler: it must still run (chained), before the cleanup.
+    signal.signal(signal.SIGTERM, lambda s, f: print("own handler ran", flush=True))
+provider = hgauto.aws.Ec2Provider(region="us-east-1", endpoint_url=endpoint, state_dir=state,
+                                  allowed_cidr="127.0.0.1/32", prefix=prefix, host_key_wait=0)
+print("provisioning", flush=True)
+try:
+    with provider.machines(hgauto.MachineSpec(image=image, instance_type="t3.micro"), count=3):
+        print("inside", flush=True)
+        time.sleep(60)
+except Exception:
+    print("an Exception handler swallowed it", flush=True)
+print("not reached", flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig_name", ["SIGTERM", "SIGHUP"])
+def test_termination_signals_leave_no_instances(moto: Moto, tmp_path: Path, sig_name: str) -> None:
+    """What CI systems send on cancel or timeout: at random moments, during provisioning
+    and inside the block, every instance is terminated and the process dies of the signal."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sig = getattr(signal, sig_name)
+    image = boto(moto, "ec2").describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    rng = random.Random(20261129 + sig)
+    trials = 10 if sig == signal.SIGTERM else 3
+    for trial in range(trials):
+        prefix = f"hgpy-{sig_name.lower()}-{trial}-"
+        own = "1" if trial % 3 == 1 else "0"
+        child = subprocess.Popen(
+            [sys.executable, "-c", TERMINATION_SCRIPT, moto.endpoint,
+             str(tmp_path / str(trial)), image, prefix, own],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "provisioning"
+        time.sleep(rng.uniform(0.0, 1.5))
+        child.send_signal(sig)
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == -sig, (trial, child.returncode, out, err)
+        assert "not reached" not in out and "swallowed" not in out, (trial, out)
+        if own == "1" and sig == signal.SIGTERM:
+            assert "own handler ran" in out, (trial, out, err)
+        assert live(moto, prefix) == [], (trial, out, err)
 
 
 def test_settings_come_from_the_environment_without_region(

@@ -21,7 +21,12 @@ def test_hierarchy_reuses_builtins() -> None:
     assert issubclass(hgauto.NotFound, FileNotFoundError)
     assert issubclass(hgauto.NotSupported, NotImplementedError)
     for name in hgauto.errors.__all__:
-        assert issubclass(getattr(hgauto.errors, name), hgauto.HgautoError)
+        if name != "Terminated":
+            assert issubclass(getattr(hgauto.errors, name), hgauto.HgautoError)
+    # Like KeyboardInterrupt, SIGTERM's exception is not swallowed by `except Exception`.
+    assert issubclass(hgauto.Terminated, BaseException)
+    assert not issubclass(hgauto.Terminated, Exception)
+    assert hgauto.Terminated(15).signal == 15
 
 
 def test_connection_refused_is_a_retryable_network_error(tmp_path: Path) -> None:

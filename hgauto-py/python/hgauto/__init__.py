@@ -40,6 +40,7 @@ from ._hgauto import (
     download,
     fan_out,
 )
+from . import _signals
 from .errors import (
     ApiError,
     AuthError,
@@ -59,10 +60,14 @@ from .errors import (
     PermissionDenied,
     ProvisionError,
     SpawnError,
+    Terminated,
     Timeout,
 )
 
-# At exit, give interrupted commands' clean-up (killing them on their machines) time to run.
+# At exit (hooks run last-registered first): give interrupted commands' clean-up (killing them
+# on their machines) time to run, then, if a SIGTERM/SIGHUP ended a machine block uncaught,
+# die of that signal.
+atexit.register(_signals._die_of_pending_signal)
 atexit.register(_shutdown)
 
 __all__ = [
@@ -100,6 +105,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "SpawnError",
+    "Terminated",
     "SyncReport",
     "Timeout",
     "VenvReport",

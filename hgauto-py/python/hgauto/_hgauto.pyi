@@ -478,15 +478,15 @@ class SshPublisher(Publisher):
 class Ec2Provider(Provider):
     """EC2 machines; keyword arguments are AwsConfig fields (region, endpoint_url, profile,
     prefix, state_dir, allowed_cidr, instance_type, linux_image, ssh_user, owner,
-    allow_unknown_region, linux_access, windows_image, ssm_bucket). Without region, the
-    HGAUTO_* environment supplies the settings."""
+    allow_unknown_region, linux_access, windows_image, ssm_bucket, host_key_wait,
+    api_timeout). Without region, the HGAUTO_* environment supplies the settings."""
 
-    def __new__(cls, **settings: Union[str, bool, "os.PathLike[str]", None]) -> Self: ...
+    def __new__(cls, **settings: Union[str, bool, int, "os.PathLike[str]", None]) -> Self: ...
     def ssm_machine(self, instance_id: str, *, platform: str = "linux") -> SsmMachine:
         """An SSM machine for an instance of this provider."""
     @property
     def private_key_path(self) -> Path:
-        """The automation key pair's private key (mode 0600)."""
+        """This state directory's key pair's private key (mode 0600)."""
 
 @final
 class SsmMachine(Machine):
@@ -497,7 +497,7 @@ class SsmMachine(Machine):
         instance_id: str,
         *,
         platform: str = "linux",
-        **settings: Union[str, bool, "os.PathLike[str]", None],
+        **settings: Union[str, bool, int, "os.PathLike[str]", None],
     ) -> Self: ...
 
 @final
@@ -508,5 +508,5 @@ class S3Publisher(Publisher):
         cls,
         bucket: str,
         prefix: str = "",
-        **settings: Union[str, bool, "os.PathLike[str]", None],
+        **settings: Union[str, bool, int, "os.PathLike[str]", None],
     ) -> Self: ...

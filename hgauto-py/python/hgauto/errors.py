@@ -29,6 +29,7 @@ __all__ = [
     "ProvisionError",
     "ApiError",
     "Interrupted",
+    "Terminated",
     "BackendError",
 ]
 
@@ -148,6 +149,20 @@ class ProvisionError(HgautoError):
     reason: str
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while a ``provider.machines(...)`` block was open.
+
+    Raised in the main thread so the block terminates its machines; like
+    ``KeyboardInterrupt`` it is not an ``Exception``. Uncaught, the process then dies of
+    ``signal`` (see :mod:`hgauto._signals`).
+    """
+
+    def __init__(self, signal: int) -> None:
+        super().__init__(f"terminated by signal {signal}")
+        #: The signal number (15 for SIGTERM, 1 for SIGHUP).
+        self.signal = signal
+
+
 class ApiError(HgautoError):
     """A cloud API call failed in a way no other class describes: throttled, unavailable
     (``retryable`` is true for both) or other.
@@ -177,7 +192,9 @@ class BackendError(HgautoError):
     backend: str
 
 
-_KINDS: Dict[str, Type[HgautoError]] = {name: globals()[name] for name in __all__}
+_KINDS: Dict[str, Type[HgautoError]] = {
+    name: globals()[name] for name in __all__ if name != "Terminated"
+}
 
 
 def _from_native(kind: str, message: str, attrs: Dict[str, Any]) -> HgautoError:
