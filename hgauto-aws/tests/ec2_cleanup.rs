@@ -67,8 +67,9 @@ async fn a_provision_cancelled_halfway_leaves_no_instance() {
     }
 }
 
-/// `Drop` on a current-thread runtime cannot block its only thread (which drives the
-/// provider's connections): it terminates without hanging.
+/// `Drop` on a current-thread runtime blocks its only thread while a helper thread
+/// terminates: it must not hang (the review suspected it would; it does not, and this
+/// guards that).
 #[test]
 fn a_guard_dropped_on_a_current_thread_runtime_terminates_without_hanging() {
     let moto = Moto::start();

@@ -79,22 +79,6 @@ where
     true
 }
 
-/// Counts work running outside tokio (a helper thread) as background work while alive, so
-/// [`drain`] waits for it too.
-pub struct Held(Finished);
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Held")
-    }
-}
-
-/// Starts counting one piece of background work; it ends when the returned value drops.
-pub fn hold() -> Held {
-    adjust(1);
-    Held(Finished)
-}
-
 /// How many background tasks of this process are still running.
 pub fn in_flight() -> usize {
     adjust(0)

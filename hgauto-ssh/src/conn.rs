@@ -84,6 +84,13 @@ pub(crate) fn transport(cfg: &SshConfig, error: TransportError) -> Error {
 
 /// Opens a new connection to `cfg`'s host.
 pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
+    connect_with(cfg, true)
+}
+
+/// A key exchange that found no common algorithm (`LIBSSH2_ERROR_KEX_FAILURE`).
+const KEX_FAILURE: i32 = -5;
+
+fn connect_with(cfg: &SshConfig, restrict_host_keys: bool) -> Result<Conn> {
     let started = Instant::now();
     let addr = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()
@@ -102,14 +109,24 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
     let mut sess =
         Session::new().map_err(|e| transport(cfg, TransportError::new("create session", e)))?;
     sess.set_compress(cfg.compress);
-    apply_ciphers(cfg, &sess)?;
+    let restricted = apply_ciphers(cfg, &sess, restrict_host_keys)?;
     sess.set_timeout(remaining.as_millis().min(u32::MAX as u128) as u32);
     let socket = tcp
         .try_clone()
         .map_err(|e| transport(cfg, TransportError::new("clone socket", e)))?;
     sess.set_tcp_stream(socket);
-    sess.handshake()
-        .map_err(|e| transport(cfg, TransportError::new("SSH handshake", e)))?;
+    if let Err(e) = sess.handshake() {
+        if restricted && e.code() == ssh2::ErrorCode::Session(KEX_FAILURE) {
+            // The host offers none of the key types we can check it with: connect once
+            // more, unrestricted, only to learn what it presents, and refuse it.
+            let presented = connect_with(cfg, false);
+            return Err(match presented {
+                Err(host_key @ Error::HostKey { .. }) => host_key,
+                _ => transport(cfg, TransportError::new("SSH handshake", e)),
+            });
+        }
+        return Err(transport(cfg, TransportError::new("SSH handshake", e)));
+    }
 
     verify_host_key(cfg, &sess)?;
     authenticate(cfg, &sess)?;
@@ -131,16 +148,19 @@ pub(crate) fn connect(cfg: &SshConfig) -> Result<Conn> {
 /// Applies the configured cipher preference (the server still chooses from our list), and
 /// with a pinned host key asks for that key's type, so a server with several host keys
 /// presents the pinned one.
-fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
+/// Returns whether the host key types were restricted to those we can check.
+fn apply_ciphers(cfg: &SshConfig, sess: &Session, restrict_host_keys: bool) -> Result<bool> {
     // Ask for the key type we can check: the pinned one, or those known_hosts records for
     // this host (a host with several keys must not present one we would refuse).
     let kinds: Vec<String> = match &cfg.host_keys {
+        _ if !restrict_host_keys => Vec::new(),
         HostKeyPolicy::Pinned(blob) => vec![crate::known_hosts::key_type(blob)
             .ok_or_else(|| Error::invalid("pinned host key", "is not an SSH public key blob"))?
             .to_owned()],
         _ => known_hosts::recorded_types(&cfg.known_hosts, &cfg.known_hosts_name())?,
     };
-    if !kinds.is_empty() {
+    let restricted = !kinds.is_empty();
+    if restricted {
         let methods = kinds
             .iter()
             .map(|k| known_hosts::host_key_methods(k))
@@ -158,7 +178,7 @@ fn apply_ciphers(cfg: &SshConfig, sess: &Session) -> Result<()> {
             })?;
         }
     }
-    Ok(())
+    Ok(restricted)
 }
 
 fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {

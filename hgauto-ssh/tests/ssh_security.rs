@@ -218,3 +218,120 @@ async fn wait_ready_retries_until_the_server_comes_up_and_times_out_when_it_does
         .unwrap();
     drop(starter.join().unwrap());
 }
+
+/// A host known with one key type that presents another (an attacker without the known
+/// key, or a server reinstalled behind the same name): accept-new must not trust it.
+#[tokio::test]
+async fn accept_new_refuses_a_second_key_type_for_a_known_host() {
+    let keys = UserKeys::new();
+    let sshd = Sshd::start("127.0.0.3", &keys);
+    let state = tempfile::tempdir().unwrap();
+    let cfg = sshd.config(&keys, state.path());
+    SshMachine::from_config(cfg.clone())
+        .exec(&true_cmd())
+        .await
+        .unwrap();
+    let port = sshd.port;
+    drop(sshd);
+    std::thread::sleep(Duration::from_millis(100));
+    let rsa = Sshd::start_typed("127.0.0.3", &keys, Some(port), "rsa").launch();
+    let err = SshMachine::from_config(cfg.clone())
+        .exec(&true_cmd())
+        .await
+        .unwrap_err();
+    match &err {
+        Error::HostKey { reason, actual, .. } => {
+            assert!(reason.contains("another key type"), "{reason}");
+            assert_eq!(actual, &fingerprint(&rsa.host_key()));
+        }
+        other => panic!("expected a host key error, got {other:?}"),
+    }
+    let recorded = std::fs::read_to_string(&cfg.known_hosts).unwrap();
+    assert_eq!(recorded.lines().count(), 1, "nothing was added: {recorded}");
+}
+
+/// Cloud machines are recorded under their instance id: a new instance that gets an old
+/// one's address has its own entry instead of failing on the old key forever.
+#[tokio::test]
+async fn keys_recorded_under_an_alias_survive_a_recycled_address() {
+    let keys = UserKeys::new();
+    let sshd = Sshd::start("127.0.0.3", &keys);
+    let state = tempfile::tempdir().unwrap();
+    let first = sshd
+        .config(&keys, state.path())
+        .with_host_key_alias("i-0aaa");
+    SshMachine::from_config(first.clone())
+        .exec(&true_cmd())
+        .await
+        .unwrap();
+    let sshd = sshd.restart_with_new_host_key(&keys);
+    let second = sshd
+        .config(&keys, state.path())
+        .with_host_key_alias("i-0bbb");
+    SshMachine::from_config(second)
+        .exec(&true_cmd())
+        .await
+        .unwrap();
+    let recorded = std::fs::read_to_string(&first.known_hosts).unwrap();
+    let names: Vec<&str> = recorded
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert_eq!(names, ["i-0aaa", "i-0bbb"], "{recorded}");
+    // The old instance's entry still guards the old instance.
+    let err = SshMachine::from_config(first)
+        .exec(&true_cmd())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HostKey { .. }), "{err:?}");
+}
+
+/// A secret put on a machine is never readable by others on the way: the temporary file
+/// is 0600 from its first byte, and the final mode is set at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_in_transit_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = UserKeys::new();
+    let sshd = Sshd::start("127.0.0.3", &keys);
+    let state = tempfile::tempdir().unwrap();
+    let m = SshMachine::from_config(sshd.config(&keys, state.path()));
+    let dir = format!("hgauto-transit-{}", std::process::id());
+    m.exec(&Command::new("mkdir").args(["-p", &dir]))
+        .await
+        .unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("secret");
+    std::fs::write(&src, vec![7u8; 96 * 1024 * 1024]).unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A watcher on the machine records the mode of every temporary file it sees.
+    // It stops once the file has landed (or after 30 s).
+    let watch = Command::script(format!(
+        "end=$(($(date +%s) + 30)); while [ \"$(date +%s)\" -lt $end ]; do \
+         for f in {dir}/.hgauto-put.*; do [ -e \"$f\" ] && stat -c %a \"$f\"; done; \
+         [ -e {dir}/secret ] && break; done 2>/dev/null; exit 0"
+    ));
+    let (watched, put) = tokio::join!(m.exec(&watch), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        m.put(&src, &format!("{dir}/secret")).await
+    });
+    put.unwrap();
+    let modes = watched.unwrap().stdout_str();
+    assert!(
+        !modes.trim().is_empty(),
+        "the watcher never saw the transfer"
+    );
+    // 0600 while the bytes arrive; the final mode only in the instant before the rename.
+    let lines: Vec<&str> = modes.lines().collect();
+    let private = lines.iter().take_while(|l| **l == "600").count();
+    assert!(private > 0, "modes seen in transit: {modes}");
+    assert!(
+        lines[private..].iter().all(|l| *l == "640"),
+        "modes seen in transit: {modes}"
+    );
+    let fin = m
+        .exec(&Command::new("stat").args(["-c", "%a", &format!("{dir}/secret")]))
+        .await
+        .unwrap();
+    assert_eq!(fin.stdout_str().trim(), "640");
+    let _ = m.exec(&Command::new("rm").args(["-rf", &dir])).await;
+}

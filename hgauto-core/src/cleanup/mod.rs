@@ -4,9 +4,7 @@
 //! - Normal return and error: [`with_machines`] terminates before returning.
 //! - Panic, or a dropped future: the guard's `Drop` terminates. `Drop` cannot `.await`, so
 //!   on a multi-thread runtime it blocks in place (other workers keep the provider's
-//!   connections going); on a current-thread runtime, whose only thread may be what drives
-//!   those connections, it waits at most 5 s and lets the rest finish in the background
-//!   (counted by [`crate::background::drain`]); outside a runtime it uses a helper thread.
+//!   connections going); elsewhere it waits for a helper thread with its own runtime.
 //! - SIGINT / SIGTERM / SIGHUP: see [`SignalHandling`]; by default the first
 //!   guard installs a handler that terminates every live guard's machines and then lets the
 //!   signal kill the process; a program can handle signals itself and call [`interrupt`].
@@ -17,7 +15,6 @@ mod signals;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use signals::{install_signal_handler, lock_live, register, InFlight};
 pub use signals::{interrupt, interrupted, is_interrupted, set_signal_handling, SignalHandling};
@@ -26,11 +23,6 @@ use crate::error::{Error, Result};
 use crate::machine::RemoteMachine;
 use crate::provider::ResourceProvider;
 use crate::spec::MachineSpec;
-
-/// How long `Drop` on a current-thread runtime waits for termination before letting it
-/// finish in the background (it cannot wait longer: that runtime may be what drives the
-/// provider's connections).
-const DROP_WAIT: Duration = Duration::from_secs(5);
 
 /// Machines that are terminated when this guard goes away, however it goes away.
 ///
@@ -122,26 +114,7 @@ fn terminate_from_drop(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) ->
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(|| h.block_on(provider.terminate(&ids)))
         }
-        Ok(_) => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let held = crate::background::hold();
-            let shown = ids.clone();
-            on_helper_thread(provider, ids, move |r| {
-                let _ = tx.send(r);
-                drop(held);
-            })?;
-            match rx.recv_timeout(DROP_WAIT) {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::warn!(
-                        machines = ?shown,
-                        "termination continues in the background; call background::drain before exiting"
-                    );
-                    Ok(())
-                }
-            }
-        }
-        Err(_) => {
+        _ => {
             let (tx, rx) = std::sync::mpsc::channel();
             on_helper_thread(provider, ids, move |r| {
                 let _ = tx.send(r);

@@ -104,6 +104,8 @@ pub struct Sshd {
     pub ip: String,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// The host key's type (`ed25519`, `rsa`, `ecdsa`).
+    pub host_key_type: String,
     child: Child,
 }
 
@@ -124,18 +126,53 @@ impl Sshd {
     /// Starts sshd with a given host key directory (to keep or change the host key) and
     /// extra config lines.
     pub fn start_with(ip: &str, keys: &UserKeys, port: Option<u16>, extra: &str) -> Sshd {
-        let dir = tempfile::tempdir().unwrap();
-        keygen(&dir.path().join("host_ed25519"));
-        Self::launch(ip, keys, dir, port, extra)
+        Self::start_typed(ip, keys, port, "ed25519")
+            .with_extra(extra)
+            .launch()
     }
 
-    fn launch(
-        ip: &str,
-        keys: &UserKeys,
-        dir: tempfile::TempDir,
-        port: Option<u16>,
-        extra: &str,
-    ) -> Sshd {
+    /// Starts sshd whose only host key is of type `kind` (`ed25519`, `rsa`, `ecdsa`).
+    pub fn start_typed(ip: &str, keys: &UserKeys, port: Option<u16>, kind: &str) -> SshdPlan {
+        let dir = tempfile::tempdir().unwrap();
+        keygen_type(&dir.path().join(format!("host_{kind}")), kind);
+        SshdPlan {
+            ip: ip.to_owned(),
+            authorized: keys.authorized(),
+            dir,
+            port,
+            kind: kind.to_owned(),
+            extra: String::new(),
+        }
+    }
+}
+
+/// An sshd about to start (see [`Sshd::start_typed`]).
+pub struct SshdPlan {
+    ip: String,
+    authorized: PathBuf,
+    dir: tempfile::TempDir,
+    port: Option<u16>,
+    kind: String,
+    extra: String,
+}
+
+impl SshdPlan {
+    pub fn with_extra(mut self, extra: &str) -> Self {
+        self.extra = extra.to_owned();
+        self
+    }
+
+    pub fn launch(self) -> Sshd {
+        let SshdPlan {
+            ip,
+            authorized,
+            dir,
+            port,
+            kind,
+            extra,
+        } = self;
+        let ip = ip.as_str();
+        let extra = extra.as_str();
         std::fs::create_dir_all("/run/sshd").ok(); // privilege separation directory
         let port = port.unwrap_or_else(|| free_port(ip));
         let config = format!(
@@ -143,9 +180,9 @@ impl Sshd {
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              UsePAM no\nStrictModes no\nPermitRootLogin yes\nX11Forwarding no\nPrintMotd no\n\
              MaxStartups 200:30:400\nLogLevel FATAL\nSubsystem sftp internal-sftp\n{extra}\n",
-            hk = dir.path().join("host_ed25519").display(),
+            hk = dir.path().join(format!("host_{kind}")).display(),
             pid = dir.path().join("sshd.pid").display(),
-            ak = keys.authorized().display(),
+            ak = authorized.display(),
         );
         let cfg = dir.path().join("sshd_config");
         std::fs::write(&cfg, config).unwrap();
@@ -163,6 +200,7 @@ impl Sshd {
             ip: ip.to_owned(),
             port,
             dir,
+            host_key_type: kind,
             child,
         };
         let started = Instant::now();
@@ -175,7 +213,9 @@ impl Sshd {
         }
         sshd
     }
+}
 
+impl Sshd {
     /// Stops this sshd and starts a new one on the same address and port with a *new* host key.
     pub fn restart_with_new_host_key(self, keys: &UserKeys) -> Sshd {
         let (ip, port) = (self.ip.clone(), self.port);
@@ -186,7 +226,12 @@ impl Sshd {
 
     /// The host's public key blob.
     pub fn host_key(&self) -> Vec<u8> {
-        public_blob(&self.dir.path().join("host_ed25519.pub"))
+        public_blob(
+            &self
+                .dir
+                .path()
+                .join(format!("host_{}.pub", self.host_key_type)),
+        )
     }
 
     /// A client config for this server, trusting its key on first use.
