@@ -4,21 +4,68 @@
 //! and stderr are serviced together: a command that fills stderr while we wait on stdout
 //! cannot deadlock the shared channel window.
 //!
-//! POSIX scripts never meet the login shell's own syntax: [`login_shell_command`] hands
-//! them to `/bin/sh` whatever the login shell is (fish, tcsh...). The script's first act is
-//! to print a marker with a fresh nonce and its pid (the process-group leader, since sshd
-//! runs each command in its own session) to stderr; the pid is what a timeout kills, and a
-//! run whose marker never came did not run our script at all, which is an error, never a
-//! success. What the login shell printed before the marker (a profile's noise) is not the
-//! command's output: it is logged at debug level, and quoted when the script never started.
+//! POSIX scripts never meet the login shell's own syntax: they reach `/bin/sh` whatever the
+//! login shell is. Until the host's login shell is known, [`login_shell_command`] wraps
+//! them in a form every common shell (fish and tcsh included) passes on unchanged; the
+//! marker then says which family the login shell is ([`LoginShell`]), and later commands
+//! take the cheapest exact form: as they are when the login shell is `/bin/sh` itself,
+//! `exec /bin/sh -c '...'` for another POSIX shell, the encoded wrapper for anything else.
+//!
+//! The script's first act is to print that marker (a fresh nonce, its pid, the family) to
+//! stderr. The pid is the process-group leader's (sshd runs each command in its own
+//! session), which a timeout kills; a run whose marker never came did not run our script at
+//! all, which is an error, never a success. What the login shell printed before the marker
+//! (a profile's noise) is not the command's output: it is logged at debug level, and quoted
+//! when the script never started.
 
 use std::io::{ErrorKind, Read, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use hgauto_core::render::login_shell_command;
+use hgauto_core::render::{login_shell_command, posix_login_command};
 use hgauto_core::ExitStatus;
 
 use crate::conn::{codes, Conn, TransportError};
+
+/// What a host's login shell is, as far as we know: how POSIX scripts must be wrapped.
+#[derive(Debug, Default)]
+pub(crate) struct LoginShell(AtomicU8);
+
+// 0 (the default): not known yet, so the encoded wrapper.
+const SHELL_IS_SH: u8 = 1;
+const SHELL_POSIX: u8 = 2;
+const SHELL_OTHER: u8 = 3;
+
+impl LoginShell {
+    fn get(&self) -> u8 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn learn(&self, family: &str) {
+        let v = match family {
+            "sh" => SHELL_IS_SH,
+            "posix" => SHELL_POSIX,
+            _ => SHELL_OTHER,
+        };
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// `script`, marked with `nonce`, as the command line for this login shell.
+    fn command(&self, script: &str, nonce: &str) -> hgauto_core::Result<String> {
+        // The family is worked out on every run (a few builtins), so a host whose login
+        // shell changes is noticed.
+        let marked = format!(
+            "case ${{SHELL##*/}} in sh) if [ \"$SHELL\" -ef /bin/sh ]; then f=sh; else f=posix; fi;; \
+             dash|bash|zsh|ksh|mksh|ksh93|ash|yash|lksh) f=posix;; *) f=other;; esac\n\
+             printf 'hgauto-pid-%s %s %s\\n' {nonce} \"$$\" \"$f\" >&2\n{script}"
+        );
+        match self.get() {
+            SHELL_IS_SH => Ok(format!("unset CDPATH\n{marked}")),
+            SHELL_POSIX => posix_login_command(&marked),
+            _ => login_shell_command(&marked),
+        }
+    }
+}
 
 /// What a channel runs.
 pub(crate) enum Script<'a> {
@@ -78,6 +125,8 @@ struct StderrFilter {
     marker: Option<String>,
     pending: Vec<u8>,
     pid: Option<i32>,
+    /// The login shell's family the marker reported.
+    family: Option<String>,
     /// What came before the marker (kept short), for the error when it never comes.
     before: Vec<u8>,
 }
@@ -88,6 +137,7 @@ impl StderrFilter {
             marker,
             pending: Vec::new(),
             pid: None,
+            family: None,
             before: Vec::new(),
         }
     }
@@ -108,9 +158,11 @@ impl StderrFilter {
                 return; // the pid is still on its way
             };
             let all = std::mem::take(&mut self.pending);
-            self.pid = std::str::from_utf8(&all[at + m.len()..at + nl])
-                .ok()
-                .and_then(|p| p.trim().parse().ok());
+            let mut words = std::str::from_utf8(&all[at + m.len()..at + nl])
+                .unwrap_or("")
+                .split_whitespace();
+            self.pid = words.next().and_then(|p| p.parse().ok());
+            self.family = words.next().map(str::to_owned);
             self.marker = None;
             self.note_before(&all[..at]);
             if !self.before.is_empty() {
@@ -157,18 +209,21 @@ fn would_block(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::WouldBlock
 }
 
-/// Runs `script` on a new channel of `conn`.
+/// Runs `script` on a new channel of `conn`, whose login shell is `shell` (learnt from the
+/// marker as it comes).
 pub(crate) fn run(
     conn: &mut Conn,
     script: Script<'_>,
     io: ExecIo<'_>,
     keepalive: Duration,
+    shell: &LoginShell,
 ) -> Result<ExecEnd, ExecFailure> {
     let (command, marker) = match script {
         Script::Posix(payload) => {
             let nonce = format!("{:016x}", rand::random::<u64>());
-            let marked = format!("printf 'hgauto-pid-%s %s\\n' {nonce} \"$$\" >&2\n{payload}");
-            let line = login_shell_command(&marked).map_err(ExecFailure::Invalid)?;
+            let line = shell
+                .command(payload, &nonce)
+                .map_err(ExecFailure::Invalid)?;
             (line, Some(format!("hgauto-pid-{nonce} ")))
         }
         Script::Raw(line) => (line.to_owned(), None),
@@ -185,6 +240,12 @@ pub(crate) fn run(
     conn.sess.set_blocking(false);
     let result = pump(conn, &mut channel, io, keepalive, marker);
     conn.sess.set_blocking(true);
+    if let Ok(Pumped {
+        family: Some(f), ..
+    }) = &result
+    {
+        shell.learn(f);
+    }
     match result {
         Ok(Pumped {
             timed_out: false,
@@ -233,6 +294,8 @@ struct Pumped {
     said: String,
     /// The deadline passed, or the caller left, before the command ended.
     timed_out: bool,
+    /// The login shell's family, as the marker reported it.
+    family: Option<String>,
 }
 
 /// Moves data until the remote side closes its output, or the deadline passes, or the
@@ -262,6 +325,7 @@ fn pump(
         started: filter.seen(),
         said: String::from_utf8_lossy(&filter.before).trim().to_owned(),
         timed_out,
+        family: filter.family.take(),
     };
     loop {
         let mut progress = false;
@@ -420,8 +484,9 @@ mod tests {
 
     #[test]
     fn marker_is_stripped_even_when_split_across_reads() {
-        let (f, got) = filter_all(&[b"hgauto-p", b"id-abc 42", b"42\nreal error\n"]);
+        let (f, got) = filter_all(&[b"hgauto-p", b"id-abc 42", b"42 posix\nreal error\n"]);
         assert_eq!(f.pid, Some(4242));
+        assert_eq!(f.family.as_deref(), Some("posix"));
         assert!(f.seen());
         assert_eq!(got, b"real error\n");
     }

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::SshConfig;
 use crate::conn::{connect, Conn, TransportError};
-use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, Script};
+use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, LoginShell, Script};
 use crate::sync;
 
 /// Why one attempt of an operation failed.
@@ -62,6 +62,8 @@ struct Inner {
     cfg: SshConfig,
     idle: Mutex<Vec<Conn>>,
     slots: Arc<Semaphore>,
+    /// What the host's login shell is (learnt from the first command).
+    shell: LoginShell,
 }
 
 impl Inner {
@@ -112,6 +114,7 @@ impl SshMachine {
                 cfg,
                 idle: Mutex::new(Vec::new()),
                 slots,
+                shell: LoginShell::default(),
             }),
         }
     }
@@ -220,8 +223,14 @@ impl SshMachine {
             deadline: None,
             abandoned: &|| false,
         };
-        let end = exec::run(conn, Script::Posix(script), io, keepalive)
-            .map_err(|f| OpError::from_exec(f, &self.inner.id))?;
+        let end = exec::run(
+            conn,
+            Script::Posix(script),
+            io,
+            keepalive,
+            &self.inner.shell,
+        )
+        .map_err(|f| OpError::from_exec(f, &self.inner.id))?;
         match end {
             ExecEnd::Exited(status) => Ok((status, err)),
             ExecEnd::TimedOut => Err(OpError::Other(Error::invalid(
@@ -323,7 +332,7 @@ impl RemoteMachine for SshMachine {
         let platform = self.inner.cfg.platform;
         let rendered = render(cmd, platform)?;
         let posix = platform == Platform::Linux;
-        let id = self.inner.id.clone();
+        let inner = self.inner.clone();
         let stdin = cmd.get_stdin().map(<[u8]>::to_vec);
         let timeout = cmd.get_timeout();
         let keepalive = self.inner.cfg.keepalive;
@@ -351,8 +360,8 @@ impl RemoteMachine for SshMachine {
             } else {
                 Script::Raw(&rendered)
             };
-            let end =
-                exec::run(conn, script, io, keepalive).map_err(|f| OpError::from_exec(f, &id))?;
+            let end = exec::run(conn, script, io, keepalive, &inner.shell)
+                .map_err(|f| OpError::from_exec(f, &inner.id))?;
             out.finish();
             err.finish();
             Ok((end, out.captured, err.captured))

@@ -15,6 +15,10 @@
 //!
 //! The decoded script starts with `set --` (the encoded copy in `$1` is not the script's
 //! business) and `unset CDPATH`.
+//!
+//! That costs a fork per command. When the login shell is known to be of the POSIX family
+//! (sh, dash, bash, zsh, ksh...), whose single quotes all mean the same,
+//! [`posix_login_command`] is exact and cheaper: `exec /bin/sh -c '<script>'`.
 
 use std::fmt::Write as _;
 
@@ -52,6 +56,31 @@ pub fn login_shell_command(script: &str) -> Result<String> {
             format!(
                 "is {} bytes once encoded for the remote shell, and one command line holds \
                  at most {MAX_COMMAND_LINE}; pass large data as stdin or with put",
+                out.len()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// For a login shell of the POSIX family: `exec /bin/sh -c '<script>'`, single-quoted as
+/// every such shell reads it, so the script still runs under `/bin/sh`. Same limits as
+/// [`login_shell_command`].
+pub fn posix_login_command(script: &str) -> Result<String> {
+    if script.contains('\0') {
+        return Err(Error::invalid("script", "contains a NUL byte"));
+    }
+    let mut out = String::with_capacity(script.len() + 40);
+    out.push_str("exec /bin/sh -c '");
+    out.push_str(&"unset CDPATH\n".replace('\'', r"'\''"));
+    out.push_str(&script.replace('\'', r"'\''"));
+    out.push('\'');
+    if out.len() > MAX_COMMAND_LINE {
+        return Err(Error::invalid(
+            "command",
+            format!(
+                "is {} bytes on the command line, and one command line holds at most \
+                 {MAX_COMMAND_LINE}; pass large data as stdin or with put",
                 out.len()
             ),
         ));
@@ -99,6 +128,24 @@ mod tests {
             "[0][a b][it's][$(x)][!!][back\\slash][%s%d]"
         );
         assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn posix_shells_run_the_single_quoted_form_exactly() {
+        let script = "printf '[%s]' \"$#\" \"it's\" '$(x)' '!!'\nexit 4";
+        let line = posix_login_command(script).unwrap();
+        for shell in ["sh", "bash"] {
+            let out = std::process::Command::new(shell)
+                .args(["-c", &line])
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "[0][it's][$(x)][!!]",
+                "{shell}"
+            );
+            assert_eq!(out.status.code(), Some(4), "{shell}");
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::path::Path;
 use crate::command::{Command, Platform, Program};
 use crate::error::{Error, Result};
 
-pub use login_shell::{login_shell_command, MAX_COMMAND_LINE};
+pub use login_shell::{login_shell_command, posix_login_command, MAX_COMMAND_LINE};
 pub use powershell::{
     encode_powershell, powershell_script, quote_powershell, render_powershell, windows_argv_quote,
     windows_bat_command_line,
