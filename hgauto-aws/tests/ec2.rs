@@ -266,47 +266,6 @@ async fn key_pair_and_security_group_are_reconciled() {
     assert_eq!(ports, [(22, 22), (3389, 3389), (5985, 5986), (8080, 8080)]);
 }
 
-/// moto does not execute user data, so nothing powers the build instance off: this task
-/// plays that part, stopping each image-build instance once it runs.
-fn play_build_instances(client: aws_sdk_ec2::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let out = client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("tag:hgauto:role")
-                        .values("image-build")
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .values("running")
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-            let ids: Vec<String> = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect();
-            if !ids.is_empty() {
-                client
-                    .stop_instances()
-                    .set_instance_ids(Some(ids))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-}
-
 async fn build_instances_launched(p: &Ec2Provider) -> usize {
     let out = p
         .client()
@@ -329,7 +288,7 @@ async fn images_are_built_once_reused_and_stale_ones_removed() {
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
     let base = some_image(&p, false).await;
-    let player = play_build_instances(p.client().clone());
+    let player = support::play_build_instances(Duration::ZERO, p.client().clone());
     let files = tempfile::tempdir().unwrap();
     let tool = files.path().join("tool.sh");
     std::fs::write(&tool, "echo v1\n").unwrap();
@@ -619,7 +578,7 @@ async fn windows_images_are_built_from_powershell_user_data() {
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
     let base = some_image(&p, true).await;
-    let player = play_build_instances(p.client().clone());
+    let player = support::play_build_instances(Duration::ZERO, p.client().clone());
     let mut recipe =
         hgauto_core::ImageRecipe::new("winbuilder", hgauto_core::Platform::Windows, &base)
             .with_script("Install-WindowsFeature Web-Server");

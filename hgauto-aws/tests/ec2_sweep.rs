@@ -163,7 +163,6 @@ async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_peri
 /// with a probe that finds every instance unreachable and no grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_during_an_image_build_leaves_the_build_alone() {
-    use aws_sdk_ec2::types::Filter;
     use std::sync::Arc;
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
@@ -181,47 +180,7 @@ async fn a_sweep_during_an_image_build_leaves_the_build_alone() {
         tokio::spawn(async move { p.ensure_image(&recipe).await })
     };
     // The build's own poweroff, 3 s after the instance runs (moto runs no user data).
-    let client = p.client().clone();
-    let poweroff = tokio::spawn(async move {
-        let mut seen: Option<std::time::Instant> = None;
-        loop {
-            let out = client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("tag:hgauto:role")
-                        .values("image-build")
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .values("running")
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-            let ids: Vec<String> = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
-                .collect();
-            if !ids.is_empty()
-                && seen.get_or_insert_with(std::time::Instant::now).elapsed()
-                    > Duration::from_secs(3)
-            {
-                client
-                    .stop_instances()
-                    .set_instance_ids(Some(ids))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let poweroff = support::play_build_instances(Duration::from_secs(3), p.client().clone());
     let unreachable = |_t: hgauto_aws::ec2::ProbeTarget| -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
         Box::pin(async { false })
     };

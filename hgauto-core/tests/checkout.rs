@@ -3,32 +3,13 @@
 //! interrupted clone, an unrelated repository at the destination, and purge.
 
 use std::path::{Path, PathBuf};
-use std::process::Command as Cmd;
 
 use hgauto_core::checkout::{checkout, CheckoutOptions, Vcs, Want};
 use hgauto_core::retry::RetryPolicy;
 use hgauto_core::Error;
+use support::sh;
 
-fn sh(dir: &Path, script: &str) -> String {
-    let out = Cmd::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .env("HGUSER", "test <test@example.invalid>")
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .env("HGPLAIN", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+mod support;
 
 /// An upstream repository with three commits on the default branch and one on `stable`.
 /// Returns (path, [rev1, rev2, rev3], stable tip).

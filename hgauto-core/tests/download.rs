@@ -248,23 +248,16 @@ fn http_proxy_and_no_proxy_come_from_the_environment() {
     // nginx answers absolute-URI requests, so it can stand in for a forward proxy; the
     // fault proxy in front counts the connections that reach it.
     let proxy = FaultProxy::start(("127.0.0.1".into(), nginx.port), Faults::cut(u64::MAX, 0));
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_downloads_through_the_environment_proxy",
-            "--test-threads=1",
-        ])
-        .env("HTTP_PROXY", format!("http://127.0.0.1:{}", proxy.port))
-        .env("NO_PROXY", "127.0.0.1")
-        .env("HGAUTO_TEST_DIRECT_URL", nginx.url("via-proxy.txt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let direct = nginx.url("via-proxy.txt");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    support::run_child_test(
+        "child_downloads_through_the_environment_proxy",
+        &[
+            ("HTTP_PROXY", proxy_url.as_ref()),
+            ("NO_PROXY", "127.0.0.1".as_ref()),
+            ("HGAUTO_TEST_DIRECT_URL", direct.as_ref()),
+        ],
+        &[],
     );
     assert_eq!(
         proxy.connections.load(Ordering::SeqCst),

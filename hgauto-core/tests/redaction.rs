@@ -12,7 +12,7 @@ use hgauto_core::checkout::{checkout, CheckoutOptions, Vcs, Want};
 use hgauto_core::download::{download, DownloadOptions};
 use hgauto_core::retry::{Jitter, RetryPolicy};
 use hgauto_core::venv::{create_virtualenv, VenvOptions};
-use support::{blob, Nginx};
+use support::{blob, sh, Nginx};
 
 const SECRET: &str = "S3cr3tT0ken";
 
@@ -186,23 +186,6 @@ async fn checkouts_never_show_credentials() {
     // the URL: nothing under the state directory may hold them afterwards.
     let nginx = Nginx::start();
     let up = state.path().join("up");
-    let sh = |dir: &Path, script: &str| {
-        let out = std::process::Command::new("sh")
-            .args(["-ec", script])
-            .current_dir(dir)
-            .env("HGUSER", "t <t@example.invalid>")
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     std::fs::create_dir(&up).unwrap();
     sh(
         &up,

@@ -256,23 +256,12 @@ async fn child_ignores_a_planted_interpreter_cache() {
 #[test]
 fn a_planted_interpreter_cache_is_never_used() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_ignores_a_planted_interpreter_cache",
-            "--test-threads=1",
-        ])
-        .env_remove("HOME")
-        .env_remove("HGAUTO_STATE_DIR")
-        .env("TMPDIR", dir.path())
-        .env("HGAUTO_TEST_TMP", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    support::run_child_test(
+        "child_ignores_a_planted_interpreter_cache",
+        &[
+            ("TMPDIR", dir.path().as_os_str()),
+            ("HGAUTO_TEST_TMP", dir.path().as_os_str()),
+        ],
+        &["HOME", "HGAUTO_STATE_DIR"],
     );
 }

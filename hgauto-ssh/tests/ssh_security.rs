@@ -41,16 +41,22 @@ async fn strict_refuses_an_unknown_host_naming_it_and_its_fingerprint() {
     );
 }
 
-#[tokio::test]
-async fn accept_new_records_the_key_and_strict_then_trusts_it() {
+/// A running sshd whose host key accept-new has recorded (one command ran).
+async fn known_host(ip: &str) -> (UserKeys, Sshd, tempfile::TempDir, hgauto_ssh::SshConfig) {
     let keys = UserKeys::new();
-    let sshd = Sshd::start("127.0.0.3", &keys);
+    let sshd = Sshd::start(ip, &keys);
     let state = tempfile::tempdir().unwrap();
     let cfg = sshd.config(&keys, state.path());
     SshMachine::from_config(cfg.clone())
         .exec(&true_cmd())
         .await
         .unwrap();
+    (keys, sshd, state, cfg)
+}
+
+#[tokio::test]
+async fn accept_new_records_the_key_and_strict_then_trusts_it() {
+    let (_keys, sshd, _state, cfg) = known_host("127.0.0.3").await;
     let recorded = std::fs::read_to_string(&cfg.known_hosts).unwrap();
     assert!(
         recorded.starts_with(&format!("[127.0.0.3]:{} ssh-ed25519 ", sshd.port)),
@@ -67,15 +73,8 @@ async fn accept_new_records_the_key_and_strict_then_trusts_it() {
 
 #[tokio::test]
 async fn a_changed_host_key_is_refused_with_both_fingerprints() {
-    let keys = UserKeys::new();
-    let sshd = Sshd::start("127.0.0.3", &keys);
+    let (keys, sshd, _state, cfg) = known_host("127.0.0.3").await;
     let old = fingerprint(&sshd.host_key());
-    let state = tempfile::tempdir().unwrap();
-    let cfg = sshd.config(&keys, state.path());
-    SshMachine::from_config(cfg.clone())
-        .exec(&true_cmd())
-        .await
-        .unwrap();
 
     let sshd = sshd.restart_with_new_host_key(&keys);
     let new = fingerprint(&sshd.host_key());
@@ -223,14 +222,7 @@ async fn wait_ready_retries_until_the_server_comes_up_and_times_out_when_it_does
 /// key, or a server reinstalled behind the same name): accept-new must not trust it.
 #[tokio::test]
 async fn accept_new_refuses_a_second_key_type_for_a_known_host() {
-    let keys = UserKeys::new();
-    let sshd = Sshd::start("127.0.0.3", &keys);
-    let state = tempfile::tempdir().unwrap();
-    let cfg = sshd.config(&keys, state.path());
-    SshMachine::from_config(cfg.clone())
-        .exec(&true_cmd())
-        .await
-        .unwrap();
+    let (keys, sshd, _state, cfg) = known_host("127.0.0.3").await;
     let port = sshd.port;
     drop(sshd);
     std::thread::sleep(Duration::from_millis(100));

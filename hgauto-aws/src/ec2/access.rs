@@ -131,12 +131,7 @@ impl Ec2Provider {
             if remote.is_some() {
                 // Ours by name, but its private key is lost here: replace it.
                 tracing::info!(key_pair = %name, "key pair fingerprints differ; re-creating");
-                self.ec2
-                    .delete_key_pair()
-                    .key_name(&name)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
+                self.delete_key_pair(&name).await?;
             }
             let _ = std::fs::remove_file(&pem);
             self.record_supporting(&name, ResourceKind::KeyPair)?;
@@ -180,6 +175,17 @@ impl Ec2Provider {
             reason: "the key pair kept changing while it was being created".into(),
             retryable: true,
         })
+    }
+
+    /// Deletes key pair `name` in EC2.
+    pub(crate) async fn delete_key_pair(&self, name: &str) -> Result<()> {
+        self.ec2
+            .delete_key_pair()
+            .key_name(name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| sdk_error("ec2", "delete key pair", name, e))
     }
 
     /// Makes sure the shared security group for `platform` exists and opens the declared

@@ -505,12 +505,7 @@ impl ResourceProvider for Ec2Provider {
             report.removed.extend(self.delete_image(&image).await?);
         }
         for name in self.our_key_pair_names().await? {
-            self.ec2
-                .delete_key_pair()
-                .key_name(&name)
-                .send()
-                .await
-                .map_err(|e| sdk_error("ec2", "delete key pair", &name, e))?;
+            self.delete_key_pair(&name).await?;
             report.removed.push(name);
         }
         for path in [self.private_key_path()?, self.fingerprint_path()?] {

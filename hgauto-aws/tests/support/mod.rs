@@ -238,25 +238,10 @@ fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std
     Ok(())
 }
 
-/// Runs the ignored test `name` of this test binary in a child process with `set` added to
-/// and `remove` taken from its environment (the environment is process-wide, so a test
-/// that needs another one must not change ours), and asserts that it passed.
+/// Runs an ignored test of this binary in a child process with its own environment.
 pub fn run_child_test(name: &str, set: &[(&str, &str)], remove: &[&str]) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--ignored", "--exact", name, "--test-threads=1"]);
-    for (k, v) in set {
-        cmd.env(k, v);
-    }
-    for k in remove {
-        cmd.env_remove(k);
-    }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let set: Vec<(&str, &std::ffi::OsStr)> = set.iter().map(|(k, v)| (*k, v.as_ref())).collect();
+    hgauto_core::conformance::child::run_ignored_test(name, &set, remove);
 }
 
 /// Env vars through which a crash test tells its child process where moto and the state are.
@@ -326,4 +311,57 @@ pub fn spawn_provisioning_child(
         std::thread::sleep(Duration::from_millis(2));
     }
     child
+}
+
+/// moto does not execute user data, so nothing powers an image build instance off: this
+/// task plays that part, stopping each image-build instance once it has run for `after`.
+pub fn play_build_instances(
+    after: Duration,
+    client: aws_sdk_ec2::Client,
+) -> tokio::task::JoinHandle<()> {
+    use aws_sdk_ec2::types::Filter;
+    tokio::spawn(async move {
+        let mut first_seen: std::collections::HashMap<String, Instant> = Default::default();
+        loop {
+            let out = client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name("tag:hgauto:role")
+                        .values("image-build")
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("running")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let due: Vec<String> = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .filter(|id| {
+                    first_seen
+                        .entry(id.clone())
+                        .or_insert_with(Instant::now)
+                        .elapsed()
+                        >= after
+                })
+                .collect();
+            if !due.is_empty() {
+                client
+                    .stop_instances()
+                    .set_instance_ids(Some(due))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }

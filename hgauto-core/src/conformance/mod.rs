@@ -5,6 +5,7 @@
 //! test file is a few lines: build the backend, call `run_all`. A failing check panics
 //! with the machine id and what differed.
 
+pub mod child;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod machine;

@@ -159,3 +159,29 @@ pub fn wheel(dir: &Path, name: &str, version: &str) {
     std::io::Write::write_all(&mut zip, record.as_bytes()).unwrap();
     zip.finish().unwrap();
 }
+
+/// Runs `script` with `sh -e` in `dir` as a test author would (git and hg identities set),
+/// asserts it succeeded, and returns its trimmed stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .env("HGUSER", "test <test@example.invalid>")
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .env("HGPLAIN", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[allow(unused_imports)]
+pub use hgauto_core::conformance::child::run_ignored_test as run_child_test;
