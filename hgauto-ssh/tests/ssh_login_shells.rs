@@ -131,6 +131,44 @@ async fn under_bash_with_a_noisy_profile_every_operation_runs_exactly() {
         "err\n",
         "neither the profile's output nor the marker"
     );
+
+    // A profile that exports CDPATH must not send sync_tree (and its `rm -rf` of deleted
+    // files) into another directory of the same name.
+    use std::os::unix::fs::PermissionsExt;
+    let decoy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(decoy.path().join("cdpath-target")).unwrap();
+    std::fs::write(decoy.path().join("cdpath-target/keep"), "decoy").unwrap();
+    // Reachable and writable by the test user: a cd into it would succeed.
+    for (p, mode) in [
+        (decoy.path().to_owned(), 0o755),
+        (decoy.path().join("cdpath-target"), 0o777),
+    ] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::write(&rc, format!("export CDPATH={}\n", decoy.path().display())).unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("f"), "synced").unwrap();
+    let m = machine_as("hgauto-bash", &sshd, &keys, state.path()).await;
+    let opts = hgauto_core::SyncOptions {
+        delete: true,
+        compress: false,
+    };
+    for _ in 0..2 {
+        m.sync_tree(tree.path(), "cdpath-target", &opts)
+            .await
+            .unwrap();
+    }
+    let home = home_of("hgauto-bash");
+    let landed = std::fs::read_to_string(format!("{home}/cdpath-target/f"));
+    std::fs::remove_file(&rc).unwrap();
+    let _ = std::fs::remove_dir_all(format!("{home}/cdpath-target"));
+    assert_eq!(landed.unwrap(), "synced");
+    assert_eq!(
+        std::fs::read_to_string(decoy.path().join("cdpath-target/keep")).unwrap(),
+        "decoy",
+        "the decoy directory was synced into"
+    );
+    assert!(!decoy.path().join("cdpath-target/f").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
