@@ -20,6 +20,7 @@ mod conn;
 mod exec;
 pub mod known_hosts;
 pub mod machine;
+mod marker;
 pub mod publisher;
 mod sync;
 
