@@ -203,7 +203,6 @@ pub async fn checkout(
             (url.to_owned(), dest.to_owned(), want.clone(), opts.clone());
         let cx = Ctx {
             timeout: opts.timeout,
-            secrets: secrets.clone(),
             shown: shown.clone(),
             stale_lock_age: opts.stale_lock_age,
         };

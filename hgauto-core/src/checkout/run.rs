@@ -1,5 +1,5 @@
 //! Running git and hg for [`checkout`](super::checkout): in their own process group,
-//! under a deadline, with any credential scrubbed from what they print.
+//! under a deadline. (`checkout` scrubs the URL's secrets from every error it returns.)
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -9,21 +9,18 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::redact::Secrets;
 
 /// What every VCS process of one checkout shares.
 pub(crate) struct Ctx {
     /// The longest one process may run.
     pub timeout: Duration,
-    /// The URL's secrets, scrubbed from commands and output shown in errors.
-    pub secrets: Secrets,
     /// The URL as it may be shown.
     pub shown: String,
     /// A git lock younger than this is never removed.
     pub stale_lock_age: Duration,
 }
 
-/// Runs a VCS command and returns its trimmed stdout; `Err` carries its (scrubbed) stderr.
+/// Runs a VCS command and returns its trimmed stdout; `Err` carries its stderr.
 /// Past `cx.timeout` the process group is killed and the error is [`Error::Timeout`].
 pub(crate) fn run(cx: &Ctx, program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
     let mut cmd = std::process::Command::new(program);
@@ -38,11 +35,7 @@ pub(crate) fn run(cx: &Ctx, program: &str, args: &[&str], cwd: Option<&Path>) ->
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let shown = || {
-        cx.secrets
-            .scrub(&format!("{program} {}", args.join(" ")))
-            .into_owned()
-    };
+    let shown = || format!("{program} {}", args.join(" "));
     let mut child = cmd.spawn().map_err(|source| Error::Spawn {
         machine: "localhost".into(),
         program: program.into(),
@@ -86,10 +79,7 @@ pub(crate) fn run(cx: &Ctx, program: &str, args: &[&str], cwd: Option<&Path>) ->
             machine: "localhost".into(),
             command: shown(),
             status: crate::command::ExitStatus::Code(status.code().unwrap_or(-1)),
-            stderr_tail: cx
-                .secrets
-                .scrub(&String::from_utf8_lossy(&err))
-                .into_owned(),
+            stderr_tail: String::from_utf8_lossy(&err).into_owned(),
         })
     }
 }
