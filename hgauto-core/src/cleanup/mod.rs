@@ -114,51 +114,39 @@ fn terminate_from_drop(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) ->
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(|| h.block_on(provider.terminate(&ids)))
         }
-        _ => {
-            let (tx, rx) = std::sync::mpsc::channel();
-            on_helper_thread(provider, ids, move |r| {
-                let _ = tx.send(r);
-            })?;
-            rx.recv().unwrap_or_else(|_| {
-                Err(Error::Backend {
-                    backend: "cleanup".into(),
-                    message: "terminate panicked".into(),
-                    retryable: false,
-                    source: None,
-                })
-            })
-        }
+        _ => on_helper_thread(provider, ids),
     }
 }
 
-/// Terminates on a new thread with its own runtime, handing the result to `done`.
-fn on_helper_thread(
-    provider: Arc<dyn ResourceProvider>,
-    ids: Vec<String>,
-    done: impl FnOnce(Result<()>) + Send + 'static,
-) -> Result<()> {
-    std::thread::Builder::new()
+/// Terminates on a new thread with its own runtime and waits for it.
+fn on_helper_thread(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) -> Result<()> {
+    let backend_error = |message: String| Error::Backend {
+        backend: "cleanup".into(),
+        message,
+        retryable: false,
+        source: None,
+    };
+    let helper = std::thread::Builder::new()
         .name("hgauto-terminate".into())
         .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| Error::Backend {
-                    backend: "cleanup".into(),
-                    message: format!("could not start a runtime to terminate machines: {e}"),
-                    retryable: false,
-                    source: None,
+                .map_err(|e| {
+                    backend_error(format!(
+                        "could not start a runtime to terminate machines: {e}"
+                    ))
                 })
-                .and_then(|rt| rt.block_on(provider.terminate(&ids)));
-            done(result);
+                .and_then(|rt| rt.block_on(provider.terminate(&ids)))
         })
-        .map(drop)
-        .map_err(|e| Error::Backend {
-            backend: "cleanup".into(),
-            message: format!("could not start a thread to terminate machines: {e}"),
-            retryable: false,
-            source: None,
-        })
+        .map_err(|e| {
+            backend_error(format!(
+                "could not start a thread to terminate machines: {e}"
+            ))
+        })?;
+    helper
+        .join()
+        .unwrap_or_else(|_| Err(backend_error("terminate panicked".into())))
 }
 
 /// Provisions `count` machines, runs `f` with them, and terminates them on every exit path
