@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::artifact::Artifact;
+use crate::artifact::{validate_batch, Artifact};
 use crate::error::Result;
 
 /// Publishes artifacts to a destination (a directory, a PyPI index, an SFTP server, S3).
@@ -24,6 +24,20 @@ pub trait Publisher: Send + Sync {
     /// `Ok(true)` when an identical artifact is already published, `Ok(false)` when the name
     /// is free, [`Error::Conflict`](crate::Error::Conflict) when the name holds other content.
     async fn exists(&self, artifact: &Artifact) -> Result<bool>;
+
+    /// Checks a whole batch as [`publish`](Self::publish) would before uploading, and
+    /// changes nothing: per artifact (in order), whether it is already published. Bad input
+    /// fails before any request; a conflict or an unreachable destination is an error.
+    ///
+    /// The default validates the names and calls [`exists`](Self::exists) for each.
+    async fn check(&self, artifacts: &[Artifact]) -> Result<Vec<bool>> {
+        validate_batch(artifacts)?;
+        let mut present = Vec::with_capacity(artifacts.len());
+        for a in artifacts {
+            present.push(self.exists(a).await?);
+        }
+        Ok(present)
+    }
 
     /// Publishes `artifacts`, skipping those already present.
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport>;

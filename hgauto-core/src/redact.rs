@@ -77,6 +77,52 @@ fn redact_by_hand(text: &str) -> String {
     out
 }
 
+/// A password or token. Its `Debug` and `Display` show `***`, so a struct holding one can
+/// derive `Debug` and be logged; [`expose`](Self::expose) is the one way to the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True for an empty secret.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl std::fmt::Display for SecretString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(value: String) -> Self {
+        SecretString(value)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(value: &str) -> Self {
+        SecretString(value.to_owned())
+    }
+}
+
 /// The secret parts of some URLs, to be scrubbed from text that tools printed about them.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -137,6 +183,23 @@ impl Secrets {
         if let Ok(decoded) = percent_decode(raw) {
             self.add(&decoded);
         }
+    }
+
+    /// Adds a secret given whole (a password, a token), with its percent-encoded form.
+    pub fn add_secret(&mut self, secret: &SecretString) {
+        self.add(secret.expose());
+        let encoded: String = secret
+            .expose()
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        self.add(&encoded);
     }
 
     fn add(&mut self, word: &str) {
