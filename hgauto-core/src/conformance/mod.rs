@@ -6,7 +6,9 @@
 //! with the machine id and what differed.
 
 pub mod child;
+pub mod dists;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod machine;
 pub mod publisher;
+pub mod pypiserver;

@@ -1,29 +1,72 @@
 //! The behaviour every [`Publisher`] backend must show.
 
+use std::path::Path;
+
 use crate::artifact::Artifact;
 use crate::error::Error;
 use crate::publisher::Publisher;
 
-/// Runs every check in this module.
-pub async fn run_all(p: &dyn Publisher) {
-    publish_then_exists(p).await;
-    republish_is_a_noop(p).await;
-    conflicting_name_is_refused_before_any_upload(p).await;
-    changed_file_is_an_integrity_error(p).await;
-    bad_names_are_refused(p).await;
+/// Makes the files a suite publishes. A destination that only takes certain files (a
+/// Python index takes wheels and sdists) gets a maker of such files.
+pub trait ArtifactMaker: Sync {
+    /// Writes a file into `dir` whose name depends only on `stem` (so two calls with one
+    /// stem give one name) and whose content depends on `content`, and describes it.
+    fn make(&self, dir: &Path, stem: &str, content: &str) -> Artifact;
 }
 
-fn artifact(dir: &tempfile::TempDir, tag: &str, content: &str) -> Artifact {
-    let name = format!("conformance-{tag}-{:08x}.tar.gz", rand::random::<u32>());
-    let path = dir.path().join(&name);
-    std::fs::write(&path, content).unwrap();
-    Artifact::from_file(&path).unwrap()
+/// Any bytes, as `{stem}.tar.gz`: for destinations that take any file.
+pub struct PlainFiles;
+
+impl ArtifactMaker for PlainFiles {
+    fn make(&self, dir: &Path, stem: &str, content: &str) -> Artifact {
+        let path = dir.join(format!("{stem}.tar.gz"));
+        std::fs::write(&path, content).unwrap();
+        Artifact::from_file(&path).unwrap()
+    }
+}
+
+/// Python sdists of project `{stem}`, version 1.0, holding `content`.
+pub struct Sdists;
+
+impl ArtifactMaker for Sdists {
+    fn make(&self, dir: &Path, stem: &str, content: &str) -> Artifact {
+        let path = super::dists::sdist(dir, stem, "1.0", content.as_bytes());
+        Artifact::from_file(&path).unwrap()
+    }
+}
+
+/// Runs every check in this module with plain files.
+pub async fn run_all(p: &dyn Publisher) {
+    run_all_with(p, &PlainFiles).await;
+}
+
+/// Runs every check in this module with the files `maker` makes.
+pub async fn run_all_with(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
+    publish_then_exists(p, maker).await;
+    republish_is_a_noop(p, maker).await;
+    conflicting_name_is_refused_before_any_upload(p, maker).await;
+    changed_file_is_an_integrity_error(p, maker).await;
+    bad_names_are_refused(p, maker).await;
+    check_reports_presence_without_publishing(p, maker).await;
+}
+
+fn stem(tag: &str) -> String {
+    format!("conformance-{tag}-{:08x}", rand::random::<u32>())
+}
+
+fn artifact(
+    maker: &dyn ArtifactMaker,
+    dir: &tempfile::TempDir,
+    tag: &str,
+    content: &str,
+) -> Artifact {
+    maker.make(dir.path(), &stem(tag), content)
 }
 
 /// A published artifact exists afterwards; before, it does not.
-pub async fn publish_then_exists(p: &dyn Publisher) {
+pub async fn publish_then_exists(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
     let dir = tempfile::tempdir().unwrap();
-    let a = artifact(&dir, "new", "first content\n");
+    let a = artifact(maker, &dir, "new", "first content\n");
     assert!(
         !p.exists(&a).await.expect("exists before"),
         "[{}] exists before publish",
@@ -44,9 +87,9 @@ pub async fn publish_then_exists(p: &dyn Publisher) {
 }
 
 /// Publishing the same artifact again changes nothing and says so.
-pub async fn republish_is_a_noop(p: &dyn Publisher) {
+pub async fn republish_is_a_noop(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
     let dir = tempfile::tempdir().unwrap();
-    let a = artifact(&dir, "again", "same bytes\n");
+    let a = artifact(maker, &dir, "again", "same bytes\n");
     p.publish(std::slice::from_ref(&a))
         .await
         .expect("first publish");
@@ -69,23 +112,26 @@ pub async fn republish_is_a_noop(p: &dyn Publisher) {
 
 /// Other content under a published name is a conflict, and a batch containing a conflict
 /// uploads nothing.
-pub async fn conflicting_name_is_refused_before_any_upload(p: &dyn Publisher) {
+pub async fn conflicting_name_is_refused_before_any_upload(
+    p: &dyn Publisher,
+    maker: &dyn ArtifactMaker,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let original = artifact(&dir, "conflict", "original\n");
+    let original_stem = stem("conflict");
+    let original = maker.make(dir.path(), &original_stem, "original\n");
     p.publish(std::slice::from_ref(&original))
         .await
         .expect("publish original");
 
     let other_dir = tempfile::tempdir().unwrap();
-    let other_path = other_dir.path().join(&original.name);
-    std::fs::write(&other_path, "different\n").unwrap();
-    let impostor = Artifact::from_file(&other_path).unwrap();
+    let impostor = maker.make(other_dir.path(), &original_stem, "different\n");
+    assert_eq!(impostor.name, original.name, "the maker must name by stem");
     assert!(
         matches!(p.exists(&impostor).await, Err(Error::Conflict { .. })),
         "[{}] exists() must report a conflict",
         p.destination()
     );
-    let innocent = artifact(&dir, "innocent", "innocent\n");
+    let innocent = artifact(maker, &dir, "innocent", "innocent\n");
     let r = p.publish(&[innocent.clone(), impostor]).await;
     assert!(
         matches!(r, Err(Error::Conflict { .. })),
@@ -105,9 +151,9 @@ pub async fn conflicting_name_is_refused_before_any_upload(p: &dyn Publisher) {
 }
 
 /// A file that changed after it was described is refused and leaves nothing behind.
-pub async fn changed_file_is_an_integrity_error(p: &dyn Publisher) {
+pub async fn changed_file_is_an_integrity_error(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
     let dir = tempfile::tempdir().unwrap();
-    let a = artifact(&dir, "changed", "described content\n");
+    let a = artifact(maker, &dir, "changed", "described content\n");
     std::fs::write(&a.path, "tampered content!!\n").unwrap();
     let r = p.publish(std::slice::from_ref(&a)).await;
     assert!(
@@ -123,9 +169,9 @@ pub async fn changed_file_is_an_integrity_error(p: &dyn Publisher) {
 }
 
 /// Names that could escape the destination are refused.
-pub async fn bad_names_are_refused(p: &dyn Publisher) {
+pub async fn bad_names_are_refused(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = artifact(&dir, "bad", "x\n");
+    let mut a = artifact(maker, &dir, "bad", "x\n");
     for bad in ["../escape.tar.gz", "/etc/passwd", "a/b", ".hidden", ""] {
         a.name = bad.to_owned();
         let r = p.publish(std::slice::from_ref(&a)).await;
@@ -135,4 +181,27 @@ pub async fn bad_names_are_refused(p: &dyn Publisher) {
             p.destination()
         );
     }
+}
+
+/// `check` says which files of a batch are there, in order, and uploads nothing.
+pub async fn check_reports_presence_without_publishing(
+    p: &dyn Publisher,
+    maker: &dyn ArtifactMaker,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let there = artifact(maker, &dir, "checked-there", "there\n");
+    let absent = artifact(maker, &dir, "checked-absent", "absent\n");
+    p.publish(std::slice::from_ref(&there))
+        .await
+        .expect("publish");
+    let present = p
+        .check(&[absent.clone(), there.clone()])
+        .await
+        .expect("check");
+    assert_eq!(present, vec![false, true], "[{}]", p.destination());
+    assert!(
+        !p.exists(&absent).await.expect("exists"),
+        "[{}] check uploaded a file",
+        p.destination()
+    );
 }

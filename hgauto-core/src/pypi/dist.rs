@@ -76,7 +76,20 @@ pub fn inspect(artifact: &Artifact) -> Result<Distribution> {
         ));
     };
 
-    let metadata = read_metadata(&artifact.path, name).map_err(|e| bad(e))?;
+    // The content first: a file changed since it was described is an integrity error,
+    // whatever its metadata says now.
+    let (sha256, blake2_256) = digests(&artifact.path)?;
+    if sha256 != artifact.sha256 {
+        return Err(Error::Integrity {
+            what: format!(
+                "{} (changed since it was described)",
+                artifact.path.display()
+            ),
+            expected: artifact.sha256.clone(),
+            actual: sha256,
+        });
+    }
+    let metadata = read_metadata(&artifact.path, name).map_err(bad)?;
     if metadata.name.trim().is_empty() {
         return Err(bad("its metadata has an empty Name".into()));
     }
@@ -115,17 +128,6 @@ pub fn inspect(artifact: &Artifact) -> Result<Distribution> {
         "source".to_owned()
     };
 
-    let (sha256, blake2_256) = digests(&artifact.path)?;
-    if sha256 != artifact.sha256 {
-        return Err(Error::Integrity {
-            what: format!(
-                "{} (changed since it was described)",
-                artifact.path.display()
-            ),
-            expected: artifact.sha256.clone(),
-            actual: sha256,
-        });
-    }
     Ok(Distribution {
         artifact: artifact.clone(),
         filetype,

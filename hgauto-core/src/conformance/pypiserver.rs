@@ -1,0 +1,143 @@
+//! A real `pypiserver` on a free loopback port, with an htpasswd file, for the PyPI
+//! publisher's tests and benchmark. Installed into `.venv-test` by `scripts/test-all`.
+//!
+//! pypiserver checks htpasswd entries through passlib, which fails at verification when
+//! bcrypt 4.1 or newer is installed beside it. The entries here are apr1 (Apache's MD5),
+//! which passlib checks itself, and the test venv has no bcrypt.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The user the server accepts uploads from.
+pub const USER: &str = "uploader";
+
+/// A running pypiserver, killed on drop.
+pub struct PypiServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The password of [`USER`] (random per server).
+    pub password: String,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// A program of the project's test venv (made by scripts/test-all), else from PATH.
+pub fn venv_program(name: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv-test/bin")
+        .join(name);
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from(name)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl PypiServer {
+    /// Starts a server whose uploads need [`USER`] and [`password`](Self::password), and
+    /// which never redirects a missing project to PyPI.
+    pub fn start() -> PypiServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let packages = dir.path().join("packages");
+        std::fs::create_dir(&packages).expect("packages directory");
+        let password = format!("pw-{:016x}", rand::random::<u64>());
+        let htpasswd = dir.path().join("htpasswd");
+        let made = std::process::Command::new(venv_program("python"))
+            .arg("-c")
+            .arg(
+                "import sys\nfrom passlib.apache import HtpasswdFile\n\
+                 f = HtpasswdFile(sys.argv[1], new=True, default_scheme='apr_md5_crypt')\n\
+                 f.set_password(sys.argv[2], sys.stdin.read())\nf.save()\n",
+            )
+            .arg(&htpasswd)
+            .arg(USER)
+            .stdin(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(password.as_bytes())?;
+                c.wait()
+            })
+            .expect("python with passlib (run scripts/test-all to install it)");
+        assert!(made.success(), "writing the htpasswd file failed");
+
+        let port = free_port();
+        let child = std::process::Command::new(venv_program("pypi-server"))
+            .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", "update", "-P"])
+            .arg(&htpasswd)
+            .args(["--disable-fallback", "--log-stream", "none"])
+            .arg(&packages)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pypi-server starts (run scripts/test-all to install it)");
+        let server = PypiServer {
+            port,
+            password,
+            dir,
+            child,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "pypi-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The upload endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// The simple index, for `pip install --index-url`.
+    pub fn index_url(&self) -> String {
+        format!("http://127.0.0.1:{}/simple/", self.port)
+    }
+
+    /// The directory the server keeps packages in (to check, never to write).
+    pub fn packages(&self) -> PathBuf {
+        self.dir.path().join("packages")
+    }
+
+    /// The names of the files the server holds, sorted.
+    pub fn stored(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.packages())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Stops the server (a destination that is down), keeping its files.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PypiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
