@@ -280,3 +280,99 @@ async fn virtualenv_installs_never_show_index_credentials() {
     assert_no_file_has_it(&dir.path().join("venv"));
     assert_nowhere("the logs", &String::from_utf8_lossy(&logs.lock().unwrap()));
 }
+
+/// PyPI credentials, at TRACE: a successful upload, a wrong password, an API token, and
+/// credentials from `.pypirc`. Neither the secret nor the Basic authorization value that
+/// carries it shows in a log line, an error, `Debug` output or the release report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypi_uploads_never_show_passwords_or_tokens() {
+    use base64::Engine;
+    use hgauto_core::conformance::dists;
+    use hgauto_core::conformance::pypiserver::{PypiServer, USER};
+    use hgauto_core::release::Release;
+    use hgauto_core::{Artifact, Publisher, PypiPublisher};
+    use std::collections::HashMap;
+
+    let logs = logs();
+    let password = format!("pw-{SECRET}-right");
+    let server = PypiServer::start_with_password(&password);
+    let work = tempfile::tempdir().unwrap();
+    let a = Artifact::from_file(dists::wheel(work.path(), "quiet", "1.0", b"q")).unwrap();
+    let build = |password: &str| {
+        PypiPublisher::builder()
+            .repository_url(server.url())
+            .username(USER)
+            .password(password)
+            .retry(quick())
+            .environment(HashMap::new())
+            .build()
+            .unwrap()
+    };
+    let wrong = build(&format!("pw-{SECRET}-wrong"));
+    let e = wrong.publish(std::slice::from_ref(&a)).await.unwrap_err();
+    check_error(&e);
+    assert_nowhere("Debug output", &format!("{wrong:?}"));
+
+    let token = PypiPublisher::builder()
+        .repository_url(server.url())
+        .token(format!("pypi-{SECRET}"))
+        .retry(quick())
+        .environment(HashMap::new())
+        .build()
+        .unwrap();
+    check_error(&token.publish(std::slice::from_ref(&a)).await.unwrap_err());
+    assert_nowhere("Debug output", &format!("{token:?}"));
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".pypirc"),
+        format!(
+            "[local]\nrepository = {}\nusername = {USER}\npassword = {password}\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let right = PypiPublisher::builder()
+        .repository("local")
+        .environment(HashMap::from([(
+            "HOME".to_owned(),
+            home.path().display().to_string(),
+        )]))
+        .retry(quick())
+        .build()
+        .unwrap();
+    assert_nowhere("Debug output", &format!("{right:?}"));
+    let dist = work.path().join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    std::fs::copy(&a.path, dist.join(&a.name)).unwrap();
+    let report_path = work.path().join("report.json");
+    let report = Release::new(&dist)
+        .expect(a.name.clone())
+        .publish_to("pypi", std::sync::Arc::new(right), &["*.whl"])
+        .unwrap()
+        .report_to(&report_path)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.ok(), "{}", report.to_json());
+    assert_eq!(server.stored(), vec![a.name.clone()]);
+    assert_no_file_has_it(work.path());
+
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(text.contains("uploaded"), "TRACE logs were captured");
+    for secret in [
+        password.clone(),
+        format!("pw-{SECRET}-wrong"),
+        format!("pypi-{SECRET}"),
+    ] {
+        for user in [USER, "__token__"] {
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            assert!(
+                !text.contains(&basic),
+                "a Basic authorization value was logged"
+            );
+        }
+    }
+    assert_nowhere("the logs", &text);
+}

@@ -46,10 +46,15 @@ impl PypiServer {
     /// Starts a server whose uploads need [`USER`] and [`password`](Self::password), and
     /// which never redirects a missing project to PyPI.
     pub fn start() -> PypiServer {
+        Self::start_with_password(&format!("pw-{:016x}", rand::random::<u64>()))
+    }
+
+    /// [`start`](Self::start), with `password` for [`USER`].
+    pub fn start_with_password(password: &str) -> PypiServer {
+        let password = password.to_owned();
         let dir = tempfile::tempdir().expect("temporary directory");
         let packages = dir.path().join("packages");
         std::fs::create_dir(&packages).expect("packages directory");
-        let password = format!("pw-{:016x}", rand::random::<u64>());
         let htpasswd = dir.path().join("htpasswd");
         let made = std::process::Command::new(venv_program("python"))
             .arg("-c")
@@ -74,31 +79,20 @@ impl PypiServer {
         assert!(made.success(), "writing the htpasswd file failed");
 
         let port = free_port();
-        let child = std::process::Command::new(venv_program("pypi-server"))
-            .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-a", "update", "-P"])
-            .arg(&htpasswd)
-            .args(["--disable-fallback", "--log-stream", "none"])
-            .arg(&packages)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pypi-server starts (run scripts/test-all to install it)");
-        let server = PypiServer {
+        let child = spawn(dir.path(), port);
+        PypiServer {
             port,
             password,
             dir,
             child,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "pypi-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        server
+    }
+
+    /// Starts the server again after [`stop`](Self::stop), on the same port with the same
+    /// files and users.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.dir.path(), self.port);
     }
 
     /// The upload endpoint.
@@ -134,6 +128,29 @@ impl PypiServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs pypi-server over `root`'s `packages` and `htpasswd`, and waits until it listens.
+fn spawn(root: &Path, port: u16) -> Child {
+    let child = std::process::Command::new(venv_program("pypi-server"))
+        .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", "update", "-P"])
+        .arg(root.join("htpasswd"))
+        .args(["--disable-fallback", "--log-stream", "none"])
+        .arg(root.join("packages"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("pypi-server starts (run scripts/test-all to install it)");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pypi-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 impl Drop for PypiServer {

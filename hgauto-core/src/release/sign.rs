@@ -73,8 +73,9 @@ impl SigningKey {
     /// Parses a secret key file's text; `source` names it in errors.
     pub fn from_text(text: &str, password: Option<SecretString>, source: String) -> Result<Self> {
         let bad = |reason: &str| Error::invalid(format!("minisign secret key {source}"), reason);
+        let text = with_checksum(text).unwrap_or_else(|| text.to_owned());
         let sk_box =
-            SecretKeyBox::from_string(text).map_err(|_| bad("is not a minisign secret key"))?;
+            SecretKeyBox::from_string(&text).map_err(|_| bad("is not a minisign secret key"))?;
         let secret = match password {
             Some(p) => sk_box.into_secret_key(Some(p.expose().to_owned())),
             None => sk_box.into_unencrypted_secret_key(),
@@ -143,6 +144,42 @@ impl SigningKey {
     }
 }
 
+/// Byte offsets in a decoded secret key: algorithms (signature, KDF and checksum: 2 bytes
+/// each), KDF salt and limits (32 + 8 + 8), then key number (8), secret key (64) and
+/// checksum (32).
+const KDF_ALG: std::ops::Range<usize> = 2..4;
+const KEYNUM: std::ops::Range<usize> = 54..62;
+const SECRET: std::ops::Range<usize> = 62..126;
+const CHECKSUM: std::ops::Range<usize> = 126..158;
+
+/// An unencrypted key as `minisign -G -W` 0.11 (Debian's) writes it, with its checksum left
+/// zero, which the crate refuses as corrupted: the same key with the checksum minisign
+/// defines (BLAKE2b-256 of the signature algorithm, key number and secret key). `None` for
+/// any other key, which is parsed as it is.
+fn with_checksum(text: &str) -> Option<String> {
+    use base64::Engine;
+    use blake2::digest::consts::U32;
+    use blake2::{Blake2b, Digest};
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut lines: Vec<&str> = text.lines().collect();
+    let mut raw = engine.decode(lines.get(1)?.trim()).ok()?;
+    let zero_checksum = raw.len() == CHECKSUM.end
+        && raw[KDF_ALG] == [0, 0]
+        && raw[CHECKSUM].iter().all(|b| *b == 0);
+    if !zero_checksum {
+        return None;
+    }
+    let mut h = Blake2b::<U32>::new();
+    h.update(&raw[0..2]);
+    h.update(&raw[KEYNUM]);
+    h.update(&raw[SECRET]);
+    let sum = h.finalize();
+    raw[CHECKSUM].copy_from_slice(&sum);
+    let fixed = engine.encode(&raw);
+    lines[1] = &fixed;
+    Some(lines.join("\n") + "\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +224,18 @@ mod tests {
         let secret_line = text.lines().nth(1).unwrap();
         let shown = format!("{key:?}");
         assert!(!shown.contains(&secret_line[..20]), "{shown}");
+    }
+
+    /// Made by Debian's `minisign -G -W` (0.11), which leaves the checksum zero. A test key,
+    /// used for nothing else.
+    #[test]
+    fn unencrypted_keys_from_debian_minisign_open() {
+        let text = "untrusted comment: minisign encrypted secret key\nRWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAescwvqKBoEqOknlGDl7qVsHJyNpyeb0XwoaTRgmQUEH2Y56j5YWzd1CDer9UckkEhvaxdfPzkfF0yHIgyr5OCqwtvd/GJc6TAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+        let key = SigningKey::from_text(text, None, "debian".into()).unwrap();
+        assert!(key
+            .public_key_file()
+            .unwrap()
+            .contains("RWR6xzC+ooGgSlCDer9UckkEhvaxdfPzkfF0yHIgyr5OCqwtvd/GJc6T"));
     }
 
     #[test]
