@@ -2,12 +2,15 @@
 //!
 //! It provisions two machines, pushes the sample project (`examples/sample-project`) to
 //! both, builds and tests one variant on each in parallel (output streamed, prefixed by
-//! machine), collects the built tarballs, publishes them to a local directory, writes a
-//! results JSON and prints a summary. The exit code is 1 if any step failed.
+//! machine), collects the built tarballs, and releases them with [`Release`]: every
+//! expected tarball must be there, then they are published to a local directory with a
+//! `SHA256SUMS` (signed with `--sign KEY`, a minisign secret key). It writes a results JSON
+//! and prints a summary. The exit code is 1 if any step failed.
 //!
 //! ```text
 //! cargo run --example release
 //! cargo run --example release -- --break debug   # see how a failing step is reported
+//! cargo run --example release -- --sign ~/.minisign/release.key
 //! ```
 //!
 //! Running it twice publishes nothing the second time: the builds are reproducible and
@@ -21,6 +24,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use hgauto::release::{Release, ReleaseReport, SigningKey, Status as ReleaseStatus};
 use hgauto::{
     Artifact, Command, DirPublisher, LocalProvider, MachineSpec, Publisher, RemoteMachine, Stream,
     SyncOptions, TemporaryMachines,
@@ -38,6 +42,10 @@ struct Args {
     /// Make this variant's tests fail, to see how failures are reported.
     #[arg(long, value_name = "VARIANT")]
     r#break: Option<String>,
+    /// Sign SHA256SUMS and every tarball with this minisign secret key (mode 0600;
+    /// `minisign -G -W` makes one without a password).
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 const VARIANTS: [&str; 2] = ["release", "debug"];
@@ -71,6 +79,8 @@ struct Results {
     published: Vec<String>,
     already_present: Vec<String>,
     artifacts: Vec<Artifact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<ReleaseReport>,
 }
 
 /// Runs `f` as a named step, timing it and recording its outcome.
@@ -220,8 +230,7 @@ async fn run(args: Args) -> hgauto::Result<bool> {
         Some(dir) => LocalProvider::new(dir)?,
         None => LocalProvider::from_env()?,
     });
-    let staging = tempfile::tempdir()
-        .map_err(|e| hgauto::Error::io("create", "staging directory", "localhost", e))?;
+    let staging = fresh_staging(&args.out.join("staging"))?;
     let progress = ProgressBar::new((VARIANTS.len() * 3 + 3) as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
@@ -250,7 +259,7 @@ async fn run(args: Args) -> hgauto::Result<bool> {
         tokio::spawn(build_on(
             m.clone(),
             v,
-            staging.path().to_owned(),
+            staging.clone(),
             broken,
             progress.clone(),
         ))
@@ -266,27 +275,50 @@ async fn run(args: Args) -> hgauto::Result<bool> {
 
     let publisher = DirPublisher::new(args.out.join("dist"));
     let (r, report) = step("publish", None, None, &progress, async {
-        if artifacts.len() < VARIANTS.len() {
-            return Err(hgauto::Error::invalid(
-                "release",
-                "not every variant produced an artifact; nothing published",
-            ));
+        // Every variant's tarball must be there, or nothing is published.
+        let version = std::fs::read_to_string(Path::new(SAMPLE).join("VERSION")).map_err(|e| {
+            hgauto::Error::io("read", Path::new(SAMPLE).join("VERSION"), "localhost", e)
+        })?;
+        let mut release =
+            Release::new(&staging).publish_to("dist", Arc::new(publisher.clone()), &[])?;
+        for v in VARIANTS {
+            release = release.expect(format!("greet-{}-{v}.tar.gz", version.trim()));
         }
-        publisher.publish(&artifacts).await
+        if let Some(key) = &args.sign {
+            release = release.sign_with(SigningKey::from_file(key, None)?);
+        }
+        let report = release.run().await?;
+        let failure = report.failures().next().map(|f| {
+            hgauto::Error::invalid(
+                format!("publishing {} to {}", f.artifact, f.destination),
+                f.error.clone().unwrap_or_default(),
+            )
+        });
+        failure.map_or(Ok(report), Err)
     })
     .await;
     steps.push(r);
     progress.finish_and_clear();
 
-    let report = report.unwrap_or_default();
+    let names = |status| {
+        report
+            .iter()
+            .flat_map(|r| r.with_status(status))
+            .map(|e| e.artifact.clone())
+            .collect::<Vec<_>>()
+    };
     let ok = steps.iter().all(|s| s.status == Status::Succeeded);
     let results = Results {
         ok,
         elapsed_ms: started.elapsed().as_millis(),
         steps,
-        published: report.published,
-        already_present: report.already_present,
-        artifacts,
+        published: names(ReleaseStatus::Published),
+        already_present: names(ReleaseStatus::AlreadyPresent),
+        artifacts: report
+            .as_ref()
+            .map(|r| r.artifacts.clone())
+            .unwrap_or(artifacts),
+        release: report,
     };
     let json = serde_json::to_vec_pretty(&results)
         .map_err(|e| hgauto::Error::invalid("results", e.to_string()))?;
@@ -295,6 +327,27 @@ async fn run(args: Args) -> hgauto::Result<bool> {
     hgauto::ledger::write_atomic(&args.out.join("results.json"), &json)?;
     print_summary(&results, &args.out, &publisher);
     Ok(ok)
+}
+
+/// The directory builds are collected into, emptied of everything but signatures: a
+/// tarball from an earlier run must not be released as this run's, while a signature that
+/// still verifies for this run's (reproducible) tarball is reused, so that a re-run
+/// publishes the same `.minisig` as before instead of conflicting with it.
+fn fresh_staging(dir: &Path) -> hgauto::Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| hgauto::Error::io("create", dir, "localhost", e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| hgauto::Error::io("list", dir, "localhost", e))?;
+    for entry in entries.flatten() {
+        let keep = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(hgauto::release::SIGNATURE_SUFFIX));
+        if !keep {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| hgauto::Error::io("remove", entry.path(), "localhost", e))?;
+        }
+    }
+    Ok(dir.to_owned())
 }
 
 fn print_summary(results: &Results, out: &Path, publisher: &DirPublisher) {
