@@ -13,6 +13,7 @@ mod logging;
 mod machine;
 mod provider;
 mod publisher;
+mod release;
 mod runtime;
 
 #[cfg(feature = "aws")]
@@ -43,6 +44,10 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<publisher::PyPublisher>()?;
     m.add_class::<publisher::PyDirPublisher>()?;
     m.add_class::<publisher::PublishReport>()?;
+    m.add_class::<release::PyPypiPublisher>()?;
+    m.add_class::<release::PyRelease>()?;
+    m.add_class::<release::PyReleaseReport>()?;
+    m.add_class::<release::ReleaseEntry>()?;
     m.add_class::<helpers::DownloadReport>()?;
     m.add_class::<helpers::CheckoutReport>()?;
     m.add_class::<helpers::VenvReport>()?;

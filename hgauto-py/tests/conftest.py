@@ -1,4 +1,5 @@
-"""Real servers on loopback for the Python suite: OpenSSH sshd, nginx and moto_server.
+"""Real servers on loopback for the Python suite: OpenSSH sshd, nginx, moto_server and
+pypiserver.
 
 The same servers the Rust suites start (scripts/test-all installs them); each fixture
 skips nothing: a missing binary is an error that says what to install.
@@ -216,6 +217,51 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
+
+
+@dataclass
+class PypiServer:
+    """pypiserver on `url`: uploads need `user` and `password` (htpasswd, apr1 hashes, so
+    passlib needs no bcrypt); a missing project is never sent on to PyPI."""
+
+    url: str
+    user: str
+    password: str
+    packages: Path
+
+    @property
+    def index_url(self) -> str:
+        return self.url + "simple/"
+
+    def stored(self) -> List[str]:
+        return sorted(p.name for p in self.packages.iterdir())
+
+
+@pytest.fixture(scope="session")
+def pypiserver() -> Iterator[PypiServer]:
+    from passlib.apache import HtpasswdFile
+
+    d = Path(tempfile.mkdtemp(prefix="hgauto-pypi-"))
+    packages = d / "packages"
+    packages.mkdir()
+    password = "pw-" + os.urandom(8).hex()
+    users = HtpasswdFile(str(d / "htpasswd"), new=True, default_scheme="apr_md5_crypt")
+    users.set_password("uploader", password)
+    users.save()
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "pypi-server"), "run", "-i", "127.0.0.1",
+         "-p", str(port), "-a", "update", "-P", str(d / "htpasswd"),
+         "--disable-fallback", "--log-stream", "none", str(packages)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, "pypi-server", proc, limit=30)
+        yield PypiServer(f"http://127.0.0.1:{port}/", "uploader", password, packages)
+    finally:
+        stop(proc)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture

@@ -24,6 +24,27 @@ pub enum Expected {
     },
 }
 
+impl Expected {
+    /// `text` as a glob pattern when it has `*`, `?` or `[` in it (with `count`, `None`:
+    /// at least one), else as an exact name (and `count`, if given, must be 1).
+    pub fn pattern(text: impl Into<String>, count: Option<usize>) -> Result<Self> {
+        let text = text.into();
+        if text.contains(['*', '?', '[']) {
+            return Ok(Expected::Glob {
+                pattern: text,
+                count,
+            });
+        }
+        match count {
+            None | Some(1) => Ok(Expected::Name(text)),
+            Some(n) => Err(Error::invalid(
+                format!("expected artifact {text:?}"),
+                format!("is one name, not a pattern, so it cannot match {n} files"),
+            )),
+        }
+    }
+}
+
 /// What was found in the directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Collected {

@@ -192,6 +192,12 @@ impl Release {
         self
     }
 
+    /// Signs with a key shared with other releases.
+    pub fn sign_with_shared(mut self, key: Arc<SigningKey>) -> Self {
+        self.signer = Some(key);
+        self
+    }
+
     /// With `true`, a destination that cannot be reached stops the whole release before any
     /// upload (default: the others go on).
     pub fn strict(mut self, strict: bool) -> Self {

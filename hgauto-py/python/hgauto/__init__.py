@@ -7,7 +7,9 @@ code with the GIL released, so threads run in parallel and Ctrl-C raises
 Helpers: :func:`download`, :func:`checkout`, :func:`create_virtualenv`.
 Machines: :class:`LocalProvider` here, ``hgauto.ssh.SshMachine``, ``hgauto.aws.Ec2Provider``
 and ``hgauto.aws.SsmMachine``; :func:`fan_out` over many machines.
-Publishers: :class:`DirPublisher`, ``hgauto.ssh.SshPublisher``, ``hgauto.aws.S3Publisher``.
+Publishers: :class:`DirPublisher`, :class:`PypiPublisher`, ``hgauto.ssh.SshPublisher``,
+``hgauto.aws.S3Publisher``.
+Releases: :class:`Release` (expected files, SHA256SUMS, signatures, many destinations).
 Errors: :mod:`hgauto.errors`, all under :class:`HgautoError`. Logs: the ``hgauto`` logger.
 """
 
@@ -30,6 +32,10 @@ from ._hgauto import (
     Provider,
     PublishReport,
     Publisher,
+    PypiPublisher,
+    Release,
+    ReleaseEntry,
+    ReleaseReport,
     RetryPolicy,
     RunResult,
     SyncReport,
@@ -102,6 +108,10 @@ __all__ = [
     "Provider",
     "PublishReport",
     "Publisher",
+    "PypiPublisher",
+    "Release",
+    "ReleaseEntry",
+    "ReleaseReport",
     "RetryPolicy",
     "RunResult",
     "SpawnError",

@@ -29,6 +29,10 @@ __all__ = [
     "Provider",
     "PublishReport",
     "Publisher",
+    "PypiPublisher",
+    "Release",
+    "ReleaseEntry",
+    "ReleaseReport",
     "RetryPolicy",
     "RunResult",
     "S3Publisher",
@@ -335,6 +339,97 @@ class DirPublisher(Publisher):
     """Publishes into a local directory."""
 
     def __new__(cls, dir: _StrPath) -> Self: ...
+
+@final
+class PypiPublisher(Publisher):
+    """Uploads wheels and sdists to PyPI, TestPyPI, pypiserver, devpi or any index that
+    speaks twine's upload protocol. Settings not given come from TWINE_USERNAME,
+    TWINE_PASSWORD and TWINE_REPOSITORY_URL, then from a .pypirc section. A token goes as
+    user ``__token__``. Wrong credentials raise AuthError; a file already there with
+    other content raises ConflictError."""
+
+    def __new__(
+        cls,
+        repository_url: Optional[str] = None,
+        *,
+        repository: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        token: Optional[str] = None,
+        pypirc: Optional[_StrPath] = None,
+        index_url: Optional[str] = None,
+        retry: Optional[RetryPolicy] = None,
+        concurrency: Optional[int] = None,
+    ) -> Self: ...
+    @property
+    def upload_url(self) -> str:
+        """The upload endpoint (without credentials)."""
+    @property
+    def index_url(self) -> str:
+        """The simple index ``exists`` reads."""
+
+#: An expected artifact: a name, a glob pattern (one or more matches), or (pattern, count).
+_Expected = Union[str, Tuple[str, int]]
+
+@final
+class ReleaseEntry:
+    """One (artifact, destination) pair of a release."""
+
+    @property
+    def artifact(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def status(self) -> str:
+        """published, already_present, skipped_by_filter, skipped or failed."""
+    @property
+    def error(self) -> Optional[str]: ...
+
+@final
+class ReleaseReport:
+    """What a release did: one status per (artifact, destination)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+    @property
+    def entries(self) -> List[ReleaseEntry]: ...
+    @property
+    def failures(self) -> List[ReleaseEntry]: ...
+    @property
+    def artifacts(self) -> List[Artifact]:
+        """Every file the release covers, SHA256SUMS and signatures last."""
+    @property
+    def ignored(self) -> List[str]:
+        """Files no expectation matched, left alone."""
+    def status(self, artifact: str, destination: str) -> Optional[str]: ...
+    def to_json(self) -> str: ...
+
+@final
+class Release:
+    """Checks every expected artifact in ``dir`` and every destination, then publishes to
+    each the files its filter takes, with SHA256SUMS (and minisign signatures with a key)
+    beside them."""
+
+    def __new__(
+        cls,
+        dir: _StrPath,
+        expect: Sequence[_Expected],
+        *,
+        allow_unexpected: bool = False,
+        checksums: bool = True,
+        sign_key: Optional[_StrPath] = None,
+        sign_key_password: Optional[str] = None,
+        sign_key_env: Optional[str] = None,
+        strict: bool = False,
+    ) -> Self: ...
+    def publish_to(self, name: str, publisher: Publisher, filter: Sequence[str] = ...) -> Self:
+        """Publishes the files matching one of ``filter``'s patterns (empty: all) there."""
+    def skip(self, name: str) -> Self:
+        """Switches a destination off."""
+    def run(self, report_path: Optional[_StrPath] = None) -> ReleaseReport:
+        """Raises, with nothing uploaded, for a missing or unexpected file or a conflict;
+        otherwise returns the report."""
 
 @final
 class DownloadReport:
