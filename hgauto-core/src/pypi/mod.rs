@@ -410,8 +410,17 @@ impl PypiPublisher {
     /// request), then looked up on the index, one simple page per project.
     async fn check_batch(&self, artifacts: &[Artifact]) -> Result<(Vec<Distribution>, Vec<bool>)> {
         validate_batch(artifacts)?;
-        let list = artifacts.to_vec();
-        let dists = blocking(move || list.iter().map(inspect).collect::<Result<Vec<_>>>()).await?;
+        // Hashing and reading metadata is CPU work: one blocking task per file, a core each.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let inspections: Vec<_> = artifacts
+            .iter()
+            .cloned()
+            .map(|a| blocking(move || inspect(&a)))
+            .collect();
+        let dists: Vec<Distribution> = futures::stream::iter(inspections)
+            .buffered(cores)
+            .try_collect()
+            .await?;
         let mut pages: HashMap<String, (Url, Listing)> = HashMap::new();
         let mut present = Vec::with_capacity(dists.len());
         for d in &dists {
