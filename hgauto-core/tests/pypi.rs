@@ -126,7 +126,7 @@ async fn wrong_password_is_an_auth_error_and_stores_nothing() {
     let a = Artifact::from_file(&wheel).unwrap();
     let wrong = "not-the-password-123";
     let err = publisher(&server, wrong)
-        .publish(&[a.clone()])
+        .publish(std::slice::from_ref(&a))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
