@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hgauto_core::conformance::dists;
+use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};
 use hgauto_core::conformance::publisher::{run_all_with, Sdists};
 use hgauto_core::conformance::pypiserver::{venv_program, PypiServer, USER};
 use hgauto_core::retry::{Jitter, RetryPolicy};
@@ -276,4 +278,92 @@ async fn credentials_from_twine_variables_and_pypirc() {
         .unwrap();
     assert_eq!(p.publish(&[b]).await.unwrap().published.len(), 1);
     assert_eq!(server.stored().len(), 2);
+}
+
+fn patient() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: 3,
+        ..quick()
+    }
+}
+
+/// A publisher whose uploads go through a fault proxy, and whose index reads go straight
+/// to the server.
+fn through(proxy: &FaultProxy, server: &PypiServer, password: &str) -> PypiPublisher {
+    PypiPublisher::builder()
+        .repository_url(format!("http://127.0.0.1:{}/", proxy.port))
+        .index_url(server.index_url())
+        .username(USER)
+        .password(password)
+        .retry(patient())
+        .environment(HashMap::new())
+        .build()
+        .unwrap()
+}
+
+fn payload(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// An upload cut before the file began is retried, and the index gets the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_uploads_are_retried() {
+    let server = PypiServer::start();
+    let proxy = FaultProxy::start(("127.0.0.1".into(), server.port), Faults::cut(300, 2));
+    let work = tempfile::tempdir().unwrap();
+    let a =
+        Artifact::from_file(dists::wheel(work.path(), "flaky", "1.0", &payload(700_000))).unwrap();
+    let report = through(&proxy, &server, &server.password)
+        .publish(std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert_eq!(report.published, vec![a.name.clone()]);
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 2);
+    let stored = std::fs::read(server.packages().join(&a.name)).unwrap();
+    assert_eq!(stored, std::fs::read(&a.path).unwrap());
+}
+
+/// pypiserver keeps what it received of an upload cut in the middle of the file (it checks
+/// no digest). The retry finds the name taken by other content: that is reported as what
+/// it is, not as someone else's conflicting file, and not as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_file_kept_by_the_index_is_named() {
+    let server = PypiServer::start();
+    let proxy = FaultProxy::start(("127.0.0.1".into(), server.port), Faults::cut(200_000, 1));
+    let work = tempfile::tempdir().unwrap();
+    let a =
+        Artifact::from_file(dists::wheel(work.path(), "torn", "1.0", &payload(700_000))).unwrap();
+    let err = through(&proxy, &server, &server.password)
+        .publish(std::slice::from_ref(&a))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("cut off") && text.contains(&a.name), "{text}");
+    let kept = std::fs::metadata(server.packages().join(&a.name))
+        .unwrap()
+        .len();
+    assert!(kept < a.size, "the index kept {kept} of {} bytes", a.size);
+}
+
+/// A 4xx answer is final however patient the policy: one upload, plus at most one
+/// request without a file when the server closed before the answer could be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_errors_are_not_retried() {
+    let server = PypiServer::start();
+    let proxy = FaultProxy::start(("127.0.0.1".into(), server.port), Faults::cut(u64::MAX, 0));
+    let work = tempfile::tempdir().unwrap();
+    let a =
+        Artifact::from_file(dists::wheel(work.path(), "once", "1.0", &payload(300_000))).unwrap();
+    for _ in 0..3 {
+        let before = proxy.connections.load(Ordering::SeqCst);
+        let err = through(&proxy, &server, "wrong-password")
+            .publish(std::slice::from_ref(&a))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+        let used = proxy.connections.load(Ordering::SeqCst) - before;
+        assert!((1..=2).contains(&used), "{used} connections");
+    }
+    assert!(server.stored().is_empty());
 }

@@ -161,7 +161,13 @@ impl PyRelease {
                 "give sign_key or sign_key_env, not both",
             )),
             (Some(path), None) => SigningKey::from_file(path, password).map(Some),
-            (None, Some(var)) => SigningKey::from_env(&var, None).map(Some),
+            (None, Some(var)) => match std::env::var(&var) {
+                Ok(text) => SigningKey::from_text(&text, password, format!("${var}")).map(Some),
+                Err(_) => Err(Error::invalid(
+                    format!("environment variable {var}"),
+                    "is not set: it must hold a minisign secret key",
+                )),
+            },
             (None, None) => Ok(None),
         }
         .py_err(py)?;

@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use reqwest::header::LOCATION;
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 use super::dist::Distribution;
+use super::index::read_bounded;
+use super::PypiPublisher;
 use crate::error::{ApiErrorClass, Error, Result};
 
 /// How an upload ended, when it did not fail.
@@ -163,6 +166,122 @@ pub fn summary(body: &str) -> String {
     }
     let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     squeezed.chars().take(300).collect()
+}
+
+impl PypiPublisher {
+    /// Uploads one distribution, with retries; `true` if this call stored it.
+    pub(super) async fn upload(&self, d: &Distribution) -> Result<bool> {
+        let name = &d.artifact.name;
+        // Whether an attempt died after it may have sent part of the file.
+        let cut = AtomicBool::new(false);
+        let outcome = self
+            .retry
+            .run(&format!("upload {name}"), |_| async {
+                let tampered = Arc::new(AtomicBool::new(false));
+                let form = form(d, tampered.clone())?;
+                let req = self
+                    .upload_client
+                    .post(self.upload_url.clone())
+                    .multipart(form);
+                let sent = self.authorize(req, &self.upload_url).send().await;
+                if tampered.load(Ordering::SeqCst) {
+                    return Err(Error::Integrity {
+                        what: format!(
+                            "{} (changed while it was uploaded)",
+                            d.artifact.path.display()
+                        ),
+                        expected: d.artifact.sha256.clone(),
+                        actual: "other content".into(),
+                    });
+                }
+                let resp = match sent {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        cut.store(true, Ordering::SeqCst);
+                        // A server that refuses the credentials may answer at once and
+                        // close while the file is still being sent, and the answer is
+                        // lost: ask again without a file before retrying.
+                        self.probe_credentials().await?;
+                        return Err(self.connection_error(e));
+                    }
+                };
+                let status = resp.status();
+                let location = resp
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let body = read_bounded(resp).await.unwrap_or_default();
+                classify(
+                    status,
+                    location.as_deref(),
+                    &body,
+                    name,
+                    &self.shown,
+                    self.username.as_deref(),
+                )
+            })
+            .await?;
+        if outcome == Uploaded::Stored {
+            tracing::info!(artifact = %name, index = %self.shown, "uploaded");
+            return Ok(true);
+        }
+        // Ours from an earlier attempt whose answer was lost, or someone else's.
+        let (url, listing) = self.listing(&d.project).await?;
+        match self.presence(&url, &listing, &d.artifact).await {
+            Ok(true) => Ok(false),
+            Ok(false) => Err(Error::Conflict {
+                what: format!("{name} on {}", self.shown),
+                reason: "the index refuses the name (it exists, or was used before and \
+                         deleted), and does not list this content under it"
+                    .into(),
+            }),
+            // The index kept what it received of a cut attempt (pypiserver does: it checks
+            // no digest). Only someone with access to the index can remove it.
+            Err(Error::Conflict { reason, .. }) if cut.load(Ordering::SeqCst) => {
+                Err(Error::Integrity {
+                    what: format!(
+                        "{name} on {}: an upload was cut off and the index kept the part it \
+                         received ({reason}); delete that file from the index, then publish \
+                         again",
+                        self.shown
+                    ),
+                    expected: d.artifact.sha256.clone(),
+                    actual: "a partial file".into(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An upload form without a file: `Err(Auth)` when the index refuses the credentials,
+    /// `Ok` for any other answer (or none).
+    async fn probe_credentials(&self) -> Result<()> {
+        let form = Form::new()
+            .text(":action", "file_upload")
+            .text("protocol_version", "1");
+        let req = self
+            .upload_client
+            .post(self.upload_url.clone())
+            .multipart(form);
+        let Ok(resp) = self.authorize(req, &self.upload_url).send().await else {
+            return Ok(());
+        };
+        let status = resp.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            let body = read_bounded(resp).await.unwrap_or_default();
+            return classify(
+                status,
+                None,
+                &body,
+                "",
+                &self.shown,
+                self.username.as_deref(),
+            )
+            .map(|_| ());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

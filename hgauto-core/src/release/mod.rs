@@ -232,6 +232,12 @@ impl Release {
                 ));
             }
         }
+        if self.destinations.is_empty() {
+            return Err(Error::invalid(
+                format!("release of {}", self.dir.display()),
+                "has no destination: add one with publish_to",
+            ));
+        }
         let (files, ignored) = self.prepare().await?;
         let files = &files;
         let mut entries = Vec::new();
