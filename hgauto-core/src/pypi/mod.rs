@@ -10,7 +10,11 @@
 //!   "already exists" (PyPI's 400, pypiserver's 409) is asked again the same way.
 //! - Uploads are streamed from disk and hashed on the way, retried on 5xx, 429 and
 //!   connection failures with [`RetryPolicy::network`], never on another 4xx. 401 and 403
-//!   are [`Error::Auth`].
+//!   are [`Error::Auth`], also when the server closed the connection before its answer
+//!   could be read (a request without a file asks again).
+//! - An index that keeps the part it received of a cut upload (pypiserver checks no
+//!   digest) makes the retry find the name taken: that is [`Error::Integrity`] saying so,
+//!   for someone with access to the index to delete.
 //! - Credentials ([`PypiSettings`]) never reach a log line, an error or `Debug` output.
 
 mod builder;
