@@ -197,6 +197,18 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// A job's lease ran out, or the job went to another holder: whoever holds it now does
+    /// the work, so this holder must stop.
+    #[error("lease on job {job} from {source_name} is lost: {reason}")]
+    LeaseLost {
+        /// The job id.
+        job: String,
+        /// The job source's name.
+        source_name: String,
+        /// What happened to it.
+        reason: String,
+    },
+
     /// The process received SIGINT or SIGTERM; machines were cleaned up.
     #[error("interrupted by signal {signal}")]
     Interrupted {
@@ -288,6 +300,7 @@ impl Error {
             | Error::NotSupported { .. }
             | Error::HostKey { .. }
             | Error::Auth { .. }
+            | Error::LeaseLost { .. }
             | Error::Interrupted { .. } => false,
         }
     }

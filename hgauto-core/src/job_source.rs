@@ -3,24 +3,43 @@
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::job::{Job, JobOutcome};
+use crate::job::{Job, JobFilter, JobOutcome, Lease};
 
 /// A queue of work shared by builder agents: pull requests, branch heads, queue messages.
 ///
 /// # Contract
-/// - `next` hands out a job that this agent should do now, or `None` when there is nothing.
-///   A job handed out stays *in flight* until it is reported.
-/// - `heartbeat` tells the source that work on an in-flight job goes on (sources with
-///   leases, such as SQS or Step Functions, extend them); it fails for a job not in flight.
-/// - `report` ends a job with its outcome. Reporting the same outcome twice is harmless.
+/// - `next` hands out the job this agent should do now (higher priority first, then older
+///   first), leased to it: until the lease's deadline no other caller gets that job. Jobs
+///   that do not pass the filter are neither handed out nor leased. `None`: nothing to do.
+/// - A lease that runs out makes the job available again, with `attempt` one higher.
+/// - `heartbeat` extends the lease and returns it; it fails with
+///   [`Error::LeaseLost`](crate::Error::LeaseLost) when the lease ran out or the job went to
+///   another holder meanwhile.
+/// - `started` marks that work on the job's (check, revision) began (e.g. a "pending"
+///   status): the first time only, never again on a re-check.
+/// - `report` ends the job with its outcome. Reporting again with the same lease is
+///   harmless; a job reported is never handed out again. The outcome becomes the `previous`
+///   of later jobs for the same (check, revision).
+/// - `release` gives a job back untouched (e.g. on SIGTERM): it is available at once.
 #[async_trait]
 pub trait JobSource: Send + Sync {
-    /// The next job to work on, if any.
-    async fn next(&self) -> Result<Option<Job>>;
+    /// The source's name, as jobs carry it.
+    fn name(&self) -> String;
+
+    /// The next job to work on that passes `filter`, leased to the caller.
+    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>>;
+
+    /// Records that work on `job` began. The default does nothing.
+    async fn started(&self, _job: &Job) -> Result<()> {
+        Ok(())
+    }
+
+    /// Extends the lease on `job` and returns the new one.
+    async fn heartbeat(&self, job: &Job) -> Result<Lease>;
 
     /// Records how `job` ended.
     async fn report(&self, job: &Job, outcome: &JobOutcome) -> Result<()>;
 
-    /// Keeps the claim on an in-flight job alive.
-    async fn heartbeat(&self, job: &Job) -> Result<()>;
+    /// Gives `job` back, untouched, for anyone to take now.
+    async fn release(&self, job: &Job) -> Result<()>;
 }

@@ -23,6 +23,7 @@ pub mod artifact;
 pub mod background;
 pub mod checkout;
 pub mod cleanup;
+pub mod clock;
 pub mod command;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -57,10 +58,10 @@ pub use command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stre
 pub use download::{download, download_many, DownloadOptions, DownloadReport};
 pub use error::{ApiErrorClass, Error, Result};
 pub use fanout::{fan_out, HostResult};
-pub use job::{Job, JobOutcome};
+pub use job::{Job, JobFilter, JobOutcome, Lease, Shard};
 pub use job_source::JobSource;
 pub use ledger::{Ledger, LedgerRecord};
-pub use local::{DirPublisher, ListJobSource, LocalMachine, LocalProvider};
+pub use local::{DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider};
 pub use machine::{RemoteMachine, SyncOptions, SyncReport};
 pub use progress::StepProgress;
 pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};

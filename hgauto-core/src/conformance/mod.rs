@@ -9,6 +9,7 @@ pub mod child;
 pub mod dists;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod job_source;
 pub mod machine;
 pub mod publisher;
 pub mod pypiserver;
