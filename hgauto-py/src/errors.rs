@@ -208,6 +208,13 @@ fn describe(err: &Error, a: &Bound<'_, PyDict>) -> PyResult<&'static str> {
             a.set_item("signal", *signal)?;
             "Interrupted"
         }
+        Error::LeaseLost {
+            job, source_name, ..
+        } => {
+            a.set_item("job", job)?;
+            a.set_item("source", source_name)?;
+            "LeaseLost"
+        }
         Error::Backend { backend, .. } => {
             a.set_item("backend", backend)?;
             "BackendError"

@@ -9,6 +9,7 @@
 mod convert;
 mod errors;
 mod helpers;
+mod jobs;
 mod logging;
 mod machine;
 mod provider;
@@ -45,6 +46,10 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<publisher::PyDirPublisher>()?;
     m.add_class::<publisher::PublishReport>()?;
     m.add_class::<release::PyPypiPublisher>()?;
+    m.add_class::<jobs::PyJob>()?;
+    m.add_class::<jobs::PyJobSource>()?;
+    m.add_class::<jobs::PyDirJobSource>()?;
+    m.add_class::<jobs::PyListJobSource>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

@@ -16,11 +16,15 @@ __version__: str
 __all__ = [
     "Artifact",
     "CheckoutReport",
+    "DirJobSource",
     "DirPublisher",
     "DownloadReport",
     "Ec2Provider",
     "FEATURES",
     "HostResult",
+    "Job",
+    "JobSource",
+    "ListJobSource",
     "LocalProvider",
     "Machine",
     "MachineSet",
@@ -430,6 +434,79 @@ class Release:
     def run(self, report_path: Optional[_StrPath] = None) -> ReleaseReport:
         """Raises, with nothing uploaded, for a missing or unexpected file or a conflict;
         otherwise returns the report."""
+
+@final
+class Job:
+    """One unit of work from a job source."""
+
+    def __new__(
+        cls,
+        id: str,
+        check: str,
+        *,
+        revision: Optional[str] = None,
+        priority: int = 0,
+        created_ms: int = 0,
+        attributes: Optional[Mapping[str, str]] = None,
+        payload: object = None,
+    ) -> Self: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def check(self) -> str: ...
+    @property
+    def revision(self) -> Optional[str]: ...
+    @property
+    def created_ms(self) -> int: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def lease_deadline_ms(self) -> Optional[int]: ...
+    @property
+    def previous(self) -> Optional[str]:
+        """How the last job of the same (check, revision) ended."""
+    @property
+    def attributes(self) -> Dict[str, str]: ...
+    @property
+    def payload(self) -> object: ...
+
+@disjoint_base
+class JobSource:
+    """Where work comes from: jobs handed out under a lease."""
+
+    @property
+    def name(self) -> str: ...
+    def next(
+        self, *, checks: Optional[Sequence[str]] = None, shard: Optional[Tuple[int, int]] = None
+    ) -> Optional[Job]:
+        """The next job, leased to the caller, or None."""
+    def started(self, job: Job) -> None: ...
+    def heartbeat(self, job: Job) -> int:
+        """Extends the lease; raises LeaseLost when it is gone."""
+    def report(
+        self, job: Job, status: str, summary: Optional[str] = None, *, retryable: bool = False
+    ) -> None:
+        """Ends the job: status is succeeded, failed or skipped."""
+    def release(self, job: Job) -> None: ...
+
+@final
+class DirJobSource(JobSource):
+    """A job queue in a directory, shared by processes."""
+
+    def __new__(cls, root: _StrPath, *, lease_ttl: float = 300.0) -> Self: ...
+    def enqueue(self, job: Job) -> bool: ...
+    def outcomes(self) -> Dict[str, str]: ...
+
+@final
+class ListJobSource(JobSource):
+    """Jobs held in memory, with leases."""
+
+    def __new__(cls, jobs: Sequence[Job] = ..., *, lease_ttl: float = 300.0) -> Self: ...
+    def push(self, job: Job) -> None: ...
 
 @final
 class DownloadReport:

@@ -29,6 +29,7 @@ __all__ = [
     "ProvisionError",
     "ApiError",
     "Interrupted",
+    "LeaseLost",
     "Terminated",
     "BackendError",
 ]
@@ -184,6 +185,14 @@ class Interrupted(HgautoError):
     """The process received SIGINT or SIGTERM while machines were being cleaned up."""
 
     signal: int
+
+
+class LeaseLost(HgautoError):
+    """A job's lease ran out or went to another holder (``job``, ``source``): stop working
+    on it, whoever holds it now will do the work."""
+
+    job: str
+    source: str
 
 
 class BackendError(HgautoError):

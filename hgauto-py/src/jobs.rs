@@ -1,0 +1,284 @@
+//! `hgauto.Job`, `hgauto.JobSource`, `hgauto.DirJobSource` and `hgauto.ListJobSource`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use hgauto_core::job::Shard;
+use hgauto_core::{DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource};
+
+use crate::convert::seconds;
+use crate::errors::IntoPyResult;
+use crate::runtime::wait;
+
+/// One unit of work from a job source.
+#[pyclass(frozen, from_py_object, module = "hgauto", name = "Job")]
+#[derive(Clone)]
+pub struct PyJob {
+    pub inner: Job,
+}
+
+fn json_to_py(py: Python<'_>, value: &serde_json::Value) -> PyResult<Py<PyAny>> {
+    let json = py.import("json")?;
+    Ok(json.call_method1("loads", (value.to_string(),))?.unbind())
+}
+
+fn py_to_json(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let text: String = py
+        .import("json")?
+        .call_method1("dumps", (value,))?
+        .extract()?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::invalid("job payload", e.to_string()))
+        .py_err(py)
+}
+
+#[pymethods]
+impl PyJob {
+    /// A job for `check` (e.g. "build/linux-x86_64"). `payload`: anything `json` can dump.
+    #[new]
+    #[pyo3(signature = (id, check, *, revision=None, priority=0, created_ms=0, attributes=None, payload=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        id: String,
+        check: String,
+        revision: Option<String>,
+        priority: i32,
+        created_ms: u64,
+        attributes: Option<BTreeMap<String, String>>,
+        payload: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let mut job = Job::new(id, check)
+            .with_priority(priority)
+            .with_created_ms(created_ms);
+        job.revision = revision;
+        job.attributes = attributes.unwrap_or_default();
+        if let Some(p) = payload {
+            job.payload = Some(py_to_json(py, &p)?);
+        }
+        Ok(PyJob { inner: job })
+    }
+
+    /// Unique within its source.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+    /// The source's name.
+    #[getter]
+    fn source(&self) -> &str {
+        &self.inner.source
+    }
+    /// The kind of build.
+    #[getter]
+    fn check(&self) -> &str {
+        &self.inner.check
+    }
+    /// The revision to build, if any.
+    #[getter]
+    fn revision(&self) -> Option<&str> {
+        self.inner.revision.as_deref()
+    }
+    /// Milliseconds since the Unix epoch.
+    #[getter]
+    fn created_ms(&self) -> u64 {
+        self.inner.created_ms
+    }
+    /// Higher goes first.
+    #[getter]
+    fn priority(&self) -> i32 {
+        self.inner.priority
+    }
+    /// How many times the job has been handed out, this time included.
+    #[getter]
+    fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+    /// When this holder's lease ends (milliseconds since the epoch), if leased.
+    #[getter]
+    fn lease_deadline_ms(&self) -> Option<u64> {
+        self.inner.lease.as_ref().map(|l| l.deadline_ms)
+    }
+    /// How the last job of the same (check, revision) ended: succeeded, failed or skipped.
+    #[getter]
+    fn previous(&self) -> Option<&'static str> {
+        self.inner.previous.as_ref().map(JobOutcome::status)
+    }
+    /// Source-specific details.
+    #[getter]
+    fn attributes(&self) -> BTreeMap<String, String> {
+        self.inner.attributes.clone()
+    }
+    /// The raw payload, decoded from JSON.
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.inner
+            .payload
+            .as_ref()
+            .map(|v| json_to_py(py, v))
+            .transpose()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Job({:?}, check={:?}, revision={:?}, attempt={})",
+            self.inner.id, self.inner.check, self.inner.revision, self.inner.attempt
+        )
+    }
+}
+
+fn outcome(py: Python<'_>, status: &str, summary: String, retryable: bool) -> PyResult<JobOutcome> {
+    match status {
+        "succeeded" => Ok(JobOutcome::Succeeded { summary }),
+        "failed" => Ok(JobOutcome::Failed { summary, retryable }),
+        "skipped" => Ok(JobOutcome::Skipped { reason: summary }),
+        other => Err(Error::invalid(
+            format!("job status {other:?}"),
+            "must be succeeded, failed or skipped",
+        ))
+        .py_err(py),
+    }
+}
+
+/// Where work comes from: jobs handed out under a lease (see the Rust `JobSource` trait).
+#[pyclass(subclass, frozen, module = "hgauto", name = "JobSource")]
+pub struct PyJobSource {
+    pub inner: Arc<dyn JobSource>,
+}
+
+#[pymethods]
+impl PyJobSource {
+    /// The source's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    /// The next job to do, leased to the caller, or None. `checks`: only these kinds;
+    /// `shard`: `(index, count)`, this agent's share of a pool.
+    #[pyo3(signature = (*, checks=None, shard=None))]
+    fn next(
+        &self,
+        py: Python<'_>,
+        checks: Option<Vec<String>>,
+        shard: Option<(u32, u32)>,
+    ) -> PyResult<Option<PyJob>> {
+        if let Some((index, count)) = shard {
+            if count == 0 || index >= count {
+                return Err(Error::invalid(
+                    format!("shard ({index}, {count})"),
+                    "the index must be below the count",
+                ))
+                .py_err(py);
+            }
+        }
+        let filter = JobFilter {
+            checks: checks.unwrap_or_default(),
+            shard: shard.map(|(index, count)| Shard { index, count }),
+        };
+        let s = self.inner.clone();
+        let job = wait(py, async move { s.next(&filter).await })?.py_err(py)?;
+        Ok(job.map(|inner| PyJob { inner }))
+    }
+
+    /// Records that work on the job's (check, revision) began.
+    fn started(&self, py: Python<'_>, job: PyJob) -> PyResult<()> {
+        let s = self.inner.clone();
+        wait(py, async move { s.started(&job.inner).await })?.py_err(py)
+    }
+
+    /// Extends the lease; returns its new deadline (milliseconds since the epoch). Raises
+    /// LeaseLost when the lease ran out or went to another holder.
+    fn heartbeat(&self, py: Python<'_>, job: PyJob) -> PyResult<u64> {
+        let s = self.inner.clone();
+        let lease = wait(py, async move { s.heartbeat(&job.inner).await })?.py_err(py)?;
+        Ok(lease.deadline_ms)
+    }
+
+    /// Ends the job: `status` is succeeded, failed or skipped.
+    #[pyo3(signature = (job, status, summary=None, *, retryable=false))]
+    fn report(
+        &self,
+        py: Python<'_>,
+        job: PyJob,
+        status: &str,
+        summary: Option<String>,
+        retryable: bool,
+    ) -> PyResult<()> {
+        let o = outcome(py, status, summary.unwrap_or_default(), retryable)?;
+        let s = self.inner.clone();
+        wait(py, async move { s.report(&job.inner, &o).await })?.py_err(py)
+    }
+
+    /// Gives the job back, untouched, for anyone to take now.
+    fn release(&self, py: Python<'_>, job: PyJob) -> PyResult<()> {
+        let s = self.inner.clone();
+        wait(py, async move { s.release(&job.inner).await })?.py_err(py)
+    }
+}
+
+/// A job queue in a directory, shared by processes: JSON files claimed under `flock`.
+#[pyclass(extends = PyJobSource, frozen, module = "hgauto", name = "DirJobSource")]
+pub struct PyDirJobSource {
+    source: DirJobSource,
+}
+
+#[pymethods]
+impl PyDirJobSource {
+    /// `lease_ttl`: seconds a job stays leased without a heartbeat (default 300).
+    #[new]
+    #[pyo3(signature = (root, *, lease_ttl=300.0))]
+    fn new(py: Python<'_>, root: PathBuf, lease_ttl: f64) -> PyResult<PyClassInitializer<Self>> {
+        let ttl = seconds(py, "lease_ttl", lease_ttl)?;
+        let source = DirJobSource::new(root).py_err(py)?.with_lease_ttl(ttl);
+        Ok(PyClassInitializer::from(PyJobSource {
+            inner: Arc::new(source.clone()),
+        })
+        .add_subclass(PyDirJobSource { source }))
+    }
+
+    /// Adds a job; False when one with its id is already queued or done.
+    fn enqueue(&self, py: Python<'_>, job: PyJob) -> PyResult<bool> {
+        let s = self.source.clone();
+        py.detach(move || s.enqueue(job.inner)).py_err(py)
+    }
+
+    /// The status reported for each job so far, by id.
+    fn outcomes(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
+        let s = self.source.clone();
+        let all = py.detach(move || s.outcomes()).py_err(py)?;
+        Ok(all
+            .into_iter()
+            .map(|(id, o)| (id, o.status().to_owned()))
+            .collect())
+    }
+}
+
+/// Jobs held in memory, with leases: for scripts and tests.
+#[pyclass(extends = PyJobSource, frozen, module = "hgauto", name = "ListJobSource")]
+pub struct PyListJobSource {
+    source: Arc<ListJobSource>,
+}
+
+#[pymethods]
+impl PyListJobSource {
+    #[new]
+    #[pyo3(signature = (jobs=Vec::new(), *, lease_ttl=300.0))]
+    fn new(py: Python<'_>, jobs: Vec<PyJob>, lease_ttl: f64) -> PyResult<PyClassInitializer<Self>> {
+        let ttl = seconds(py, "lease_ttl", lease_ttl)?;
+        let source =
+            Arc::new(ListJobSource::new(jobs.into_iter().map(|j| j.inner)).with_lease_ttl(ttl));
+        Ok(PyClassInitializer::from(PyJobSource {
+            inner: source.clone(),
+        })
+        .add_subclass(PyListJobSource { source }))
+    }
+
+    /// Adds a job.
+    fn push(&self, job: PyJob) {
+        self.source.push(job.inner);
+    }
+}

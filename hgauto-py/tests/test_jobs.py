@@ -1,0 +1,87 @@
+"""hgauto.Job and the job sources: a directory queue shared with a second process, leases
+that run out, filters, and typed errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import hgauto
+
+
+def test_directory_queue_leases_reports_and_history(tmp_path: Path) -> None:
+    q = hgauto.DirJobSource(tmp_path / "q", lease_ttl=0.5)
+    assert q.enqueue(hgauto.Job("a", "build/linux", revision="r1", payload={"pr": 7}))
+    assert q.enqueue(hgauto.Job("b", "build/windows", revision="r1", priority=5))
+    assert not q.enqueue(hgauto.Job("a", "build/linux"))
+
+    first = q.next()
+    assert first is not None and first.id == "b", "priority first"
+    linux = q.next(checks=["build/linux"])
+    assert linux is not None and linux.payload == {"pr": 7}
+    assert linux.attempt == 1 and linux.lease_deadline_ms is not None
+    assert q.next() is None
+
+    time.sleep(0.7)
+    with pytest.raises(hgauto.LeaseLost) as lost:
+        q.heartbeat(linux)
+    assert lost.value.job == "a"
+    again = q.next(checks=["build/linux"])
+    assert again is not None and again.attempt == 2
+    q.started(again)
+    q.report(again, "failed", "tests failed")
+    q.report(again, "failed", "tests failed")
+    q.release(first)
+    b = q.next()
+    assert b is not None and b.id == "b"
+    q.report(b, "succeeded")
+    assert q.outcomes() == {"a": "failed", "b": "succeeded"}
+
+    q.enqueue(hgauto.Job("a2", "build/linux", revision="r1"))
+    recheck = q.next()
+    assert recheck is not None and recheck.previous == "failed"
+    with pytest.raises(hgauto.InvalidInput):
+        q.report(recheck, "exploded")
+    with pytest.raises(hgauto.InvalidInput):
+        q.next(shard=(3, 3))
+
+
+def test_a_second_process_sees_the_same_queue(tmp_path: Path) -> None:
+    root = tmp_path / "q"
+    q = hgauto.DirJobSource(root)
+    for i in range(20):
+        q.enqueue(hgauto.Job(f"j{i}", "test", revision=f"r{i}"))
+    # A plain file drop is a job too.
+    tmp = root / ".drop"
+    tmp.write_text(json.dumps({"id": "dropped", "check": "test"}))
+    tmp.rename(root / "queue" / "dropped.json")
+    script = (
+        "import sys, hgauto\n"
+        "q = hgauto.DirJobSource(sys.argv[1])\n"
+        "n = 0\n"
+        "while (j := q.next(shard=(0, 2))) is not None:\n"
+        "    q.report(j, 'succeeded', 'child'); n += 1\n"
+        "print(n)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", script, str(root)], capture_output=True,
+                           text=True, check=True)
+    mine = 0
+    while (j := q.next(shard=(1, 2))) is not None:
+        q.report(j, "succeeded", "parent")
+        mine += 1
+    assert int(child.stdout) + mine == 21
+    assert len(q.outcomes()) == 21
+
+
+def test_list_source() -> None:
+    s = hgauto.ListJobSource([hgauto.Job("x", "c")], lease_ttl=30)
+    j = s.next()
+    assert j is not None and j.source == "list"
+    assert s.heartbeat(j) >= (j.lease_deadline_ms or 0)
+    s.report(j, "skipped", "nothing to do")
+    assert s.next() is None
