@@ -17,22 +17,24 @@
 //! written by hand) and moved to `failed/` with the reason once it is a minute old; the
 //! source goes on with the other jobs.
 
+mod files;
+mod scan;
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::jobs::{lease_lost, new_token, DEFAULT_LEASE_TTL};
+use super::jobs::{lease_lost, DEFAULT_LEASE_TTL};
 use crate::clock::{self, SharedClock};
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
 use crate::job_source::JobSource;
 use crate::task::blocking;
+use files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, DirLock, Done};
+use scan::QueueView;
 
 /// How old an unreadable job file must be before it is quarantined.
 const QUARANTINE_AFTER: Duration = Duration::from_secs(60);
@@ -44,109 +46,7 @@ pub struct DirJobSource {
     name: String,
     ttl: Duration,
     clock: SharedClock,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Claim {
-    token: String,
-    deadline_ms: u64,
-    attempt: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Done {
-    job: Job,
-    token: String,
-    outcome: JobOutcome,
-}
-
-/// The file-name form of a job id: the id itself when it is a plain name, else its hash.
-fn file_id(id: &str) -> String {
-    let plain = !id.is_empty()
-        && id.len() <= 100
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b));
-    if plain {
-        id.to_owned()
-    } else {
-        hex::encode(Sha256::digest(id.as_bytes()))
-    }
-}
-
-fn key_file(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// The queue file name of `job`: sorts by priority (higher first), then age, then id.
-fn queue_name(job: &Job) -> String {
-    let rank = i64::from(i32::MAX) - i64::from(job.priority);
-    format!(
-        "{rank:010}-{:016}~{}.json",
-        job.created_ms,
-        file_id(&job.id)
-    )
-}
-
-/// The id part of a queue file name (`<order>~<id>.json`, or a dropped `<id>.json`).
-fn id_part(name: &str) -> &str {
-    let stem = name.strip_suffix(".json").unwrap_or(name);
-    stem.rsplit_once('~').map_or(stem, |(_, id)| id)
-}
-
-/// Writes `data` to `path` by rename from a dotfile beside it (no fsync: a claim lost in a
-/// crash only makes its job available again).
-fn replace(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let (tmp, mut f) = crate::ledger::tempfile_in(dir, 0o644)?;
-    let written = f.write_all(data).at("write", &tmp, "localhost");
-    drop(f);
-    match written
-        .and_then(|()| std::fs::rename(&tmp, path).at("rename into place", path, "localhost"))
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::invalid(format!("job file {}", path.display()), e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, "localhost", e)),
-    }
-}
-
-/// Holds `DIR/lock` exclusively until dropped.
-struct DirLock(#[allow(dead_code)] File);
-
-impl DirLock {
-    fn take(root: &Path) -> Result<DirLock> {
-        use std::os::unix::io::AsRawFd;
-        let path = root.join("lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("open", &path, "localhost")?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                "lock",
-                &path,
-                "localhost",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(DirLock(f))
-    }
+    view: Arc<Mutex<QueueView>>,
 }
 
 impl DirJobSource {
@@ -154,7 +54,9 @@ impl DirJobSource {
     /// [`DEFAULT_LEASE_TTL`].
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for d in ["queue", "claims", "done", "history", "started", "failed"] {
+        for d in [
+            "queue", "claims", "done", "history", "started", "failed", "ids",
+        ] {
             let p = root.join(d);
             std::fs::create_dir_all(&p).at("create directory", &p, "localhost")?;
         }
@@ -163,6 +65,7 @@ impl DirJobSource {
             root,
             ttl: DEFAULT_LEASE_TTL,
             clock: clock::system(),
+            view: Arc::default(),
         })
     }
 
@@ -195,17 +98,24 @@ impl DirJobSource {
         job.lease = None;
         job.attempt = 0;
         job.previous = None;
-        let fid = file_id(&job.id);
         let _lock = DirLock::take(&self.root)?;
-        if self.root.join("done").join(format!("{fid}.json")).exists()
-            || self.find_queued(&fid)?.is_some()
-        {
+        if !self.mark_id(&job)? {
             return Ok(false);
         }
         let data = serde_json::to_vec_pretty(&job)
             .map_err(|e| Error::invalid(format!("job {}", job.id), e.to_string()))?;
         replace(&self.root.join("queue").join(queue_name(&job)), &data)?;
         Ok(true)
+    }
+
+    /// Records that a job with `job`'s id exists (queued or done): `false` if one did.
+    fn mark_id(&self, job: &Job) -> Result<bool> {
+        let marker = self.root.join("ids").join(file_id(&job.id));
+        match crate::fsutil::create_private(&marker) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io("create", &marker, "localhost", e)),
+        }
     }
 
     /// The outcomes reported so far, by job id.
@@ -270,88 +180,6 @@ impl DirJobSource {
         }
     }
 
-    fn next_blocking(&self, filter: &JobFilter) -> Result<Option<Job>> {
-        let _lock = DirLock::take(&self.root)?;
-        let now = self.clock.now_ms();
-        for name in self.queue_files()? {
-            let fid = id_part(&name).to_owned();
-            let held =
-                |fid: &str| -> Option<Claim> { read_json(&self.claim_path(fid)).unwrap_or(None) };
-            if held(&fid).is_some_and(|c| c.deadline_ms > now) {
-                continue;
-            }
-            let path = self.root.join("queue").join(&name);
-            let mut job: Job = match read_json(&path) {
-                Ok(Some(j)) => j,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.quarantine(&path, &e);
-                    continue;
-                }
-            };
-            if job.id.is_empty() || job.check.is_empty() {
-                self.quarantine(&path, &Error::invalid("job", "needs an id and a check"));
-                continue;
-            }
-            if job.created_ms == 0 {
-                job.created_ms = std::fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_millis() as u64);
-            }
-            // A dropped file gets its canonical name, so claims and reports find it.
-            let canonical = queue_name(&job);
-            if name != canonical {
-                let target = self.root.join("queue").join(&canonical);
-                if target.exists()
-                    || self
-                        .root
-                        .join("done")
-                        .join(format!("{}.json", file_id(&job.id)))
-                        .exists()
-                {
-                    let dup =
-                        Error::invalid(format!("job {}", job.id), "is already queued or done");
-                    let _ = std::fs::rename(&path, self.root.join("failed").join(&name));
-                    tracing::warn!(file = %path.display(), error = %dup, "quarantined a duplicate job file");
-                    continue;
-                }
-                std::fs::rename(&path, &target).at("rename into place", &target, "localhost")?;
-            }
-            let fid = file_id(&job.id);
-            if !filter.matches(&job) {
-                continue;
-            }
-            let lease = Lease {
-                token: new_token(),
-                deadline_ms: now + self.ttl.as_millis() as u64,
-            };
-            let claim = held(&fid);
-            if claim.as_ref().is_some_and(|c| c.deadline_ms > now) {
-                continue;
-            }
-            let attempt = claim.map_or(0, |c| c.attempt) + 1;
-            let data = serde_json::to_vec(&Claim {
-                token: lease.token.clone(),
-                deadline_ms: lease.deadline_ms,
-                attempt,
-            })
-            .map_err(|e| Error::invalid("claim", e.to_string()))?;
-            replace(&self.claim_path(&fid), &data)?;
-            let history = self
-                .root
-                .join("history")
-                .join(format!("{}.json", key_file(&job.build_key())));
-            job.previous = read_json(&history).unwrap_or(None);
-            job.source = self.name.clone();
-            job.lease = Some(lease);
-            job.attempt = attempt;
-            return Ok(Some(job));
-        }
-        Ok(None)
-    }
-
     /// The claim on `job` if it is still this holder's: `Ok((claim, fid))`, else `LeaseLost`.
     fn held(&self, job: &Job) -> Result<(Claim, String)> {
         let fid = file_id(&job.id);
@@ -395,10 +223,15 @@ impl DirJobSource {
             };
         }
         self.held(job)?;
-        let queued = self.find_queued(&fid)?;
+        let named = self.root.join("queue").join(queue_name(job));
+        let queued = if named.exists() {
+            Some(named)
+        } else {
+            self.find_queued(&fid)?
+        };
         let mut record = job.clone();
         record.lease = None;
-        let data = serde_json::to_vec_pretty(&Done {
+        let data = serde_json::to_vec(&Done {
             job: record,
             token: token.to_owned(),
             outcome: outcome.clone(),
@@ -465,28 +298,5 @@ impl JobSource for DirJobSource {
     async fn release(&self, job: &Job) -> Result<()> {
         let (me, job) = (self.clone(), job.clone());
         blocking(move || me.release_blocking(&job)).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_names_sort_by_priority_then_age() {
-        let mut names = [
-            queue_name(&Job::new("old", "c").with_created_ms(1)),
-            queue_name(&Job::new("urgent", "c").with_created_ms(9).with_priority(3)),
-            queue_name(&Job::new("new", "c").with_created_ms(5)),
-            queue_name(&Job::new("low", "c").with_created_ms(0).with_priority(-2)),
-        ];
-        names.sort();
-        let ids: Vec<&str> = names.iter().map(|n| id_part(n)).collect();
-        assert_eq!(ids, ["urgent", "old", "new", "low"]);
-        assert_eq!(id_part("dropped.json"), "dropped");
-        assert_eq!(
-            file_id("pr-12/abc"),
-            hex::encode(Sha256::digest(b"pr-12/abc"))
-        );
     }
 }
