@@ -61,7 +61,9 @@ pub use fanout::{fan_out, HostResult};
 pub use job::{Job, JobFilter, JobOutcome, Lease, Shard};
 pub use job_source::JobSource;
 pub use ledger::{Ledger, LedgerRecord};
-pub use local::{DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider};
+pub use local::{
+    DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider, VcsBranchSource,
+};
 pub use machine::{RemoteMachine, SyncOptions, SyncReport};
 pub use progress::StepProgress;
 pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};

@@ -25,21 +25,21 @@
 mod git;
 mod hg;
 mod locks;
+mod store;
 
 mod run;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::progress::{step, StepProgress};
 use crate::redact::{redact_url, Secrets};
 use crate::retry::RetryPolicy;
 pub(crate) use run::{run, Ctx};
+pub use store::resolve_heads;
 
 /// Which version control system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,8 @@ pub enum Vcs {
 }
 
 impl Vcs {
-    fn name(self) -> &'static str {
+    /// `git` or `hg`.
+    pub fn name(self) -> &'static str {
         match self {
             Vcs::Git => "git",
             Vcs::Hg => "hg",
@@ -247,43 +248,6 @@ fn is_network(e: &Error) -> bool {
     .any(|p| s.contains(p))
 }
 
-/// An exclusive `flock` on `path`, held while alive.
-struct StoreLock(#[allow(dead_code)] std::fs::File);
-
-impl StoreLock {
-    fn acquire(path: &Path) -> Result<StoreLock> {
-        use std::os::unix::io::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("open", path, "localhost", e))?;
-        // SAFETY: flock on an open descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                "lock",
-                path,
-                "localhost",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(StoreLock(f))
-    }
-}
-
-/// One index entry: a URL's root commit, and the URL as it may be shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Known {
-    root: String,
-    url: String,
-}
-
-/// The key of `url` in the index: its sha256, so no credential in it is written.
-fn url_key(url: &str) -> String {
-    hex::encode(Sha256::digest(url.as_bytes()))
-}
-
 fn checkout_blocking(
     cx: &Ctx,
     vcs: Vcs,
@@ -294,89 +258,9 @@ fn checkout_blocking(
 ) -> Result<CheckoutReport> {
     let be = backend(vcs);
     let shown = cx.shown.as_str();
-    let base = opts.share_base.join(vcs.name());
-    std::fs::create_dir_all(&base).map_err(|e| Error::io("create", &base, "localhost", e))?;
     let mut recovered = Vec::new();
-    let mut cloned = false;
-    let root = {
-        let _index = StoreLock::acquire(&base.join("urls.lock"))?;
-        let index_path = base.join("urls-v2.json");
-        // The first index was keyed by the URL itself, credentials and all: drop it.
-        let _ = std::fs::remove_file(base.join("urls.json"));
-        let mut index: BTreeMap<String, Known> = std::fs::read(&index_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        match index.get(&url_key(url)) {
-            Some(known) => known.root.clone(),
-            None => {
-                let scratch = tempfile::Builder::new()
-                    .prefix(".root-")
-                    .tempdir_in(&base)
-                    .map_err(|e| Error::io("create", &base, "localhost", e))?;
-                step(&opts.progress, &format!("looking up {shown}"));
-                let root = be.root_of(cx, url, scratch.path())?;
-                // A git scratch clone is a full store: keep it if there is none yet.
-                let store = base.join(&root);
-                if vcs == Vcs::Git
-                    && !store.join(STORE_OK).exists()
-                    && scratch.path().join("repo").exists()
-                {
-                    let _ = std::fs::remove_dir_all(&store);
-                    std::fs::rename(scratch.path().join("repo"), &store)
-                        .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-                    crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
-                    cloned = true;
-                }
-                let known = Known {
-                    root: root.clone(),
-                    url: shown.to_owned(),
-                };
-                index.insert(url_key(url), known);
-                crate::ledger::write_atomic(
-                    &index_path,
-                    &serde_json::to_vec_pretty(&index).unwrap_or_default(),
-                )?;
-                root
-            }
-        }
-    };
-    let store = base.join(&root);
-    let _lock = StoreLock::acquire(&base.join(format!("{root}.lock")))?;
+    let (store, _lock, cloned) = store::open(cx, vcs, url, opts, &mut recovered)?;
     let mut pulled = false;
-
-    // An interrupted clone, or a corrupt store: start it over.
-    if store.exists() && !store.join(STORE_OK).exists() {
-        recovered.push(format!("removed the unfinished store {}", store.display()));
-        std::fs::remove_dir_all(&store).map_err(|e| Error::io("remove", &store, "localhost", e))?;
-    }
-    if store.exists() {
-        recovered.extend(be.clear_locks(cx, &store));
-        if let Err(e) = be.verify(cx, &store) {
-            recovered.push(format!(
-                "removed the corrupt store {} ({e})",
-                store.display()
-            ));
-            std::fs::remove_dir_all(&store)
-                .map_err(|e| Error::io("remove", &store, "localhost", e))?;
-        }
-    }
-    if !store.exists() {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{root}-clone-"))
-            .tempdir_in(&base)
-            .map_err(|e| Error::io("create", &base, "localhost", e))?;
-        let staged = tmp.path().join("repo");
-        step(
-            &opts.progress,
-            &format!("cloning {shown} into {}", store.display()),
-        );
-        be.clone_store(cx, url, &staged)?;
-        std::fs::rename(&staged, &store)
-            .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-        crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
-        cloned = true;
-    }
     // A wanted revision is looked up by updating to it (one process fewer on the common
     // path); only when that fails does the store pull.
     let (rev, known) = match want {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// What every VCS process of one checkout shares.
+#[derive(Debug, Clone)]
 pub(crate) struct Ctx {
     /// The longest one process may run.
     pub timeout: Duration,

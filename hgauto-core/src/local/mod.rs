@@ -7,9 +7,11 @@ pub mod machine;
 pub mod mirror;
 pub mod provider;
 pub mod publisher;
+pub mod vcs_jobs;
 
 pub use dir_jobs::DirJobSource;
 pub use jobs::{ListJobSource, DEFAULT_LEASE_TTL};
 pub use machine::LocalMachine;
 pub use provider::{kill_machine_processes, LocalProvider};
 pub use publisher::DirPublisher;
+pub use vcs_jobs::{VcsBranchSource, Watch};
