@@ -164,16 +164,7 @@ pub fn checkout(
     retry: Option<PyRetryPolicy>,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<CheckoutReport> {
-    let vcs = match vcs {
-        "git" => Vcs::Git,
-        "hg" => Vcs::Hg,
-        other => {
-            return Err(to_py(
-                py,
-                Error::invalid(format!("vcs {other:?}"), "must be \"git\" or \"hg\""),
-            ))
-        }
-    };
+    let vcs = parse_vcs(py, vcs)?;
     let want = match (revision, branch) {
         (Some(r), None) => Want::Revision(r),
         (None, Some(b)) => Want::Branch(b),
@@ -184,12 +175,7 @@ pub fn checkout(
             ))
         }
     };
-    let share_base = match share_base {
-        Some(dir) => dir,
-        None => hgauto_core::env::default_state_dir()
-            .py_err(py)?
-            .join("vcs-stores"),
-    };
+    let share_base = share_base_or_default(py, share_base)?;
     let mut opts = CheckoutOptions::new(share_base).with_purge(purge);
     if let Some(r) = retry {
         opts.retry = r.inner;
@@ -286,4 +272,26 @@ pub fn create_virtualenv(
         reused: report.reused,
         installer: report.installer,
     })
+}
+
+/// `"git"` or `"hg"` as a [`Vcs`].
+pub fn parse_vcs(py: Python<'_>, vcs: &str) -> PyResult<Vcs> {
+    match vcs {
+        "git" => Ok(Vcs::Git),
+        "hg" => Ok(Vcs::Hg),
+        other => Err(to_py(
+            py,
+            Error::invalid(format!("vcs {other:?}"), "must be \"git\" or \"hg\""),
+        )),
+    }
+}
+
+/// `share_base`, else the pooled stores under the state directory.
+pub fn share_base_or_default(py: Python<'_>, share_base: Option<PathBuf>) -> PyResult<PathBuf> {
+    match share_base {
+        Some(dir) => Ok(dir),
+        None => Ok(hgauto_core::env::default_state_dir()
+            .py_err(py)?
+            .join("vcs-stores")),
+    }
 }

@@ -1,4 +1,5 @@
-//! `hgauto.Job`, `hgauto.JobSource`, `hgauto.DirJobSource` and `hgauto.ListJobSource`.
+//! `hgauto.Job`, `hgauto.JobSource`, `hgauto.DirJobSource`, `hgauto.ListJobSource` and
+//! `hgauto.VcsBranchSource`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,11 +7,16 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
+use hgauto_core::checkout::CheckoutOptions;
 use hgauto_core::job::Shard;
-use hgauto_core::{DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource};
+use hgauto_core::local::Watch;
+use hgauto_core::{
+    DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource, VcsBranchSource,
+};
 
 use crate::convert::seconds;
 use crate::errors::IntoPyResult;
+use crate::helpers::{parse_vcs, share_base_or_default};
 use crate::runtime::wait;
 
 /// One unit of work from a job source.
@@ -280,5 +286,71 @@ impl PyListJobSource {
     /// Adds a job.
     fn push(&self, job: PyJob) {
         self.source.push(job.inner);
+    }
+}
+
+/// Jobs from the heads of watched git or Mercurial branches: one job per new head and
+/// check, kept in a directory queue under `state_dir`.
+#[pyclass(extends = PyJobSource, frozen, module = "hgauto", name = "VcsBranchSource")]
+pub struct PyVcsBranchSource {
+    source: Arc<VcsBranchSource>,
+}
+
+#[pymethods]
+impl PyVcsBranchSource {
+    /// `share_base`: the pooled stores heads are read through (default: the state
+    /// directory's); `poll_interval`: seconds between polls made by `next`.
+    #[new]
+    #[pyo3(signature = (state_dir, *, share_base=None, poll_interval=60.0, lease_ttl=300.0))]
+    fn new(
+        py: Python<'_>,
+        state_dir: PathBuf,
+        share_base: Option<PathBuf>,
+        poll_interval: f64,
+        lease_ttl: f64,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let every = seconds(py, "poll_interval", poll_interval)?;
+        let ttl = seconds(py, "lease_ttl", lease_ttl)?;
+        let opts = CheckoutOptions::new(share_base_or_default(py, share_base)?);
+        let source = Arc::new(
+            VcsBranchSource::new(state_dir, opts)
+                .py_err(py)?
+                .with_poll_interval(every)
+                .with_lease_ttl(ttl),
+        );
+        Ok(PyClassInitializer::from(PyJobSource {
+            inner: source.clone(),
+        })
+        .add_subclass(PyVcsBranchSource { source }))
+    }
+
+    /// Watches `branches` of the repository at `url` (`vcs`: "git" or "hg"); each new head
+    /// gets one job per check.
+    #[pyo3(signature = (url, branches, checks, *, vcs="git", priority=0))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        url: String,
+        branches: Vec<String>,
+        checks: Vec<String>,
+        vcs: &str,
+        priority: i32,
+    ) -> PyResult<()> {
+        let vcs = parse_vcs(py, vcs)?;
+        self.source
+            .watch(Watch {
+                vcs,
+                url,
+                branches,
+                checks,
+                priority,
+            })
+            .py_err(py)
+    }
+
+    /// Reads every watched head now; returns how many jobs were added.
+    fn poll(&self, py: Python<'_>) -> PyResult<usize> {
+        let s = self.source.clone();
+        wait(py, async move { s.poll().await })?.py_err(py)
     }
 }

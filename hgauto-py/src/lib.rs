@@ -50,6 +50,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<jobs::PyJobSource>()?;
     m.add_class::<jobs::PyDirJobSource>()?;
     m.add_class::<jobs::PyListJobSource>()?;
+    m.add_class::<jobs::PyVcsBranchSource>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

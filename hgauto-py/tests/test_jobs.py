@@ -85,3 +85,32 @@ def test_list_source() -> None:
     assert s.heartbeat(j) >= (j.lease_deadline_ms or 0)
     s.report(j, "skipped", "nothing to do")
     assert s.next() is None
+
+
+def test_vcs_branch_source_turns_new_heads_into_jobs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "PATH": "/usr/local/bin:/usr/bin:/bin"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    (repo / "f").write_text("1\n")
+    git("add", "f")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    s = hgauto.VcsBranchSource(tmp_path / "jobs", share_base=tmp_path / "shares",
+                               poll_interval=3600)
+    s.watch(str(repo), ["main"], ["build/linux", "test/linux"])
+    with pytest.raises(hgauto.InvalidInput):
+        s.watch(str(repo), ["main"], ["x"], vcs="svn")
+    assert s.poll() == 2
+    assert s.poll() == 0
+    jobs = [s.next(), s.next()]
+    assert all(j is not None and j.revision == head for j in jobs)
+    assert sorted(j.check for j in jobs if j) == ["build/linux", "test/linux"]
+    assert s.next() is None

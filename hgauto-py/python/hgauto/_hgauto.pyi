@@ -44,6 +44,7 @@ __all__ = [
     "SshPublisher",
     "SsmMachine",
     "SyncReport",
+    "VcsBranchSource",
     "VenvReport",
     "__version__",
     "_shutdown",
@@ -507,6 +508,30 @@ class ListJobSource(JobSource):
 
     def __new__(cls, jobs: Sequence[Job] = ..., *, lease_ttl: float = 300.0) -> Self: ...
     def push(self, job: Job) -> None: ...
+
+@final
+class VcsBranchSource(JobSource):
+    """Jobs from the heads of watched git or Mercurial branches."""
+
+    def __new__(
+        cls,
+        state_dir: _StrPath,
+        *,
+        share_base: Optional[_StrPath] = None,
+        poll_interval: float = 60.0,
+        lease_ttl: float = 300.0,
+    ) -> Self: ...
+    def watch(
+        self,
+        url: str,
+        branches: Sequence[str],
+        checks: Sequence[str],
+        *,
+        vcs: str = "git",
+        priority: int = 0,
+    ) -> None: ...
+    def poll(self) -> int:
+        """Reads every watched head now; returns how many jobs were added."""
 
 @final
 class DownloadReport:
