@@ -1,7 +1,8 @@
 //! # hgauto-aws
 //!
 //! The AWS backends of hgauto: the EC2 [`Ec2Provider`] (instances, fingerprinted images,
-//! machines reached over SSH or SSM), [`SsmMachine`] (Run Command) and [`S3Publisher`].
+//! machines reached over SSH or SSM), [`SsmMachine`] (Run Command), [`S3Publisher`] and
+//! [`SqsJobSource`].
 //!
 //! Everything is configured by one [`AwsConfig`] (builder, environment or TOML), which is
 //! validated before any call: a region typo, a bad CIDR or missing credentials are typed
@@ -14,9 +15,11 @@ pub mod config;
 pub mod ec2;
 mod error;
 pub mod s3;
+pub mod sqs;
 pub mod ssm;
 
 pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;
 pub use s3::S3Publisher;
+pub use sqs::SqsJobSource;
 pub use ssm::{SsmMachine, SsmOptions};

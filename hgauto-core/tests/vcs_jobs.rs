@@ -195,12 +195,5 @@ async fn vcs_source_passes_the_suite() {
     };
     // A branch's jobs are its heads, created in commit order, so priorities and re-queued
     // (check, revision) pairs do not apply.
-    run_all(
-        &h,
-        Capabilities {
-            ordering: false,
-            history: false,
-        },
-    )
-    .await;
+    run_all(&h, Capabilities::leases_only()).await;
 }

@@ -1,4 +1,5 @@
-//! `hgauto.aws`: `Ec2Provider`, `SsmMachine` and `S3Publisher` (feature `aws`).
+//! `hgauto.aws`: `Ec2Provider`, `SsmMachine`, `S3Publisher` and `SqsJobSource` (feature
+//! `aws`).
 //!
 //! Settings are `AwsConfig`'s fields as keyword arguments; they are checked by the same
 //! code (and with the same messages) as a TOML config file.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_aws::{AwsConfig, Ec2Provider, S3Publisher, SsmMachine};
+use hgauto_aws::{AwsConfig, Ec2Provider, S3Publisher, SqsJobSource, SsmMachine};
 use hgauto_core::Error;
 
 use crate::errors::{to_py, IntoPyResult};
@@ -168,5 +169,69 @@ impl PyS3Publisher {
             PyClassInitializer::from(PyPublisher { inner: Arc::new(p) })
                 .add_subclass(PyS3Publisher),
         )
+    }
+}
+
+/// Jobs from an SQS queue: the visibility timeout is the lease, a report deletes the
+/// message, and unreadable messages go to the dead-letter queue.
+#[pyclass(extends = crate::jobs::PyJobSource, frozen, module = "hgauto.aws", name = "SqsJobSource")]
+pub struct PySqsJobSource {
+    source: Arc<SqsJobSource>,
+}
+
+#[pymethods]
+impl PySqsJobSource {
+    /// `lease_ttl` and `wait` in seconds (`wait`: long polling, at most 20). Other keyword
+    /// arguments are `AwsConfig` fields, as for `Ec2Provider`.
+    #[new]
+    #[pyo3(signature = (queue_url, *, dead_letter_url=None, lease_ttl=300.0, wait=20.0, **settings))]
+    fn new(
+        py: Python<'_>,
+        queue_url: String,
+        dead_letter_url: Option<String>,
+        lease_ttl: f64,
+        wait: f64,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let cfg = config(py, settings)?;
+        let ttl = crate::convert::seconds(py, "lease_ttl", lease_ttl)?;
+        let poll = crate::convert::seconds(py, "wait", wait)?;
+        let mut source = crate::runtime::wait(py, async move {
+            SqsJobSource::from_config(&cfg, queue_url).await
+        })?
+        .with_lease_ttl(ttl)
+        .with_wait(poll);
+        if let Some(d) = dead_letter_url {
+            source = source.with_dead_letter_queue(d);
+        }
+        let source = Arc::new(source);
+        Ok(PyClassInitializer::from(crate::jobs::PyJobSource {
+            inner: source.clone(),
+        })
+        .add_subclass(PySqsJobSource { source }))
+    }
+
+    /// Sends a job to the queue.
+    fn enqueue(&self, py: Python<'_>, job: crate::jobs::PyJob) -> PyResult<()> {
+        let s = self.source.clone();
+        crate::runtime::wait(py, async move { s.enqueue(&job.inner).await })?.py_err(py)
+    }
+
+    /// Creates (or finds) queue `name` and `name-dead-letter`, which takes a message after
+    /// `max_receives` receives. Returns both URLs.
+    #[staticmethod]
+    #[pyo3(signature = (name, max_receives=5, **settings))]
+    fn create_queues(
+        py: Python<'_>,
+        name: String,
+        max_receives: u32,
+        settings: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(String, String)> {
+        let cfg = config(py, settings)?;
+        crate::runtime::wait(py, async move {
+            let client = SqsJobSource::client(&cfg.sdk_config().await);
+            SqsJobSource::create_queues(&client, &name, max_receives).await
+        })?
+        .py_err(py)
     }
 }

@@ -73,6 +73,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_class::<aws::PyEc2Provider>()?;
         m.add_class::<aws::PySsmMachine>()?;
         m.add_class::<aws::PyS3Publisher>()?;
+        m.add_class::<aws::PySqsJobSource>()?;
     }
     m.add("FEATURES", features)?;
     Ok(())

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import hgauto
+from conftest import Moto
 
 
 def test_directory_queue_leases_reports_and_history(tmp_path: Path) -> None:
@@ -114,3 +115,20 @@ def test_vcs_branch_source_turns_new_heads_into_jobs(tmp_path: Path) -> None:
     assert all(j is not None and j.revision == head for j in jobs)
     assert sorted(j.check for j in jobs if j) == ["build/linux", "test/linux"]
     assert s.next() is None
+
+
+def test_sqs_job_source_against_moto(tmp_path: Path, moto: Moto) -> None:
+    import hgauto.aws
+
+    settings = moto.settings(tmp_path / "state")
+    url, dlq = hgauto.aws.SqsJobSource.create_queues("py-jobs", 3, **settings)
+    q = hgauto.aws.SqsJobSource(url, dead_letter_url=dlq, lease_ttl=5, wait=0, **settings)
+    q.enqueue(hgauto.Job("m1", "build/linux", revision="abc", payload={"pr": 9}))
+    job = q.next(checks=["build/linux"])
+    assert job is not None and job.payload == {"pr": 9} and job.attempt == 1
+    assert q.next() is None
+    q.heartbeat(job)
+    q.report(job, "succeeded", "built")
+    q.report(job, "succeeded", "built")
+    with pytest.raises(hgauto.LeaseLost):
+        q.heartbeat(job)

@@ -47,6 +47,17 @@ impl Default for Capabilities {
     }
 }
 
+impl Capabilities {
+    /// Leases, filters and reports only: for sources that keep no order and no history
+    /// (a queue service, branch heads).
+    pub fn leases_only() -> Self {
+        Capabilities {
+            ordering: false,
+            history: false,
+        }
+    }
+}
+
 /// Runs every check the capabilities allow.
 pub async fn run_all(h: &dyn Harness, caps: Capabilities) {
     leases_hold_then_run_out(h).await;

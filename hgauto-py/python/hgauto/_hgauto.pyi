@@ -40,6 +40,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "S3Publisher",
+    "SqsJobSource",
     "SshMachine",
     "SshPublisher",
     "SsmMachine",
@@ -696,6 +697,28 @@ class SsmMachine(Machine):
         platform: str = "linux",
         **settings: Union[str, bool, int, "os.PathLike[str]", None],
     ) -> Self: ...
+
+@final
+class SqsJobSource(JobSource):
+    """Jobs from an SQS queue (hgauto.aws): the visibility timeout is the lease."""
+
+    def __new__(
+        cls,
+        queue_url: str,
+        *,
+        dead_letter_url: Optional[str] = None,
+        lease_ttl: float = 300.0,
+        wait: float = 20.0,
+        **settings: Union[str, bool, int, "os.PathLike[str]", None],
+    ) -> Self: ...
+    def enqueue(self, job: Job) -> None: ...
+    @staticmethod
+    def create_queues(
+        name: str,
+        max_receives: int = 5,
+        **settings: Union[str, bool, int, "os.PathLike[str]", None],
+    ) -> Tuple[str, str]:
+        """Creates (or finds) the queue and its dead-letter queue; returns both URLs."""
 
 @final
 class S3Publisher(Publisher):

@@ -1,0 +1,358 @@
+//! [`SqsJobSource`]: jobs are SQS messages whose body is a JSON [`Job`].
+//!
+//! - The visibility timeout is the lease: `next` receives a message for `lease_ttl`,
+//!   `heartbeat` extends it, `release` makes it visible at once, and a successful `report`
+//!   deletes it. The receipt handle is the lease token.
+//! - SQS accepts a stale receipt handle (the message may then be someone else's), so the
+//!   source also keeps each lease's deadline: a heartbeat or report after it, or after a
+//!   release, is [`Error::LeaseLost`], never a call that might touch another holder's job.
+//! - `next` long-polls (`wait`), and holds every message it looks at while it picks the first
+//!   that passes the filter; the others are made visible again before it returns.
+//! - After `max_receives` receives SQS moves a message to the dead-letter queue
+//!   ([`SqsJobSource::create_queues`] sets that up). A message that is not a job (not JSON,
+//!   no id or check) is sent to the dead-letter queue at once and deleted, and the source
+//!   goes on.
+//! - Standard queues have no order and keep no history: jobs come in SQS's order, without
+//!   `previous`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use hgauto_core::clock::{self, SharedClock};
+use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
+
+use crate::error::sdk_error;
+
+/// Jobs from an SQS queue (see the [module docs](self)).
+#[derive(Debug)]
+pub struct SqsJobSource {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    dead_letter_url: Option<String>,
+    ttl: Duration,
+    wait: Duration,
+    clock: SharedClock,
+    /// Deadlines of the leases this source handed out, by receipt handle.
+    leases: Mutex<HashMap<String, u64>>,
+    /// Receipt handles given back or reported: their leases are over.
+    ended: Mutex<HashSet<String>>,
+}
+
+impl SqsJobSource {
+    /// A source over the queue at `queue_url`, leasing for 5 minutes and long-polling 20 s.
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsJobSource {
+            client,
+            queue_url: queue_url.into(),
+            dead_letter_url: None,
+            ttl: Duration::from_secs(300),
+            wait: Duration::from_secs(20),
+            clock: clock::system(),
+            leases: Mutex::new(HashMap::new()),
+            ended: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// A source over `queue_url` with a client made from `config`.
+    pub async fn from_config(config: &crate::AwsConfig, queue_url: impl Into<String>) -> Self {
+        Self::new(Self::client(&config.sdk_config().await), queue_url)
+    }
+
+    /// A client for `sdk`.
+    pub fn client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(sdk)
+    }
+
+    /// Creates (or finds) queue `name` and its dead-letter queue `name-dead-letter`, which
+    /// takes a message after `max_receives` receives. Returns both URLs.
+    pub async fn create_queues(
+        client: &aws_sdk_sqs::Client,
+        name: &str,
+        max_receives: u32,
+    ) -> Result<(String, String)> {
+        let dlq_name = format!("{name}-dead-letter");
+        let dlq = client
+            .create_queue()
+            .queue_name(&dlq_name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "create queue", &dlq_name, e))?;
+        let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+        let attrs = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "read queue attributes", &dlq_name, e))?;
+        let arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .unwrap_or_default();
+        let policy = serde_json::json!({
+            "deadLetterTargetArn": arn,
+            "maxReceiveCount": max_receives.to_string(),
+        })
+        .to_string();
+        let main = client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::RedrivePolicy, policy)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "create queue", name, e))?;
+        Ok((main.queue_url().unwrap_or_default().to_owned(), dlq_url))
+    }
+
+    /// Where unreadable messages go (default: none, they are only deleted and logged).
+    pub fn with_dead_letter_queue(mut self, url: impl Into<String>) -> Self {
+        self.dead_letter_url = Some(url.into());
+        self
+    }
+
+    /// Sets the lease (visibility timeout), whole seconds, at least one.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Sets how long `next` waits for a message (long polling, at most 20 s).
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait.min(Duration::from_secs(20));
+        self
+    }
+
+    /// Sends `job` to the queue.
+    pub async fn enqueue(&self, job: &Job) -> Result<()> {
+        if job.id.is_empty() || job.check.is_empty() {
+            return Err(Error::invalid("job", "needs an id and a check"));
+        }
+        let body = serde_json::to_string(job)
+            .map_err(|e| Error::invalid(format!("job {}", job.id), e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "send message", &job.id, e))?;
+        Ok(())
+    }
+
+    fn ttl_secs(&self) -> i32 {
+        self.ttl.as_secs().clamp(1, 43_200) as i32
+    }
+
+    async fn set_visibility(&self, receipt: &str, secs: i32) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(secs)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_error("sqs", "change message visibility", &self.queue_url, e))
+    }
+
+    /// A message that is not a job: to the dead-letter queue (if any), then deleted.
+    async fn quarantine(&self, body: &str, receipt: &str, error: &Error) {
+        tracing::warn!(queue = %self.queue_url, %error, "quarantined a message that is not a job");
+        if let Some(dlq) = &self.dead_letter_url {
+            let sent = self
+                .client
+                .send_message()
+                .queue_url(dlq)
+                .message_body(body)
+                .send()
+                .await;
+            if sent.is_err() {
+                return;
+            }
+        }
+        let _ = self
+            .client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await;
+    }
+
+    /// The receipt handle of `job` if its lease is still this source's and not over.
+    fn live_receipt(&self, job: &Job) -> Result<String> {
+        let lost = |reason: &str| Error::LeaseLost {
+            job: job.id.clone(),
+            source_name: self.name(),
+            reason: reason.to_owned(),
+        };
+        let receipt = job
+            .lease
+            .as_ref()
+            .map(|l| l.token.clone())
+            .ok_or_else(|| lost("the job has no lease"))?;
+        if self
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&receipt)
+        {
+            return Err(lost("it was given back or reported"));
+        }
+        let deadline = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&receipt)
+            .copied()
+            .ok_or_else(|| lost("this source did not hand it out"))?;
+        if deadline <= self.clock.now_ms() {
+            return Err(lost("the lease ran out"));
+        }
+        Ok(receipt)
+    }
+}
+
+#[async_trait]
+impl JobSource for SqsJobSource {
+    fn name(&self) -> String {
+        format!("sqs:{}", self.queue_url)
+    }
+
+    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+        let mut held: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        let mut chosen = None;
+        let mut wait = self.wait.as_secs() as i32;
+        while chosen.is_none() {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(wait)
+                .visibility_timeout(self.ttl_secs())
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(|e| sdk_error("sqs", "receive messages", &self.queue_url, e))?;
+            // Only the first receive waits: later ones just sweep what is visible.
+            wait = 0;
+            let messages = out.messages();
+            let mut fresh = false;
+            for m in messages {
+                let (Some(receipt), Some(id)) = (m.receipt_handle(), m.message_id()) else {
+                    continue;
+                };
+                fresh |= seen.insert(id.to_owned());
+                let body = m.body().unwrap_or_default();
+                let parsed: Result<Job> = serde_json::from_str::<Job>(body)
+                    .map_err(|e| Error::invalid(format!("SQS message {id}"), e.to_string()))
+                    .and_then(|j| {
+                        if j.id.is_empty() || j.check.is_empty() {
+                            Err(Error::invalid(
+                                format!("SQS message {id}"),
+                                "has no job id or check",
+                            ))
+                        } else {
+                            Ok(j)
+                        }
+                    });
+                let job = match parsed {
+                    Ok(j) => j,
+                    Err(e) => {
+                        self.quarantine(body, receipt, &e).await;
+                        continue;
+                    }
+                };
+                if chosen.is_none() && filter.matches(&job) {
+                    let attempt = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1);
+                    chosen = Some((job, receipt.to_owned(), attempt));
+                } else {
+                    held.push(receipt.to_owned());
+                }
+            }
+            if messages.is_empty() || !fresh {
+                break;
+            }
+        }
+        for receipt in &held {
+            let _ = self.set_visibility(receipt, 0).await;
+        }
+        let Some((mut job, receipt, attempt)) = chosen else {
+            return Ok(None);
+        };
+        let deadline = self.clock.now_ms() + u64::from(self.ttl_secs() as u32) * 1000;
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(receipt.clone(), deadline);
+        job.source = self.name();
+        job.attempt = attempt;
+        job.lease = Some(Lease {
+            token: receipt,
+            deadline_ms: deadline,
+        });
+        Ok(Some(job))
+    }
+
+    async fn heartbeat(&self, job: &Job) -> Result<Lease> {
+        let receipt = self.live_receipt(job)?;
+        self.set_visibility(&receipt, self.ttl_secs()).await?;
+        let deadline = self.clock.now_ms() + u64::from(self.ttl_secs() as u32) * 1000;
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(receipt.clone(), deadline);
+        Ok(Lease {
+            token: receipt,
+            deadline_ms: deadline,
+        })
+    }
+
+    async fn report(&self, job: &Job, outcome: &JobOutcome) -> Result<()> {
+        let receipt = match self.live_receipt(job) {
+            Ok(r) => r,
+            // Reported already with this lease: done.
+            Err(e) => {
+                let reported = job.lease.as_ref().is_some_and(|l| {
+                    self.ended
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&format!("reported:{}", l.token))
+                });
+                return if reported { Ok(()) } else { Err(e) };
+            }
+        };
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&receipt)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "delete message", &job.id, e))?;
+        tracing::debug!(job = %job.id, outcome = outcome.status(), "reported");
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.insert(format!("reported:{receipt}"));
+        ended.insert(receipt);
+        Ok(())
+    }
+
+    async fn release(&self, job: &Job) -> Result<()> {
+        let receipt = self.live_receipt(job)?;
+        self.set_visibility(&receipt, 0).await?;
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(receipt);
+        Ok(())
+    }
+}
