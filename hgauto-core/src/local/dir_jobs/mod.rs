@@ -8,8 +8,13 @@
 //! DIR/history/<key>.json        the last outcome of each (check, revision)
 //! DIR/started/<key>             marks a (check, revision) whose work began
 //! DIR/failed/<name>             job files that could not be read, and why (<name>.reason)
+//! DIR/ids/<id>                  every id ever queued, so an id is queued once
 //! DIR/lock                      flock'ed while a claim, heartbeat, report or release decides
 //! ```
+//!
+//! Each consumer keeps a sorted view of `queue/` and lists it again only when the
+//! directory changed and the view is older than 250 ms, or when the view has no free job
+//! left (so `None` always comes from a fresh listing).
 //!
 //! Every file lands by rename, so no reader sees half of one. A plain file drop is a job
 //! too: write `*.json` under another name (a dotfile, or outside `queue/`) and rename it in.
