@@ -27,6 +27,34 @@ pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
     file.set_permissions(Permissions::from_mode(mode & MODE_MASK))
 }
 
+/// An exclusive `flock` on a file (created if missing, never removed), held until dropped.
+/// It excludes other processes and other open descriptions in this one.
+#[derive(Debug)]
+pub struct ExclusiveLock(#[allow(dead_code)] File);
+
+impl ExclusiveLock {
+    /// Waits until this caller holds the lock on `path`.
+    pub fn acquire(path: &Path) -> crate::Result<ExclusiveLock> {
+        use std::os::unix::io::AsRawFd;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| crate::Error::io("open", path, "localhost", e))?;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(crate::Error::io(
+                "lock",
+                path,
+                "localhost",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(ExclusiveLock(f))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

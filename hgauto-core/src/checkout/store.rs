@@ -2,40 +2,16 @@
 //! cloned. [`checkout`](super::checkout) and [`resolve_heads`] share it.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{backend, CheckoutOptions, Ctx, Vcs, STORE_OK};
 use crate::error::{Error, Result};
+use crate::fsutil::ExclusiveLock;
 use crate::progress::step;
 use crate::redact::{redact_url, Secrets};
-
-/// An exclusive `flock` on `path`, held while alive.
-pub(super) struct StoreLock(#[allow(dead_code)] std::fs::File);
-
-impl StoreLock {
-    fn acquire(path: &Path) -> Result<StoreLock> {
-        use std::os::unix::io::AsRawFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io("open", path, "localhost", e))?;
-        // SAFETY: flock on an open descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                "lock",
-                path,
-                "localhost",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(StoreLock(f))
-    }
-}
 
 /// One index entry: a URL's root commit, and the URL as it may be shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,14 +34,14 @@ pub(super) fn open(
     url: &str,
     opts: &CheckoutOptions,
     recovered: &mut Vec<String>,
-) -> Result<(PathBuf, StoreLock, bool)> {
+) -> Result<(PathBuf, ExclusiveLock, bool)> {
     let be = backend(vcs);
     let shown = cx.shown.as_str();
     let base = opts.share_base.join(vcs.name());
     std::fs::create_dir_all(&base).map_err(|e| Error::io("create", &base, "localhost", e))?;
     let mut cloned = false;
     let root = {
-        let _index = StoreLock::acquire(&base.join("urls.lock"))?;
+        let _index = ExclusiveLock::acquire(&base.join("urls.lock"))?;
         let index_path = base.join("urls-v2.json");
         // The first index was keyed by the URL itself, credentials and all: drop it.
         let _ = std::fs::remove_file(base.join("urls.json"));
@@ -108,7 +84,7 @@ pub(super) fn open(
         }
     };
     let store = base.join(&root);
-    let _lock = StoreLock::acquire(&base.join(format!("{root}.lock")))?;
+    let _lock = ExclusiveLock::acquire(&base.join(format!("{root}.lock")))?;
 
     // An interrupted clone, or a corrupt store: start it over.
     if store.exists() && !store.join(STORE_OK).exists() {

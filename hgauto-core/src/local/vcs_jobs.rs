@@ -140,18 +140,16 @@ impl VcsBranchSource {
         let shown = redact_url(&w.url);
         let repo = hex::encode(&Sha256::digest(w.url.as_bytes())[..6]);
         for (branch, rev) in heads.iter().filter(|(b, _)| w.branches.contains(b)) {
-            {
-                for check in &w.checks {
-                    let job = Job::new(format!("{repo}:{branch}:{rev}:{check}"), check.clone())
-                        .with_revision(rev.clone())
-                        .with_priority(w.priority)
-                        .with_attribute("repository", shown.clone())
-                        .with_attribute("branch", branch.clone())
-                        .with_attribute("vcs", w.vcs.name());
-                    let queue = self.queue.clone();
-                    if crate::task::blocking(move || queue.enqueue(job)).await? {
-                        added += 1;
-                    }
+            for check in &w.checks {
+                let job = Job::new(format!("{repo}:{branch}:{rev}:{check}"), check.clone())
+                    .with_revision(rev.clone())
+                    .with_priority(w.priority)
+                    .with_attribute("repository", shown.clone())
+                    .with_attribute("branch", branch.clone())
+                    .with_attribute("vcs", w.vcs.name());
+                let queue = self.queue.clone();
+                if crate::task::blocking(move || queue.enqueue(job)).await? {
+                    added += 1;
                 }
             }
         }

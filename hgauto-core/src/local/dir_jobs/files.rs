@@ -1,6 +1,5 @@
-//! The queue's files: names, atomic writes, reads, and the directory lock.
+//! The queue's files: names, atomic writes and reads.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
@@ -84,32 +83,6 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
             .map_err(|e| Error::invalid(format!("job file {}", path.display()), e.to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("read", path, "localhost", e)),
-    }
-}
-
-/// Holds `DIR/lock` exclusively until dropped.
-pub(super) struct DirLock(#[allow(dead_code)] File);
-
-impl DirLock {
-    pub(super) fn take(root: &Path) -> Result<DirLock> {
-        use std::os::unix::io::AsRawFd;
-        let path = root.join("lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at("open", &path, "localhost")?;
-        // SAFETY: flock on a descriptor we own; released when the file is closed.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::io(
-                "lock",
-                &path,
-                "localhost",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(DirLock(f))
     }
 }
 

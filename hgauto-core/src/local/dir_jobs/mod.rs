@@ -38,7 +38,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
 use crate::job_source::JobSource;
 use crate::task::blocking;
-use files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, DirLock, Done};
+use files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, Done};
 use scan::QueueView;
 
 /// How old an unreadable job file must be before it is quarantined.
@@ -86,6 +86,11 @@ impl DirJobSource {
         self
     }
 
+    /// Holds `DIR/lock` while a claim, heartbeat, report or release decides.
+    fn lock(&self) -> Result<crate::fsutil::ExclusiveLock> {
+        crate::fsutil::ExclusiveLock::acquire(&self.root.join("lock"))
+    }
+
     /// The queue's directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -103,7 +108,7 @@ impl DirJobSource {
         job.lease = None;
         job.attempt = 0;
         job.previous = None;
-        let _lock = DirLock::take(&self.root)?;
+        let _lock = self.lock()?;
         if !self.mark_id(&job)? {
             return Ok(false);
         }
@@ -196,7 +201,7 @@ impl DirJobSource {
     }
 
     fn heartbeat_blocking(&self, job: &Job) -> Result<Lease> {
-        let _lock = DirLock::take(&self.root)?;
+        let _lock = self.lock()?;
         let now = self.clock.now_ms();
         let (mut claim, fid) = self.held(job)?;
         if claim.deadline_ms <= now {
@@ -213,7 +218,7 @@ impl DirJobSource {
     }
 
     fn report_blocking(&self, job: &Job, outcome: &JobOutcome) -> Result<()> {
-        let _lock = DirLock::take(&self.root)?;
+        let _lock = self.lock()?;
         let fid = file_id(&job.id);
         let done_path = self.root.join("done").join(format!("{fid}.json"));
         let token = job.lease.as_ref().map(|l| l.token.as_str()).unwrap_or("");
@@ -258,7 +263,7 @@ impl DirJobSource {
     }
 
     fn release_blocking(&self, job: &Job) -> Result<()> {
-        let _lock = DirLock::take(&self.root)?;
+        let _lock = self.lock()?;
         let (mut claim, fid) = self.held(job)?;
         // The claim stays, expired, so the next hand-out counts its attempt.
         claim.deadline_ms = 0;

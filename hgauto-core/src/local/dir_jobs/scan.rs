@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, DirLock};
+use super::files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim};
 use super::DirJobSource;
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, Lease};
@@ -58,7 +58,7 @@ impl QueueView {
 impl DirJobSource {
     /// Leases the best job that passes `filter`, from a fresh listing when the view has none.
     pub(super) fn next_blocking(&self, filter: &JobFilter) -> Result<Option<Job>> {
-        let _lock = DirLock::take(&self.root)?;
+        let _lock = self.lock()?;
         let queue = self.root.join("queue");
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh = false;
