@@ -7,35 +7,18 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hgauto_core::conformance::dists;
 use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};
+use hgauto_core::conformance::fixtures::{quick_retry, run_ok};
 use hgauto_core::conformance::publisher::{run_all_with, Sdists};
-use hgauto_core::conformance::pypiserver::{venv_program, PypiServer, USER};
-use hgauto_core::retry::{Jitter, RetryPolicy};
+use hgauto_core::conformance::pypiserver::{uploader, venv_program, PypiServer, USER};
+use hgauto_core::retry::RetryPolicy;
 use hgauto_core::{Artifact, Error, Publisher, PypiPublisher};
-
-fn quick() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 1,
-        base_delay: Duration::from_millis(10),
-        factor: 1.0,
-        max_delay: Duration::from_millis(10),
-        jitter: Jitter::None,
-    }
-}
 
 /// A publisher to `server` that reads nothing from this process's environment.
 fn publisher(server: &PypiServer, password: &str) -> PypiPublisher {
-    PypiPublisher::builder()
-        .repository_url(server.url())
-        .username(USER)
-        .password(password)
-        .retry(quick())
-        .environment(HashMap::new())
-        .build()
-        .unwrap()
+    uploader(&server.url(), password).build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,17 +26,6 @@ async fn pypiserver_passes_the_publisher_suite() {
     let server = PypiServer::start();
     let p = publisher(&server, &server.password);
     run_all_with(&p, &Sdists).await;
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A small project with a module, built by setuptools (no network: no build isolation).
@@ -75,10 +47,12 @@ fn build_project(root: &Path, name: &str, version: &str) -> Vec<Artifact> {
     )
     .unwrap();
     let out = root.join("dist");
-    run(Command::new(venv_program("python"))
-        .args(["-m", "build", "--no-isolation", "--outdir"])
-        .arg(&out)
-        .arg(&src));
+    run_ok(
+        Command::new(venv_program("python"))
+            .args(["-m", "build", "--no-isolation", "--outdir"])
+            .arg(&out)
+            .arg(&src),
+    );
     let mut files: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| Artifact::from_file(e.unwrap().path()).unwrap())
@@ -108,12 +82,14 @@ async fn built_package_round_trips_through_pip() {
     assert_eq!(again.already_present.len(), 2, "{again:?}");
 
     let venv = work.path().join("venv");
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--no-deps", "--disable-pip-version-check"])
-        .args(["--index-url", &server.index_url()])
-        .arg("hgauto-roundtrip==0.4.2"));
-    let greeting = run(Command::new(venv.join("bin/python")).args([
+    run_ok(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+    run_ok(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--no-deps", "--disable-pip-version-check"])
+            .args(["--index-url", &server.index_url()])
+            .arg("hgauto-roundtrip==0.4.2"),
+    );
+    let greeting = run_ok(Command::new(venv.join("bin/python")).args([
         "-c",
         "import hgauto_roundtrip; print(hgauto_roundtrip.GREETING)",
     ]));
@@ -141,7 +117,7 @@ async fn wrong_password_is_an_auth_error_and_stores_nothing() {
     let p = PypiPublisher::builder()
         .repository_url(server.url())
         .token(token)
-        .retry(quick())
+        .retry(quick_retry())
         .environment(HashMap::new())
         .build()
         .unwrap();
@@ -163,12 +139,7 @@ async fn broken_distributions_are_refused_before_any_request() {
         .local_addr()
         .unwrap()
         .port();
-    let p = PypiPublisher::builder()
-        .repository_url(format!("http://127.0.0.1:{port}/"))
-        .username(USER)
-        .password("pw")
-        .retry(quick())
-        .environment(HashMap::new())
+    let p = uploader(&format!("http://127.0.0.1:{port}/"), "pw")
         .build()
         .unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -251,7 +222,7 @@ async fn credentials_from_twine_variables_and_pypirc() {
     .collect();
     let p = PypiPublisher::builder()
         .environment(env)
-        .retry(quick())
+        .retry(quick_retry())
         .build()
         .unwrap();
     assert_eq!(p.publish(&[a]).await.unwrap().published.len(), 1);
@@ -273,7 +244,7 @@ async fn credentials_from_twine_variables_and_pypirc() {
             "HOME".to_owned(),
             home.path().display().to_string(),
         )]))
-        .retry(quick())
+        .retry(quick_retry())
         .build()
         .unwrap();
     assert_eq!(p.publish(&[b]).await.unwrap().published.len(), 1);
@@ -283,20 +254,16 @@ async fn credentials_from_twine_variables_and_pypirc() {
 fn patient() -> RetryPolicy {
     RetryPolicy {
         max_retries: 3,
-        ..quick()
+        ..quick_retry()
     }
 }
 
 /// A publisher whose uploads go through a fault proxy, and whose index reads go straight
 /// to the server.
 fn through(proxy: &FaultProxy, server: &PypiServer, password: &str) -> PypiPublisher {
-    PypiPublisher::builder()
-        .repository_url(format!("http://127.0.0.1:{}/", proxy.port))
+    uploader(&format!("http://127.0.0.1:{}/", proxy.port), password)
         .index_url(server.index_url())
-        .username(USER)
-        .password(password)
         .retry(patient())
-        .environment(HashMap::new())
         .build()
         .unwrap()
 }

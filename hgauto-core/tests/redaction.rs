@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hgauto_core::checkout::{checkout, CheckoutOptions, Vcs, Want};
+use hgauto_core::conformance::fixtures::quick_retry;
 use hgauto_core::download::{download, DownloadOptions};
-use hgauto_core::retry::{Jitter, RetryPolicy};
+use hgauto_core::retry::RetryPolicy;
 use hgauto_core::venv::{create_virtualenv, VenvOptions};
 use support::{blob, sh, Nginx};
 
@@ -41,16 +42,6 @@ impl std::io::Write for Writer {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-fn quick() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 1,
-        base_delay: Duration::from_millis(10),
-        factor: 1.0,
-        max_delay: Duration::from_millis(10),
-        jitter: Jitter::None,
     }
 }
 
@@ -99,7 +90,7 @@ fn check_error(e: &hgauto_core::Error) {
 async fn downloads_never_show_credentials_or_signatures() {
     let logs = logs();
     let state = tempfile::tempdir().unwrap();
-    let o = DownloadOptions::default().with_retry(quick());
+    let o = DownloadOptions::default().with_retry(quick_retry());
     let urls = [
         format!("http://ci:{SECRET}@127.0.0.1:{}/x.tar.gz", closed_port()),
         format!("http://{SECRET}@127.0.0.1:{}/x.tar.gz", closed_port()),
@@ -165,7 +156,7 @@ async fn checkouts_never_show_credentials() {
     let steps = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = steps.clone();
     let mut o = CheckoutOptions::new(state.path().join("shares"));
-    o.retry = quick();
+    o.retry = quick_retry();
     o.progress = Some(hgauto_core::StepProgress::new(move |s: &str| {
         seen.lock().unwrap().push(s.to_owned())
     }));
@@ -288,7 +279,7 @@ async fn virtualenv_installs_never_show_index_credentials() {
 async fn pypi_uploads_never_show_passwords_or_tokens() {
     use base64::Engine;
     use hgauto_core::conformance::dists;
-    use hgauto_core::conformance::pypiserver::{PypiServer, USER};
+    use hgauto_core::conformance::pypiserver::{uploader, PypiServer, USER};
     use hgauto_core::release::Release;
     use hgauto_core::{Artifact, Publisher, PypiPublisher};
     use std::collections::HashMap;
@@ -298,17 +289,9 @@ async fn pypi_uploads_never_show_passwords_or_tokens() {
     let server = PypiServer::start_with_password(&password);
     let work = tempfile::tempdir().unwrap();
     let a = Artifact::from_file(dists::wheel(work.path(), "quiet", "1.0", b"q")).unwrap();
-    let build = |password: &str| {
-        PypiPublisher::builder()
-            .repository_url(server.url())
-            .username(USER)
-            .password(password)
-            .retry(quick())
-            .environment(HashMap::new())
-            .build()
-            .unwrap()
-    };
-    let wrong = build(&format!("pw-{SECRET}-wrong"));
+    let wrong = uploader(&server.url(), &format!("pw-{SECRET}-wrong"))
+        .build()
+        .unwrap();
     let e = wrong.publish(std::slice::from_ref(&a)).await.unwrap_err();
     check_error(&e);
     assert_nowhere("Debug output", &format!("{wrong:?}"));
@@ -316,7 +299,7 @@ async fn pypi_uploads_never_show_passwords_or_tokens() {
     let token = PypiPublisher::builder()
         .repository_url(server.url())
         .token(format!("pypi-{SECRET}"))
-        .retry(quick())
+        .retry(quick_retry())
         .environment(HashMap::new())
         .build()
         .unwrap();
@@ -338,7 +321,7 @@ async fn pypi_uploads_never_show_passwords_or_tokens() {
             "HOME".to_owned(),
             home.path().display().to_string(),
         )]))
-        .retry(quick())
+        .retry(quick_retry())
         .build()
         .unwrap();
     assert_nowhere("Debug output", &format!("{right:?}"));

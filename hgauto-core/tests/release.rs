@@ -2,37 +2,15 @@
 //! destination that is down, the report file, unexpected files, signing keys from the
 //! environment, and bad configurations.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hgauto_core::conformance::dists;
-use hgauto_core::conformance::pypiserver::{PypiServer, USER};
+use hgauto_core::conformance::pypiserver::{uploader, PypiServer};
 use hgauto_core::release::{Release, ReleaseReport, SigningKey, Status};
-use hgauto_core::retry::{Jitter, RetryPolicy};
 use hgauto_core::{DirPublisher, Error, PypiPublisher};
 
-fn quick() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 1,
-        base_delay: Duration::from_millis(10),
-        factor: 1.0,
-        max_delay: Duration::from_millis(10),
-        jitter: Jitter::None,
-    }
-}
-
 fn pypi(url: &str, password: &str) -> Arc<PypiPublisher> {
-    Arc::new(
-        PypiPublisher::builder()
-            .repository_url(url)
-            .username(USER)
-            .password(password)
-            .retry(quick())
-            .environment(HashMap::new())
-            .build()
-            .unwrap(),
-    )
+    Arc::new(uploader(url, password).build().unwrap())
 }
 
 fn dist_dir() -> tempfile::TempDir {

@@ -5,40 +5,18 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hgauto_core::conformance::dists;
-use hgauto_core::conformance::pypiserver::{PypiServer, USER};
+use hgauto_core::conformance::fixtures::run_ok;
+use hgauto_core::conformance::pypiserver::{uploader, PypiServer};
 use hgauto_core::release::{Release, ReleaseReport, SigningKey, Status};
-use hgauto_core::retry::{Jitter, RetryPolicy};
-use hgauto_core::{DirPublisher, Error, PypiPublisher, RemoteMachine};
+use hgauto_core::{DirPublisher, Error, RemoteMachine};
 use hgauto_ssh::{SshMachine, SshPublisher};
 use support::{Sshd, UserKeys};
-
-fn quick() -> RetryPolicy {
-    RetryPolicy {
-        max_retries: 1,
-        base_delay: Duration::from_millis(10),
-        factor: 1.0,
-        max_delay: Duration::from_millis(10),
-        jitter: Jitter::None,
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Everything one scenario needs: three destinations and a directory of built artifacts.
 struct World {
@@ -71,11 +49,13 @@ impl World {
         // An unencrypted key pair, made by the real minisign.
         let key_pub = work.path().join("release.pub");
         let key_sec = work.path().join("release.key");
-        run(Command::new("minisign")
-            .args(["-G", "-W", "-f", "-p"])
-            .arg(&key_pub)
-            .arg("-s")
-            .arg(&key_sec));
+        run_ok(
+            Command::new("minisign")
+                .args(["-G", "-W", "-f", "-p"])
+                .arg(&key_pub)
+                .arg("-s")
+                .arg(&key_sec),
+        );
 
         let keys = UserKeys::new();
         let sshd = Sshd::start("127.0.0.2", &keys);
@@ -106,12 +86,7 @@ impl World {
     }
 
     fn release(&self) -> Release {
-        let pypi = PypiPublisher::builder()
-            .repository_url(self.pypi.url())
-            .username(USER)
-            .password(self.pypi.password.as_str())
-            .retry(quick())
-            .environment(HashMap::new())
+        let pypi = uploader(&self.pypi.url(), &self.pypi.password)
             .build()
             .unwrap();
         let sftp = SshPublisher::new(self.machine.clone(), &self.remote_dir).with_mode(0o664);
@@ -173,17 +148,21 @@ fn listing(dir: &Path) -> Vec<String> {
 
 /// `sha256sum -c` and `minisign -V` accept what a destination holds.
 fn verify_with_real_tools(dir: &Path, key_pub: &Path) {
-    let out = run(Command::new("sha256sum")
-        .args(["-c", "SHA256SUMS"])
-        .current_dir(dir));
+    let out = run_ok(
+        Command::new("sha256sum")
+            .args(["-c", "SHA256SUMS"])
+            .current_dir(dir),
+    );
     assert_eq!(out.lines().count(), 3, "{out}");
     for name in [WHEEL, SDIST, INSTALLER, "SHA256SUMS"] {
-        run(Command::new("minisign")
-            .arg("-V")
-            .arg("-p")
-            .arg(key_pub)
-            .arg("-m")
-            .arg(dir.join(name)));
+        run_ok(
+            Command::new("minisign")
+                .arg("-V")
+                .arg("-p")
+                .arg(key_pub)
+                .arg("-m")
+                .arg(dir.join(name)),
+        );
     }
 }
 

@@ -35,3 +35,26 @@ pub fn random_bytes(seed: &mut u64, len: usize) -> Vec<u8> {
     }
     data
 }
+
+/// A retry policy for tests: one retry after 10 ms, no jitter.
+pub fn quick_retry() -> crate::retry::RetryPolicy {
+    crate::retry::RetryPolicy {
+        max_retries: 1,
+        base_delay: std::time::Duration::from_millis(10),
+        factor: 1.0,
+        max_delay: std::time::Duration::from_millis(10),
+        jitter: crate::retry::Jitter::None,
+    }
+}
+
+/// Runs `cmd`, panics with its output unless it succeeded, and returns its stdout.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -23,6 +23,17 @@ pub struct PypiServer {
     child: Child,
 }
 
+/// A publisher builder for tests: uploads to `url` as [`USER`] with `password`, retries
+/// once quickly, and reads nothing from this process's environment.
+pub fn uploader(url: &str, password: &str) -> crate::PypiPublisherBuilder {
+    crate::PypiPublisher::builder()
+        .repository_url(url)
+        .username(USER)
+        .password(password)
+        .retry(super::fixtures::quick_retry())
+        .environment(std::collections::HashMap::new())
+}
+
 /// A program of the project's test venv (made by scripts/test-all), else from PATH.
 pub fn venv_program(name: &str) -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
