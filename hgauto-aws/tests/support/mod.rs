@@ -126,6 +126,10 @@ pub async fn live_instances(p: &Ec2Provider, prefix: &str) -> Vec<aws_sdk_ec2::t
 /// An HTTP proxy in front of moto that answers a share of requests itself with EC2's
 /// throttling error (`RequestLimitExceeded`, HTTP 503) or a bare 503, as AWS does under
 /// load. A throttled request never reaches moto. One request per connection.
+///
+/// The share is exact, not a coin toss: connection `n` is throttled when `n * percent / 100`
+/// steps up, so any run of calls holds the stated share (rounded) and a test asserting
+/// the proxy really throttled cannot fail by chance.
 pub struct ThrottleProxy {
     pub port: u16,
     injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -141,14 +145,21 @@ impl ThrottleProxy {
         let injected = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicUsize::new(0));
         let (inj, fwd) = (injected.clone(), forwarded.clone());
+        let percent = u64::from(percent.min(100));
         std::thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (n, conn) in (1u64..).zip(listener.incoming()) {
                 let Ok(conn) = conn else { return };
                 let (inj, fwd) = (inj.clone(), fwd.clone());
+                let fault = (n * percent / 100) > ((n - 1) * percent / 100);
+                // Alternate the two throttling answers AWS gives.
+                let shape = if (n * percent / 100) % 2 == 0 {
+                    Throttle::RequestLimitExceeded
+                } else {
+                    Throttle::Bare503
+                };
                 std::thread::spawn(move || {
-                    let fault = rand::random::<u32>() % 100 < percent;
                     let counter = if fault { &inj } else { &fwd };
-                    if proxy_one(conn, upstream, fault).is_ok() {
+                    if proxy_one(conn, upstream, fault.then_some(shape)).is_ok() {
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
                 });
@@ -176,7 +187,17 @@ impl ThrottleProxy {
     }
 }
 
-fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std::io::Result<()> {
+#[derive(Clone, Copy)]
+enum Throttle {
+    RequestLimitExceeded,
+    Bare503,
+}
+
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    fault: Option<Throttle>,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
@@ -206,8 +227,8 @@ fn proxy_one(mut client: std::net::TcpStream, upstream: u16, fault: bool) -> std
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    if fault {
-        let body = if rand::random::<bool>() {
+    if let Some(shape) = fault {
+        let body = if matches!(shape, Throttle::RequestLimitExceeded) {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
              <Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>\
              </Error></Errors><RequestID>hgauto-fault</RequestID></Response>"
