@@ -32,6 +32,8 @@ pub mod env;
 pub mod error;
 pub mod fanout;
 pub mod fsutil;
+#[cfg(feature = "github")]
+pub mod github;
 pub mod job;
 pub mod job_source;
 pub mod keys;

@@ -8,6 +8,7 @@
 
 mod convert;
 mod errors;
+mod github;
 mod helpers;
 mod jobs;
 mod logging;
@@ -51,6 +52,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<jobs::PyDirJobSource>()?;
     m.add_class::<jobs::PyListJobSource>()?;
     m.add_class::<jobs::PyVcsBranchSource>()?;
+    m.add_class::<github::PyGithubPrSource>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

@@ -3,6 +3,8 @@
 //! `max_ranges 0` (a server that ignores Range and always answers 200).
 #![allow(dead_code)]
 
+pub mod fake_github;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};

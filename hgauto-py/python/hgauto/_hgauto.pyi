@@ -24,6 +24,7 @@ __all__ = [
     "HostResult",
     "Job",
     "JobSource",
+    "GithubPrSource",
     "ListJobSource",
     "LocalProvider",
     "Machine",
@@ -533,6 +534,35 @@ class VcsBranchSource(JobSource):
     ) -> None: ...
     def poll(self) -> int:
         """Reads every watched head now; returns how many jobs were added."""
+
+@final
+class GithubPrSource(JobSource):
+    """Open pull requests of GitHub repositories as jobs, one per (head, check)."""
+
+    def __new__(
+        cls,
+        state_dir: _StrPath,
+        repositories: Mapping[str, Sequence[str]],
+        *,
+        api_url: Optional[str] = None,
+        token: Optional[str] = None,
+        token_env: Optional[str] = None,
+        token_file: Optional[_StrPath] = None,
+        trusted_users: Sequence[str] = ...,
+        trusted_associations: Optional[Sequence[str]] = None,
+        priority_labels: Optional[Mapping[str, int]] = None,
+        details_url: Optional[str] = None,
+        recheck_every: Optional[float] = None,
+        poll_interval: float = 60.0,
+        lease_ttl: float = 300.0,
+        max_rate_limit_wait: float = 3600.0,
+    ) -> Self: ...
+    def watch(self, repository: str, checks: Sequence[str]) -> None:
+        """Watches another repository ("owner/name") from the next round on."""
+    def poll(self) -> int:
+        """Runs a round now; returns how many jobs were added."""
+    def stats(self) -> dict[str, int]:
+        """What the source's GitHub client has done so far."""
 
 @final
 class DownloadReport:

@@ -115,6 +115,12 @@ impl DirJobSource {
         let data = serde_json::to_vec_pretty(&job)
             .map_err(|e| Error::invalid(format!("job {}", job.id), e.to_string()))?;
         replace(&self.root.join("queue").join(queue_name(&job)), &data)?;
+        // This consumer knows its queue changed: its next hand-out lists it again, so a
+        // job it just added with a higher priority is not passed over.
+        self.view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_listing();
         Ok(true)
     }
 
@@ -126,6 +132,11 @@ impl DirJobSource {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io("create", &marker, "localhost", e)),
         }
+    }
+
+    /// Whether a job with id `id` was ever queued here (it may be done by now).
+    pub fn has_job(&self, id: &str) -> bool {
+        self.root.join("ids").join(file_id(id)).exists()
     }
 
     /// The outcomes reported so far, by job id.

@@ -36,6 +36,11 @@ impl QueueView {
         self.names.is_empty() || (changed && listed.elapsed() >= REFRESH)
     }
 
+    /// Makes the next hand-out list the queue again.
+    pub(super) fn forget_listing(&mut self) {
+        self.listed = None;
+    }
+
     fn list(&mut self, queue: &Path) -> Result<()> {
         self.mtime = std::fs::metadata(queue).and_then(|m| m.modified()).ok();
         let mut names = Vec::new();
