@@ -32,6 +32,7 @@ pub mod client;
 mod poll;
 mod pulls;
 mod statuses;
+mod urls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -223,7 +224,7 @@ impl GithubPrSourceBuilder {
         if let Some(e) = self.token_error {
             return Err(e);
         }
-        let api = client::parse_api_url(&self.api_url)?;
+        let api = urls::parse_api_url(&self.api_url)?;
         let mut queue = DirJobSource::new(&self.state_dir)?;
         if let Some(ttl) = self.lease_ttl {
             queue = queue.with_lease_ttl(ttl);
