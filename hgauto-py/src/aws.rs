@@ -181,16 +181,19 @@ pub struct PySqsJobSource {
 
 #[pymethods]
 impl PySqsJobSource {
-    /// `lease_ttl` and `wait` in seconds (`wait`: long polling, at most 20). Other keyword
-    /// arguments are `AwsConfig` fields, as for `Ec2Provider`.
+    /// `lease_ttl` and `wait` in seconds (`wait`: long polling, at most 20). `prefetch`:
+    /// how many messages one `next` may take, the extra ones handed out by later calls
+    /// (for many short jobs; 1, the default, prefetches nothing). Other keyword arguments
+    /// are `AwsConfig` fields, as for `Ec2Provider`.
     #[new]
-    #[pyo3(signature = (queue_url, *, dead_letter_url=None, lease_ttl=300.0, wait=20.0, **settings))]
+    #[pyo3(signature = (queue_url, *, dead_letter_url=None, lease_ttl=300.0, wait=20.0, prefetch=1, **settings))]
     fn new(
         py: Python<'_>,
         queue_url: String,
         dead_letter_url: Option<String>,
         lease_ttl: f64,
         wait: f64,
+        prefetch: usize,
         settings: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let cfg = config(py, settings)?;
@@ -200,7 +203,8 @@ impl PySqsJobSource {
             SqsJobSource::from_config(&cfg, queue_url).await
         })?
         .with_lease_ttl(ttl)
-        .with_wait(poll);
+        .with_wait(poll)
+        .with_prefetch(prefetch);
         if let Some(d) = dead_letter_url {
             source = source.with_dead_letter_queue(d);
         }
@@ -215,6 +219,12 @@ impl PySqsJobSource {
     fn enqueue(&self, py: Python<'_>, job: crate::jobs::PyJob) -> PyResult<()> {
         let s = self.source.clone();
         crate::runtime::wait(py, async move { s.enqueue(&job.inner).await })?.py_err(py)
+    }
+
+    /// Gives back every prefetched message now (e.g. before the agent stops).
+    fn release_prefetched(&self, py: Python<'_>) -> PyResult<()> {
+        let s = self.source.clone();
+        crate::runtime::wait(py, async move { s.release_prefetched().await })?.py_err(py)
     }
 
     /// Creates (or finds) queue `name` and `name-dead-letter`, which takes a message after

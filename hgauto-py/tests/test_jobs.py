@@ -132,3 +132,18 @@ def test_sqs_job_source_against_moto(tmp_path: Path, moto: Moto) -> None:
     q.report(job, "succeeded", "built")
     with pytest.raises(hgauto.LeaseLost):
         q.heartbeat(job)
+
+    # A prefetching consumer holds what it took until it hands it out or gives it back.
+    fast = hgauto.aws.SqsJobSource(url, lease_ttl=60, wait=0, prefetch=3, **settings)
+    for i in range(3):
+        fast.enqueue(hgauto.Job(f"p{i}", "test"))
+    first = fast.next()
+    assert first is not None
+    assert q.next() is None, "the other two are prefetched by `fast`"
+    fast.release_prefetched()
+    others = [q.next(), q.next()]
+    assert all(o is not None for o in others)
+    for o in others:
+        assert o is not None
+        q.report(o, "succeeded")
+    fast.report(first, "succeeded")

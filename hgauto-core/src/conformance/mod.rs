@@ -11,5 +11,6 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod job_source;
 pub mod machine;
+pub mod moto;
 pub mod publisher;
 pub mod pypiserver;

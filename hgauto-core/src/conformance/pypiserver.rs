@@ -46,7 +46,8 @@ pub fn venv_program(name: &str) -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -153,15 +154,20 @@ fn spawn(root: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("pypi-server starts (run scripts/test-all to install it)");
+    wait_listening(port, "pypi-server");
+    child
+}
+
+/// Waits (30 s at most, else panics naming `what`) until something listens on `port`.
+pub fn wait_listening(port: u16, what: &str) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "pypi-server did not start"
+            "{what} did not start"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
 }
 
 impl Drop for PypiServer {

@@ -271,6 +271,9 @@ impl GithubPrSource {
         let Some((repo, sha)) = self.repo_of(job) else {
             return Ok(());
         };
+        if matches!(what, StatusWrite::Outcome(JobOutcome::Skipped { .. })) {
+            return Ok(());
+        }
         let link = self.link(job, &repo, &sha);
         let fresh = self.read_statuses(&repo, &sha).await?;
         let current = fresh.get(&job.check);

@@ -739,9 +739,12 @@ class SqsJobSource(JobSource):
         dead_letter_url: Optional[str] = None,
         lease_ttl: float = 300.0,
         wait: float = 20.0,
+        prefetch: int = 1,
         **settings: Union[str, bool, int, "os.PathLike[str]", None],
     ) -> Self: ...
     def enqueue(self, job: Job) -> None: ...
+    def release_prefetched(self) -> None:
+        """Gives back every prefetched message now (e.g. before the agent stops)."""
     @staticmethod
     def create_queues(
         name: str,
