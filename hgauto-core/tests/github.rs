@@ -307,6 +307,37 @@ async fn rate_limits_are_waited_out_not_spun_on() {
     );
 }
 
+/// A round that fails halfway (here a status read) is done again by the next round,
+/// even though the listing has not changed since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_that_failed_halfway_is_done_again() {
+    let fake = FakeGithub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    fake.open(NewPull::new("acme/widget", &sha_of("one")));
+    fake.open(NewPull::new("acme/widget", &sha_of("two")));
+    let s = one_repo(&fake, dir.path(), &["build"]).await;
+    // The listing and the first head's status pass; the second head's status is a 404.
+    fake.refuse_next(Refusal::Pass);
+    fake.refuse_next(Refusal::Pass);
+    fake.refuse_next(Refusal::Status(404));
+    let e = s.poll().await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert_eq!(
+        s.poll().await.unwrap(),
+        1,
+        "the second head, on a 304 listing"
+    );
+    let mut heads = Vec::new();
+    while let Some(j) = s.next(&JobFilter::any()).await.unwrap() {
+        heads.push(j.revision.clone().unwrap());
+        s.report(&j, &ok()).await.unwrap();
+    }
+    heads.sort();
+    let mut want = vec![sha_of("one"), sha_of("two")];
+    want.sort();
+    assert_eq!(heads, want);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_authors_wait_for_an_approval_and_drafts_wait() {
     let fake = FakeGithub::start().await;

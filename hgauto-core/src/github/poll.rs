@@ -24,6 +24,9 @@ pub(crate) struct RepoView {
     statuses: HashMap<String, HashMap<String, Status>>,
     /// Whether a pull request's head was approved, as of (head, updated_at).
     approvals: HashMap<u64, (String, String, bool)>,
+    /// Whether the last round decided about every pull request. One that failed halfway
+    /// is done again even when the listing has not changed.
+    complete: bool,
 }
 
 /// What a status write is for.
@@ -65,7 +68,9 @@ impl GithubPrSource {
                 "repos/{full}/pulls?state=open&per_page=100&sort=created&direction=asc"
             ))
             .await?;
-        let known = Self::lock(&self.views).contains_key(&full);
+        let known = Self::lock(&self.views)
+            .get(&full)
+            .is_some_and(|v| v.complete);
         if known && !listing.changed {
             return self.queue_rechecks(repo).await;
         }
@@ -95,6 +100,7 @@ impl GithubPrSource {
         view.statuses.retain(|sha, _| heads.contains(sha.as_str()));
         view.approvals.retain(|n, _| pulls.contains_key(n));
         view.pulls = pulls;
+        view.complete = result.is_ok();
         Self::lock(&self.views).insert(full, view);
         result?;
         Ok(added + self.queue_rechecks(repo).await?)

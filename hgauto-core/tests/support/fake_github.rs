@@ -20,6 +20,10 @@ pub enum Refusal {
     Secondary { retry_after: u64 },
     /// 403 with `x-ratelimit-remaining: 0` and a reset `secs` from now.
     Primary { reset_in: u64 },
+    /// Answers this request normally (to aim a refusal queued after it further on).
+    Pass,
+    /// This HTTP status, with GitHub's error body.
+    Status(u16),
 }
 
 #[derive(Default)]
@@ -128,8 +132,15 @@ impl State {
                     .set_body_json(json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}));
             }
         }
-        if let Some(r) = self.refusals.pop_front() {
+        if let Some(r) = self
+            .refusals
+            .pop_front()
+            .filter(|r| !matches!(r, Refusal::Pass))
+        {
             return match r {
+                Refusal::Pass => unreachable!("filtered above"),
+                Refusal::Status(code) => ResponseTemplate::new(code)
+                    .set_body_json(json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})),
                 Refusal::Secondary { retry_after } => ResponseTemplate::new(403)
                     .insert_header("retry-after", retry_after.to_string().as_str())
                     .insert_header("x-ratelimit-remaining", "4000")
