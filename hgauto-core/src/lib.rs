@@ -19,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod artifact;
 pub mod background;
 pub mod checkout;
