@@ -21,6 +21,7 @@ use crate::job::{Job, JobFilter, JobOutcome, Lease};
 ///   harmless; a job reported is never handed out again. The outcome becomes the `previous`
 ///   of later jobs for the same (check, revision).
 /// - `release` gives a job back untouched (e.g. on SIGTERM): it is available at once.
+#[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait JobSource: Send + Sync {
     /// The source's name, as jobs carry it.

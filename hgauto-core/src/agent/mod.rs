@@ -412,8 +412,10 @@ impl Agent {
                 tracing::warn!(agent = %self.name, job = %job.id, error = %e, "marking the job started failed");
             }
         }
-        let ended = self.build_with_lease(&job, &config, &log).await;
-        let (outcome, reported) = self.finish(&job, &config, ended).await;
+        // `held` carries the lease as renewed, for the calls after the build.
+        let mut held = job.clone();
+        let ended = self.build_with_lease(&mut held, &config, &log).await;
+        let (outcome, reported) = self.finish(&held, &config, ended).await;
         let seconds = started.elapsed().as_secs_f64();
         let _ = append(
             &log,
@@ -438,7 +440,7 @@ impl Agent {
 
     /// Runs the build, renewing the lease, until it ends, times out, loses its lease, or
     /// outlives a stop request by `stop_bound`.
-    async fn build_with_lease(&self, job: &Job, config: &AgentConfig, log: &Path) -> Ended {
+    async fn build_with_lease(&self, job: &mut Job, config: &AgentConfig, log: &Path) -> Ended {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let ctx = AgentContext {
             debug: config.debug,
@@ -467,6 +469,7 @@ impl Agent {
                     match self.source.heartbeat(job).await {
                         Ok(lease) => {
                             deadline_ms = Some(lease.deadline_ms);
+                            job.lease = Some(lease.clone());
                             self.with_status(|s| {
                                 s.lease_renewals += 1;
                                 if let Some(c) = &mut s.current {

@@ -1,0 +1,190 @@
+//! The agent loop's exact calls to its source, where the sequence is the point (mockall
+//! mocks of `JobSource`, feature `mocks`): silent mode neither marks started nor reports,
+//! a stop past the bound releases, and the lease is renewed before it runs out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hgauto_core::agent::{Agent, AgentContext, Iteration};
+use hgauto_core::job_source::MockJobSource;
+use hgauto_core::{Job, JobOutcome, Lease};
+use mockall::predicate::always;
+use mockall::Sequence;
+
+fn leased(id: &str, deadline_ms: u64) -> Job {
+    let mut j = Job::new(id, "build");
+    j.lease = Some(Lease {
+        token: "t1".into(),
+        deadline_ms,
+    });
+    j
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn base(source: &mut MockJobSource) {
+    source.expect_name().return_const("mock".to_owned());
+}
+
+#[tokio::test]
+async fn silent_mode_takes_builds_and_releases_without_started_or_report() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/silent"), "1").unwrap();
+    let mut source = MockJobSource::new();
+    base(&mut source);
+    let mut seq = Sequence::new();
+    let job = leased("j", now_ms() + 60_000);
+    source
+        .expect_next()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| Ok(Some(job.clone())));
+    source
+        .expect_release()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    source.expect_started().never();
+    source.expect_report().never();
+    let agent = Agent::builder(Arc::new(source), dir.path().join("state"))
+        .build(|job: Job, _ctx: AgentContext| async move {
+            Ok(JobOutcome::Succeeded { summary: job.id })
+        })
+        .build_agent()
+        .unwrap();
+    let it = agent.run_once().await.unwrap();
+    assert!(
+        matches!(
+            it,
+            Iteration::Built {
+                reported: false,
+                ..
+            }
+        ),
+        "{it:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stop_past_the_bound_releases_and_never_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = MockJobSource::new();
+    base(&mut source);
+    let mut seq = Sequence::new();
+    let job = leased("j", now_ms() + 60_000);
+    source
+        .expect_next()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| Ok(Some(job.clone())));
+    source
+        .expect_started()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    source
+        .expect_release()
+        .with(always())
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    source.expect_report().never();
+    source.expect_heartbeat().never();
+    let agent = Agent::builder(Arc::new(source), dir.path().join("state"))
+        .stop_bound(Duration::from_millis(100))
+        .build(|_job: Job, _ctx: AgentContext| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(JobOutcome::Succeeded {
+                summary: "never".into(),
+            })
+        })
+        .build_agent()
+        .unwrap();
+    let stop = agent.stop_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.stop();
+    });
+    let it = agent.run_once().await.unwrap();
+    assert!(
+        matches!(
+            it,
+            Iteration::Built {
+                reported: false,
+                ..
+            }
+        ),
+        "{it:?}"
+    );
+    assert_eq!(agent.run_once().await.unwrap(), Iteration::Stopped);
+}
+
+#[tokio::test]
+async fn the_lease_is_renewed_before_it_runs_out_then_the_job_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = MockJobSource::new();
+    base(&mut source);
+    let mut seq = Sequence::new();
+    // A 600 ms lease and a 1 s build: renewals come before each deadline.
+    let job = leased("j", now_ms() + 600);
+    source
+        .expect_next()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| Ok(Some(job.clone())));
+    source
+        .expect_started()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(()));
+    let renewed = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
+    let log = renewed.clone();
+    source.expect_heartbeat().times(2..).returning(move |j| {
+        let now = now_ms();
+        let old = j.lease.as_ref().unwrap().deadline_ms;
+        log.lock().unwrap().push((now, old));
+        Ok(Lease {
+            token: "t1".into(),
+            deadline_ms: now + 600,
+        })
+    });
+    let reported_at = Arc::new(std::sync::Mutex::new(0u64));
+    let at = reported_at.clone();
+    source
+        .expect_report()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _| {
+            *at.lock().unwrap() = now_ms();
+            Ok(())
+        });
+    let agent = Agent::builder(Arc::new(source), dir.path().join("state"))
+        .build(|_job: Job, _ctx: AgentContext| async move {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            Ok(JobOutcome::Succeeded {
+                summary: "ok".into(),
+            })
+        })
+        .build_agent()
+        .unwrap();
+    let it = agent.run_once().await.unwrap();
+    assert!(
+        matches!(it, Iteration::Built { reported: true, .. }),
+        "{it:?}"
+    );
+    // Every renewal came before the deadline it renewed, and before the report.
+    let renewals = renewed.lock().unwrap().clone();
+    for (at, deadline) in &renewals {
+        assert!(
+            at < deadline,
+            "a renewal came after its deadline: {renewals:?}"
+        );
+        assert!(*at <= *reported_at.lock().unwrap());
+    }
+}
