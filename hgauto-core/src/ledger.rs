@@ -141,6 +141,25 @@ fn encode_file_name(id: &str) -> String {
     out
 }
 
+/// Writes `data` to `path` by rename from a temporary file beside it, without fsync: a
+/// reader never sees half a file, but a crash may lose the write (for status files,
+/// claims and caches, whose loss is harmless).
+pub fn write_unsynced(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (tmp, mut f) = tempfile_in(dir, 0o644)?;
+    let written = f.write_all(data).at("write", &tmp, "localhost");
+    drop(f);
+    match written
+        .and_then(|()| std::fs::rename(&tmp, path).at("rename into place", path, "localhost"))
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Writes `data` to `path` by writing a sibling temporary file, syncing it, and renaming.
 /// The file gets the usual mode for new files (0666 less the umask).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {

@@ -68,17 +68,26 @@ async fn the_agent_rechecks_red_without_pending_and_green_without_writes() {
         clock.advance(Duration::from_secs(600));
     }
     let rechecks = built.iter().filter(|j| j.contains("~recheck")).count();
-    assert!(rechecks >= 4, "each head re-checked in later periods: {built:?}");
+    assert!(
+        rechecks >= 4,
+        "each head re-checked in later periods: {built:?}"
+    );
     let trail = |sha: &str| fake.statuses("acme/widget", sha);
     let red_trail = trail(&red);
     assert_eq!(
-        red_trail.iter().map(|(_, st, _)| st.as_str()).collect::<Vec<_>>(),
+        red_trail
+            .iter()
+            .map(|(_, st, _)| st.as_str())
+            .collect::<Vec<_>>(),
         ["pending", "failure"],
         "a red re-check keeps red, no second pending, same failure not re-written"
     );
     let green_trail = trail(&green);
     assert_eq!(
-        green_trail.iter().map(|(_, st, _)| st.as_str()).collect::<Vec<_>>(),
+        green_trail
+            .iter()
+            .map(|(_, st, _)| st.as_str())
+            .collect::<Vec<_>>(),
         ["pending", "success"],
         "green re-checks write nothing"
     );

@@ -1,7 +1,8 @@
 //! What an agent shows without a login: `state/status.json` (the current job, the last
 //! outcomes, the config in force, the lease deadline), `state/metrics.prom` (the same
 //! figures in Prometheus' text format, for node_exporter's textfile collector) and
-//! `state/ready` (after the first successful round). All land by atomic rename.
+//! `state/ready` (after the first successful round). All land by rename, unsynced: they
+//! are rewritten every job, and a crash losing one loses nothing.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -214,11 +215,11 @@ impl AgentStatus {
         self.updated_ms = now_ms;
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| crate::Error::invalid("agent status", e.to_string()))?;
-        crate::ledger::write_atomic(&state_dir.join("status.json"), &json)?;
+        crate::ledger::write_unsynced(&state_dir.join("status.json"), &json)?;
         let prom = self.metrics(now_ms, source_requests, rate_limit_waits);
-        crate::ledger::write_atomic(&state_dir.join("metrics.prom"), prom.as_bytes())?;
+        crate::ledger::write_unsynced(&state_dir.join("metrics.prom"), prom.as_bytes())?;
         if self.ready && !state_dir.join("ready").exists() {
-            crate::ledger::write_atomic(&state_dir.join("ready"), b"")?;
+            crate::ledger::write_unsynced(&state_dir.join("ready"), b"")?;
         }
         Ok(())
     }

@@ -1,12 +1,11 @@
 //! The queue's files: names, atomic writes and reads.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::job::{Job, JobOutcome};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,23 +57,9 @@ pub(super) fn id_part(name: &str) -> &str {
     stem.rsplit_once('~').map_or(stem, |(_, id)| id)
 }
 
-/// Writes `data` to `path` by rename from a dotfile beside it (no fsync: a claim lost in a
-/// crash only makes its job available again).
-pub(super) fn replace(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let (tmp, mut f) = crate::ledger::tempfile_in(dir, 0o644)?;
-    let written = f.write_all(data).at("write", &tmp, "localhost");
-    drop(f);
-    match written
-        .and_then(|()| std::fs::rename(&tmp, path).at("rename into place", path, "localhost"))
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
+/// Job files land by rename without fsync: a claim lost in a crash only makes its job
+/// available again.
+pub(super) use crate::ledger::write_unsynced as replace;
 
 pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {
