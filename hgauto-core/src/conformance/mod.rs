@@ -12,5 +12,6 @@ pub mod fixtures;
 pub mod job_source;
 pub mod machine;
 pub mod moto;
+pub mod ports;
 pub mod publisher;
 pub mod pypiserver;

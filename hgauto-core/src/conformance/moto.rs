@@ -4,7 +4,8 @@
 
 use std::process::{Child, Stdio};
 
-use super::pypiserver::{free_port, venv_program, wait_listening};
+use super::ports::spawn_listening;
+use super::pypiserver::venv_program;
 
 /// A running moto_server, killed on drop.
 pub struct MotoServer {
@@ -21,18 +22,17 @@ impl MotoServer {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        let port = free_port();
-        let child = std::process::Command::new(venv_program("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "1")
-            .env("MOTO_ENABLE_AMI_VALIDATION", "1")
-            .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "1")
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts (run scripts/test-all to install it)");
-        wait_listening(port, "moto_server");
+        let (child, port) = spawn_listening("moto_server", std::net::Ipv4Addr::LOCALHOST, |port| {
+            let mut cmd = std::process::Command::new(venv_program("moto_server"));
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "1")
+                .env("MOTO_ENABLE_AMI_VALIDATION", "1")
+                .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "1")
+                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        });
         MotoServer { port, child }
     }
 

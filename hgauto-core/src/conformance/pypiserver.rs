@@ -5,10 +5,9 @@
 //! bcrypt 4.1 or newer is installed beside it. The entries here are apr1 (Apache's MD5),
 //! which passlib checks itself, and the test venv has no bcrypt.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The user the server accepts uploads from.
 pub const USER: &str = "uploader";
@@ -46,13 +45,7 @@ pub fn venv_program(name: &str) -> PathBuf {
     }
 }
 
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+const LOCALHOST: std::net::Ipv4Addr = std::net::Ipv4Addr::LOCALHOST;
 
 impl PypiServer {
     /// Starts a server whose uploads need [`USER`] and [`password`](Self::password), and
@@ -90,8 +83,9 @@ impl PypiServer {
             .expect("python with passlib (run scripts/test-all to install it)");
         assert!(made.success(), "writing the htpasswd file failed");
 
-        let port = free_port();
-        let child = spawn(dir.path(), port);
+        let (child, port) = super::ports::spawn_listening("pypi-server", LOCALHOST, |port| {
+            command(dir.path(), port)
+        });
         PypiServer {
             port,
             password,
@@ -104,7 +98,22 @@ impl PypiServer {
     /// files and users.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = spawn(self.dir.path(), self.port);
+        let mut child = command(self.dir.path(), self.port)
+            .spawn()
+            .expect("pypi-server starts (run scripts/test-all to install it)");
+        let own = super::ports::wait_own_listener(
+            &mut child,
+            LOCALHOST,
+            self.port,
+            "pypi-server",
+            Duration::from_secs(30),
+        );
+        assert!(
+            own,
+            "pypi-server could not listen on its port {} again",
+            self.port
+        );
+        self.child = child;
     }
 
     /// The upload endpoint.
@@ -142,32 +151,17 @@ impl PypiServer {
     }
 }
 
-/// Runs pypi-server over `root`'s `packages` and `htpasswd`, and waits until it listens.
-fn spawn(root: &Path, port: u16) -> Child {
-    let child = std::process::Command::new(venv_program("pypi-server"))
-        .args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
+/// The pypi-server command over `root`'s `packages` and `htpasswd`, on `port`.
+fn command(root: &Path, port: u16) -> std::process::Command {
+    let mut cmd = std::process::Command::new(venv_program("pypi-server"));
+    cmd.args(["run", "-i", "127.0.0.1", "-p", &port.to_string()])
         .args(["-a", "update", "-P"])
         .arg(root.join("htpasswd"))
         .args(["--disable-fallback", "--log-stream", "none"])
         .arg(root.join("packages"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pypi-server starts (run scripts/test-all to install it)");
-    wait_listening(port, "pypi-server");
-    child
-}
-
-/// Waits (30 s at most, else panics naming `what`) until something listens on `port`.
-pub fn wait_listening(port: u16, what: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .stderr(Stdio::null());
+    cmd
 }
 
 impl Drop for PypiServer {

@@ -5,13 +5,13 @@
 
 pub mod fake_github;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
 pub use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};
+use hgauto_core::conformance::ports::{free_port, wait_own_listener};
 
 pub struct Nginx {
     /// Serves `root` with ranges.
@@ -21,14 +21,6 @@ pub struct Nginx {
     pub root: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn nginx_binary() -> &'static str {
@@ -44,42 +36,51 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("www");
         std::fs::create_dir(&root).unwrap();
-        let (port, no_range_port) = (free_port(), free_port());
         let user = if unsafe { libc::geteuid() } == 0 {
             "user root;"
         } else {
             ""
         };
-        let conf = include_str!("nginx.conf.template")
-            .replace("@USER@", user)
-            .replace("@DIR@", &dir.path().display().to_string())
-            .replace("@ROOT@", &root.display().to_string())
-            .replace("@NO_RANGE_PORT@", &no_range_port.to_string())
-            .replace("@PORT@", &port.to_string());
         let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = std::process::Command::new(nginx_binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts (run scripts/test-all to install nginx-light)");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", no_range_port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
+        let localhost = std::net::Ipv4Addr::LOCALHOST;
+        // Two ports: a lost race for either starts nginx again on two new ones.
+        let mut started = None;
+        for _ in 0..10 {
+            let (port, no_range_port) = (free_port(localhost), free_port(localhost));
+            let conf = include_str!("nginx.conf.template")
+                .replace("@USER@", user)
+                .replace("@DIR@", &dir.path().display().to_string())
+                .replace("@ROOT@", &root.display().to_string())
+                .replace("@NO_RANGE_PORT@", &no_range_port.to_string())
+                .replace("@PORT@", &port.to_string());
+            std::fs::write(&conf_path, conf).unwrap();
+            let mut child = std::process::Command::new(nginx_binary())
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx starts (run scripts/test-all to install nginx-light)");
+            let limit = Duration::from_secs(20);
+            if wait_own_listener(&mut child, localhost, port, "nginx", limit)
+                && wait_own_listener(&mut child, localhost, no_range_port, "nginx", limit)
+            {
+                started = Some((child, port, no_range_port));
+                break;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (child, port, no_range_port) = started.unwrap_or_else(|| {
+            panic!(
                 "nginx did not start: {}",
                 std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        });
         Nginx {
             port,
             no_range_port,

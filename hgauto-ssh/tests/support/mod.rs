@@ -2,11 +2,11 @@
 //! proxy that cuts a connection after N bytes.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use hgauto_core::conformance::ports::{free_port, wait_own_listener};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig};
 
 const SSHD: &str = "/usr/sbin/sshd";
@@ -109,14 +109,6 @@ pub struct Sshd {
     child: Child,
 }
 
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Sshd {
     /// Starts sshd on `ip` (e.g. "127.0.0.2") trusting `keys`.
     pub fn start(ip: &str, keys: &UserKeys) -> Sshd {
@@ -174,44 +166,48 @@ impl SshdPlan {
         let ip = ip.as_str();
         let extra = extra.as_str();
         std::fs::create_dir_all("/run/sshd").ok(); // privilege separation directory
-        let port = port.unwrap_or_else(|| free_port(ip));
-        let config = format!(
-            "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             UsePAM no\nStrictModes no\nPermitRootLogin yes\nX11Forwarding no\nPrintMotd no\n\
-             MaxStartups 200:30:400\nLogLevel FATAL\nSubsystem sftp internal-sftp\n{extra}\n",
-            hk = dir.path().join(format!("host_{kind}")).display(),
-            pid = dir.path().join("sshd.pid").display(),
-            ak = authorized.display(),
-        );
-        let cfg = dir.path().join("sshd_config");
-        std::fs::write(&cfg, config).unwrap();
-        let child = std::process::Command::new(SSHD)
-            .arg("-D")
-            .arg("-e")
-            .arg("-f")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("sshd starts (install openssh-server)");
-        let sshd = Sshd {
-            ip: ip.to_owned(),
-            port,
-            dir,
-            host_key_type: kind,
-            child,
-        };
-        let started = Instant::now();
-        while TcpStream::connect((ip, port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "sshd on {ip}:{port} did not start"
+        let port_wanted = port;
+        let addr: std::net::Ipv4Addr = ip.parse().expect("an IPv4 loopback address");
+        // A port handed out as free may be handed to another test process too: then one
+        // sshd cannot bind it, and its test would talk to the other's server. Start again
+        // on another port, unless the port was asked for.
+        for _ in 0..10 {
+            let port = port.unwrap_or_else(|| free_port(addr));
+            let config = format!(
+                "Port {port}\nListenAddress {ip}\nHostKey {hk}\nPidFile {pid}\nAuthorizedKeysFile {ak}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+                 UsePAM no\nStrictModes no\nPermitRootLogin yes\nX11Forwarding no\nPrintMotd no\n\
+                 MaxStartups 200:30:400\nLogLevel FATAL\nSubsystem sftp internal-sftp\n{extra}\n",
+                hk = dir.path().join(format!("host_{kind}")).display(),
+                pid = dir.path().join("sshd.pid").display(),
+                ak = authorized.display(),
             );
-            std::thread::sleep(Duration::from_millis(20));
+            let cfg = dir.path().join("sshd_config");
+            std::fs::write(&cfg, config).unwrap();
+            let mut child = std::process::Command::new(SSHD)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("sshd starts (install openssh-server)");
+            if wait_own_listener(&mut child, addr, port, "sshd", Duration::from_secs(10)) {
+                return Sshd {
+                    ip: ip.to_owned(),
+                    port,
+                    dir,
+                    host_key_type: kind,
+                    child,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(port_wanted.is_none(), "sshd on {ip}:{port} did not start");
         }
-        sshd
+        panic!("sshd on {ip} lost the race for a free port ten times");
     }
 }
 
