@@ -112,6 +112,40 @@ async fn sweep_takes_expired_instances_and_spares_live_ones() {
     p.purge().await.unwrap();
 }
 
+/// A long-lived machine whose deadline was moved on is not swept when the first one passes.
+#[tokio::test]
+async fn an_extended_deadline_keeps_a_machine_from_the_sweep() {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
+        .await
+        .unwrap();
+    let image = some_image(&p, false).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro")
+        .with_lifetime(Duration::ZERO);
+    let machines = p.provision(&spec, 2).await.unwrap();
+    let (kept, gone) = (machines[0].id().to_owned(), machines[1].id().to_owned());
+    let until = hgauto_core::ledger::unix_now() + 3600;
+    p.extend_deadline(std::slice::from_ref(&kept), until)
+        .await
+        .unwrap();
+    let managed = p.list_managed().await.unwrap();
+    let record = managed.iter().find(|m| m.id == kept).expect("listed");
+    assert_eq!(record.deadline, Some(until));
+    let report = p.sweep(Duration::from_secs(600)).await.unwrap();
+    assert!(report.removed.contains(&gone), "{report:?}");
+    assert!(!report.removed.contains(&kept), "{report:?}");
+    assert_eq!(live_instances(&p, "hgauto-").await.len(), 1);
+    let e = p
+        .extend_deadline(&["sg-123".to_owned()], until)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, hgauto_core::Error::InvalidInput { .. }), "{e}");
+    p.purge().await.unwrap();
+}
+
 #[tokio::test]
 async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_period() {
     use hgauto_aws::ec2::ProbeTarget;

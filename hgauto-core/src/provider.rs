@@ -46,6 +46,17 @@ pub trait ResourceProvider: Send + Sync {
 
     /// Removes everything this provider manages: machines, images, and supporting resources.
     async fn purge(&self) -> Result<PurgeReport>;
+
+    /// Moves the deadline of the machines `ids` to `until` (seconds since the Unix epoch),
+    /// so that a sweep leaves a long-lived machine (an agent's) alone while it is in use.
+    /// The default: not supported.
+    async fn extend_deadline(&self, ids: &[String], until: u64) -> Result<()> {
+        let _ = (ids, until);
+        Err(crate::Error::NotSupported {
+            backend: self.name().to_owned(),
+            what: "extending machine deadlines".into(),
+        })
+    }
 }
 
 /// The kind of a managed resource.

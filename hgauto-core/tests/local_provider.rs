@@ -228,3 +228,23 @@ async fn machines_are_shareable_across_tasks() {
     }
     p.purge().await.unwrap();
 }
+
+#[tokio::test]
+async fn deadlines_can_be_moved_on_and_unknown_machines_are_named() {
+    let (_state, p) = provider();
+    let m = p.provision(&MachineSpec::linux(), 1).await.unwrap();
+    let id = m[0].id().to_owned();
+    let until = hgauto_core::ledger::unix_now() + 7 * 24 * 3600;
+    p.extend_deadline(std::slice::from_ref(&id), until)
+        .await
+        .unwrap();
+    let listed = p.list_managed().await.unwrap();
+    let rec = listed.iter().find(|r| r.id == id).expect("listed");
+    assert_eq!(rec.deadline, Some(until));
+    let e = p
+        .extend_deadline(&["local-000000000000".to_owned()], until)
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    p.terminate(&[id]).await.unwrap();
+}

@@ -30,6 +30,7 @@ const TAG_ROLE: &str = "hgauto:role";
 const TAG_ACCESS: &str = "hgauto:access";
 
 mod access;
+mod deadline;
 mod host_keys;
 mod iam;
 mod images;
@@ -489,6 +490,11 @@ impl ResourceProvider for Ec2Provider {
             }
         }
         Ok(out)
+    }
+
+    /// Re-tags the instances' `hgauto:deadline`, which the sweep reads.
+    async fn extend_deadline(&self, ids: &[String], until: u64) -> Result<()> {
+        self.move_deadline(ids, until).await
     }
 
     async fn purge(&self) -> Result<PurgeReport> {

@@ -302,6 +302,26 @@ impl ResourceProvider for LocalProvider {
         .await
     }
 
+    /// Rewrites the machines' ledger records with the new deadline.
+    async fn extend_deadline(&self, ids: &[String], until: u64) -> Result<()> {
+        for id in ids {
+            check_id_chars(id, "machine id")?;
+        }
+        let ids = ids.to_vec();
+        let store = self.store.clone();
+        blocking(move || {
+            for id in &ids {
+                let mut rec = store.ledger.get(id)?.ok_or_else(|| Error::NotFound {
+                    what: format!("machine {id}"),
+                })?;
+                rec.deadline = Some(until);
+                store.ledger.record(&rec)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn ensure_image(&self, recipe: &ImageRecipe) -> Result<String> {
         if recipe.platform != Platform::Linux {
             return Err(Error::NotSupported {
