@@ -5,6 +5,15 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
 
+/// What a source has asked of its service so far (an agent's metrics show it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceStats {
+    /// Requests sent to the service (GitHub, SQS...); 0 for local sources.
+    pub requests: u64,
+    /// Rate limits waited out.
+    pub rate_limit_waits: u64,
+}
+
 /// A queue of work shared by builder agents: pull requests, branch heads, queue messages.
 ///
 /// # Contract
@@ -43,4 +52,9 @@ pub trait JobSource: Send + Sync {
 
     /// Gives `job` back, untouched, for anyone to take now.
     async fn release(&self, job: &Job) -> Result<()>;
+
+    /// What the source has asked of its service so far. The default: nothing counted.
+    fn stats(&self) -> SourceStats {
+        SourceStats::default()
+    }
 }

@@ -56,14 +56,9 @@ async fn the_agent_rechecks_red_without_pending_and_green_without_writes() {
     // Several periods of rounds: first builds, then a re-check of each head per period.
     let mut built = Vec::new();
     for _ in 0..3 {
-        loop {
-            match agent.run_once().await.unwrap() {
-                Iteration::Built { job, reported, .. } => {
-                    assert!(reported);
-                    built.push(job);
-                }
-                _ => break,
-            }
+        while let Iteration::Built { job, reported, .. } = agent.run_once().await.unwrap() {
+            assert!(reported);
+            built.push(job);
         }
         clock.advance(Duration::from_secs(600));
     }

@@ -29,6 +29,9 @@ fn now_ms() -> u64 {
 
 fn base(source: &mut MockJobSource) {
     source.expect_name().return_const("mock".to_owned());
+    source
+        .expect_stats()
+        .return_const(hgauto_core::job_source::SourceStats::default());
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@
 //! The agent shows its state in `STATE/status.json`, `STATE/metrics.prom` and
 //! `STATE/ready` (see [`status`]), and writes one log file per job under `STATE/logs/`.
 
+pub mod command;
 pub mod config;
 pub mod status;
 
@@ -35,6 +36,7 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+pub use command::CommandBuild;
 pub use config::{AgentConfig, ConfigProblem};
 pub use status::AgentStatus;
 
@@ -345,7 +347,15 @@ impl Agent {
 
     fn write_status(&self) {
         let now = self.clock.now_ms();
-        let result = self.with_status(|s| s.write(&self.state_dir, now, 0, 0));
+        let counted = self.source.stats();
+        let result = self.with_status(|s| {
+            s.write(
+                &self.state_dir,
+                now,
+                counted.requests,
+                counted.rate_limit_waits,
+            )
+        });
         if let Err(e) = result {
             tracing::warn!(agent = %self.name, error = %e, "could not write the agent status");
         }

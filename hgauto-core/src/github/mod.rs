@@ -393,4 +393,12 @@ impl JobSource for GithubPrSource {
     async fn release(&self, job: &Job) -> Result<()> {
         self.queue.release(job).await
     }
+
+    fn stats(&self) -> crate::job_source::SourceStats {
+        let s = self.client.stats();
+        crate::job_source::SourceStats {
+            requests: s.requests,
+            rate_limit_waits: s.rate_limit_waits,
+        }
+    }
 }

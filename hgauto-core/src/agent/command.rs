@@ -1,0 +1,205 @@
+//! [`CommandBuild`]: a build that runs a command template on a machine from a
+//! [`ResourceProvider`], with the job's fields as environment variables.
+//!
+//! The machine is provisioned at the first job, under a [`TemporaryMachines`] guard (so a
+//! stop, an interrupt or the end of the agent terminates it), and kept for the following
+//! jobs. Before each job its deadline is moved on by the spec's lifetime
+//! ([`ResourceProvider::extend_deadline`]), so a sweep never takes a live agent's machine.
+//!
+//! The template is a program and arguments; `{id}`, `{check}` and `{revision}` in an
+//! argument are replaced by the job's values, as data: nothing goes through a shell. The
+//! environment carries `HGAUTO_JOB_ID`, `HGAUTO_JOB_CHECK`, `HGAUTO_JOB_REVISION`,
+//! `HGAUTO_JOB_ATTEMPT`, `HGAUTO_JOB_PRIORITY` and each attribute as
+//! `HGAUTO_JOB_ATTR_<NAME>` (upper case, other characters as `_`). Output lines go to the
+//! job's log as they come. Exit 0 is success; anything else a failure naming the exit and
+//! the last line of stderr.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use super::{AgentContext, Build};
+use crate::cleanup::TemporaryMachines;
+use crate::command::{Command, Stream};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobOutcome};
+use crate::ledger::unix_now;
+use crate::provider::ResourceProvider;
+use crate::spec::MachineSpec;
+
+/// A build running a command on a kept machine (see the [module docs](self)).
+#[derive(Clone)]
+pub struct CommandBuild {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    provider: Arc<dyn ResourceProvider>,
+    spec: MachineSpec,
+    program: String,
+    args: Vec<String>,
+    machine: tokio::sync::Mutex<Option<TemporaryMachines>>,
+}
+
+impl std::fmt::Debug for CommandBuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandBuild")
+            .field("provider", &self.inner.provider.name())
+            .field("program", &self.inner.program)
+            .field("args", &self.inner.args)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `HGAUTO_JOB_ATTR_` plus `key` in upper case, other characters as `_`.
+fn attr_var(key: &str) -> String {
+    let name: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("HGAUTO_JOB_ATTR_{name}")
+}
+
+impl CommandBuild {
+    /// Runs `program` with `args` on a machine of `spec` from `provider`.
+    pub fn new(
+        provider: Arc<dyn ResourceProvider>,
+        spec: MachineSpec,
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self> {
+        let program = program.into();
+        if program.is_empty() {
+            return Err(Error::invalid("command build", "needs a program"));
+        }
+        Ok(CommandBuild {
+            inner: Arc::new(Inner {
+                provider,
+                spec,
+                program,
+                args: args.into_iter().map(Into::into).collect(),
+                machine: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The command for `job`.
+    pub fn command_for(&self, job: &Job) -> Command {
+        let fill = |a: &str| {
+            a.replace("{id}", &job.id)
+                .replace("{check}", &job.check)
+                .replace("{revision}", job.revision.as_deref().unwrap_or(""))
+        };
+        let mut cmd = Command::new(&self.inner.program)
+            .args(self.inner.args.iter().map(|a| fill(a)))
+            .env("HGAUTO_JOB_ID", &job.id)
+            .env("HGAUTO_JOB_CHECK", &job.check)
+            .env("HGAUTO_JOB_REVISION", job.revision.as_deref().unwrap_or(""))
+            .env("HGAUTO_JOB_ATTEMPT", job.attempt.to_string())
+            .env("HGAUTO_JOB_PRIORITY", job.priority.to_string());
+        for (k, v) in &job.attributes {
+            cmd = cmd.env(attr_var(k), v);
+        }
+        cmd
+    }
+
+    /// The ids of the machine kept for builds, if one is up.
+    pub async fn machine_ids(&self) -> Vec<String> {
+        self.inner
+            .machine
+            .lock()
+            .await
+            .as_ref()
+            .map(TemporaryMachines::ids)
+            .unwrap_or_default()
+    }
+
+    /// Terminates the kept machine now (the agent is done with it).
+    pub async fn shutdown(&self) -> Result<()> {
+        match self.inner.machine.lock().await.take() {
+            Some(m) => m.terminate().await,
+            None => Ok(()),
+        }
+    }
+
+    async fn run(self, job: Job, ctx: AgentContext) -> Result<JobOutcome> {
+        let inner = &self.inner;
+        let mut held = inner.machine.lock().await;
+        if held.is_none() {
+            *held =
+                Some(TemporaryMachines::provision(inner.provider.clone(), &inner.spec, 1).await?);
+        }
+        let guard = held.as_ref().expect("provisioned above");
+        let until = unix_now() + inner.spec.lifetime.as_secs();
+        if let Err(e) = inner.provider.extend_deadline(&guard.ids(), until).await {
+            tracing::warn!(provider = inner.provider.name(), error = %e, "could not move the machine's deadline on");
+        }
+        let machine = guard.machines()[0].clone();
+        drop(held);
+        let cmd = self.command_for(&job);
+        let log = Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&ctx.log)
+                .ok(),
+        );
+        let last_err = Mutex::new(String::new());
+        let sink = |stream: Stream, line: &[u8]| {
+            let text = String::from_utf8_lossy(line);
+            let text = text.trim_end_matches(['\n', '\r']);
+            if let Some(f) = log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                let tag = if stream == Stream::Stderr {
+                    "err"
+                } else {
+                    "out"
+                };
+                let _ = writeln!(f, "{tag} {text}");
+            }
+            if stream == Stream::Stderr && !text.trim().is_empty() {
+                *last_err.lock().unwrap_or_else(|p| p.into_inner()) = text.to_owned();
+            }
+        };
+        let out = machine.exec_streaming(&cmd, &sink).await?;
+        let code = out.status.code();
+        if out.status.success() {
+            return Ok(JobOutcome::Succeeded {
+                summary: format!("{} exited 0", inner.program),
+            });
+        }
+        let last = last_err.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let how = code.map_or_else(|| "was killed".to_owned(), |c| format!("exited {c}"));
+        Ok(JobOutcome::Failed {
+            summary: if last.is_empty() {
+                format!("{} {how}", inner.program)
+            } else {
+                format!("{} {how}: {last}", inner.program)
+            },
+            retryable: false,
+        })
+    }
+}
+
+impl Build for CommandBuild {
+    fn build(&self, job: Job, ctx: AgentContext) -> BoxFuture<'static, Result<JobOutcome>> {
+        Box::pin(self.clone().run(job, ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attribute_names_become_environment_names() {
+        assert_eq!(attr_var("pr-number"), "HGAUTO_JOB_ATTR_PR_NUMBER");
+        assert_eq!(attr_var("héllo"), "HGAUTO_JOB_ATTR_H_LLO");
+    }
+}
