@@ -6,6 +6,7 @@
 //! ([`logging`]). The Python package (`python/hgauto/`) re-exports these classes and
 //! carries the type stubs.
 
+mod agent;
 mod convert;
 mod errors;
 mod github;
@@ -53,6 +54,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<jobs::PyListJobSource>()?;
     m.add_class::<jobs::PyVcsBranchSource>()?;
     m.add_class::<github::PyGithubPrSource>()?;
+    m.add_class::<agent::PyAgent>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

@@ -18,6 +18,7 @@ import atexit
 from . import errors
 from ._hgauto import _shutdown
 from ._hgauto import (
+    Agent,
     FEATURES,
     Artifact,
     CheckoutReport,
@@ -84,6 +85,7 @@ atexit.register(_signals._die_of_pending_signal)
 atexit.register(_shutdown)
 
 __all__ = [
+    "Agent",
     "FEATURES",
     "ApiError",
     "Artifact",

@@ -14,6 +14,7 @@ _CommandLike = Union[str, Sequence[_StrPath]]
 
 __version__: str
 __all__ = [
+    "Agent",
     "Artifact",
     "CheckoutReport",
     "DirJobSource",
@@ -534,6 +535,34 @@ class VcsBranchSource(JobSource):
     ) -> None: ...
     def poll(self) -> int:
         """Reads every watched head now; returns how many jobs were added."""
+
+@final
+class Agent:
+    """A builder agent: takes jobs from `source`, runs `build` for each, reports them.
+
+    `build(job, *, log, debug)` returns None or True (succeeded), False (failed), a
+    summary string (succeeded), or a `(status, summary)` pair; an exception fails the job.
+    """
+
+    def __new__(
+        cls,
+        source: JobSource,
+        state_dir: _StrPath,
+        build: Callable[..., object],
+        *,
+        sharing: str = "claims",
+        config_dir: Optional[_StrPath] = None,
+        name: Optional[str] = None,
+        stop_bound: float = 60.0,
+    ) -> Self: ...
+    def run_once(self) -> Optional[Dict[str, object]]:
+        """One iteration: the job built (job, status, summary, reported), or None."""
+    def run(self) -> None:
+        """Iterates until stop()."""
+    def stop(self) -> None:
+        """Stops the agent; safe to call from a signal handler."""
+    def status(self) -> Dict[str, object]:
+        """The agent's status, as state/status.json shows it."""
 
 @final
 class GithubPrSource(JobSource):
