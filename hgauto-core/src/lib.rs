@@ -49,6 +49,7 @@ pub mod redact;
 pub mod release;
 pub mod render;
 pub mod retry;
+pub mod selfupdate;
 pub mod session;
 pub mod spec;
 pub mod task;

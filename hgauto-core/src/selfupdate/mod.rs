@@ -1,0 +1,509 @@
+//! [`SelfUpdate`]: workers that update themselves from production branches, safely (seed
+//! 004). Each [`poll`](SelfUpdate::poll) reads the production branch heads of several
+//! repositories (git or Mercurial, through the checkout pooled store) and applies an
+//! update only when:
+//! 1. a watched head moved;
+//! 2. the quiet window has passed: no head moved in any watched repository for that long,
+//!    measured from when this watcher first saw each head (not from commit dates); or the
+//!    ready flag file exists;
+//! 3. the check command passes on the new revisions, checked out in a staging area
+//!    (seed 004's `checkconfig`);
+//! 4. the CI gate command, if any, passes.
+//!
+//! It then updates the working copies in the order the repositories were given and runs
+//! the hook (e.g. reconfigure), under a lock that is taken over once older than 120
+//! minutes. When the hook fails, the working copies go back to the revisions that were
+//! running. The state ([`UpdateState`]: running revisions, heads seen, "out of sync
+//! since", the last error) is kept in `STATE/selfupdate.json`, and
+//! [`UpdateState::nagios`] turns it into a monitoring check.
+//!
+//! Commands (check, gate, hook) are argument vectors, never shell strings. They get
+//! `HGAUTO_UPDATE_<NAME>_DIR`, `_REV` and `_OLD_REV` for each repository (`<NAME>` in upper
+//! case, other characters as `_`), the directory being the staged tree for the check and
+//! the gate, and the working copy for the hook.
+
+mod state;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use state::{SeenHead, UpdateLock, UpdateState};
+
+use crate::checkout::{checkout, resolve_heads, CheckoutOptions, Vcs, Want};
+use crate::clock::{self, SharedClock};
+use crate::error::{Error, Result};
+
+/// One watched repository: its production branch and the working copy that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateRepo {
+    /// A short name (in the state, the status and the environment of commands).
+    pub name: String,
+    /// git or Mercurial.
+    pub vcs: Vcs,
+    /// Where to pull from.
+    pub url: String,
+    /// The production branch.
+    pub branch: String,
+    /// The working copy this machine runs from.
+    pub working_copy: PathBuf,
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Every working copy runs its branch head.
+    InSync,
+    /// A head moved, and the quiet window has not passed (until `until_ms`).
+    Waiting {
+        /// When the window passes if nothing moves again.
+        until_ms: u64,
+    },
+    /// The check command or the CI gate refused the new revisions.
+    Blocked {
+        /// What refused, and what it said.
+        reason: String,
+    },
+    /// The update was applied: the revisions now running.
+    Applied {
+        /// Revision by repository name.
+        running: BTreeMap<String, String>,
+    },
+    /// The hook failed and the working copies were put back.
+    RolledBack {
+        /// What the hook said.
+        reason: String,
+    },
+    /// Another updater holds a fresh lock.
+    Locked,
+}
+
+/// Builds a [`SelfUpdate`].
+#[derive(Debug)]
+pub struct SelfUpdateBuilder {
+    state_dir: PathBuf,
+    repos: Vec<UpdateRepo>,
+    quiet: Duration,
+    ready_flag: Option<PathBuf>,
+    check: Option<Vec<String>>,
+    gate: Option<Vec<String>>,
+    hook: Option<Vec<String>>,
+    stale_lock: Duration,
+    command_timeout: Duration,
+    clock: SharedClock,
+    checkout: Option<CheckoutOptions>,
+}
+
+impl SelfUpdateBuilder {
+    /// Watches a repository; working copies are updated in the order given.
+    pub fn repository(mut self, repo: UpdateRepo) -> Self {
+        self.repos.push(repo);
+        self
+    }
+
+    /// No head may have moved for this long before an update (default 10 minutes).
+    pub fn quiet_window(mut self, quiet: Duration) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// A file whose presence applies an update without waiting for the quiet window; it
+    /// is removed once the update is applied.
+    pub fn ready_flag(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ready_flag = Some(path.into());
+        self
+    }
+
+    /// The check run on the staged new revisions; non-zero blocks the update.
+    pub fn check_command(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.check = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A CI gate (e.g. a script asking whether the revisions are green); non-zero blocks.
+    pub fn ci_gate(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.gate = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Run after the working copies are updated; non-zero rolls them back.
+    pub fn hook(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.hook = Some(argv.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A lock older than this is taken over (default 120 minutes, seed 004's number).
+    pub fn stale_lock_after(mut self, age: Duration) -> Self {
+        self.stale_lock = age;
+        self
+    }
+
+    /// The longest a check, gate or hook may run (default 1 hour).
+    pub fn command_timeout(mut self, limit: Duration) -> Self {
+        self.command_timeout = limit;
+        self
+    }
+
+    /// The clock quiet windows and "out of sync" are measured with.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How repositories are read and checked out (default: pooled stores under
+    /// `STATE/shares`).
+    pub fn checkout_options(mut self, opts: CheckoutOptions) -> Self {
+        self.checkout = Some(opts);
+        self
+    }
+
+    /// The updater, its state directory created.
+    pub fn build(self) -> Result<SelfUpdate> {
+        if self.repos.is_empty() {
+            return Err(Error::invalid("self-update", "watches no repository"));
+        }
+        for (i, r) in self.repos.iter().enumerate() {
+            let ok = !r.name.is_empty()
+                && r.name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !ok {
+                return Err(Error::invalid(
+                    format!("repository name {:?}", r.name),
+                    "may hold letters, digits, '-', '_' and '.' only",
+                ));
+            }
+            if self.repos[..i].iter().any(|o| o.name == r.name) {
+                return Err(Error::invalid(
+                    format!("repository name {:?}", r.name),
+                    "is used twice",
+                ));
+            }
+        }
+        for argv in [&self.check, &self.gate, &self.hook].into_iter().flatten() {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(Error::invalid("self-update command", "needs a program"));
+            }
+        }
+        std::fs::create_dir_all(&self.state_dir)
+            .map_err(|e| Error::io("create directory", &self.state_dir, "localhost", e))?;
+        let checkout = self
+            .checkout
+            .unwrap_or_else(|| CheckoutOptions::new(self.state_dir.join("shares")));
+        Ok(SelfUpdate {
+            state_dir: self.state_dir,
+            repos: self.repos,
+            quiet: self.quiet,
+            ready_flag: self.ready_flag,
+            check: self.check,
+            gate: self.gate,
+            hook: self.hook,
+            stale_lock: self.stale_lock,
+            command_timeout: self.command_timeout,
+            clock: self.clock,
+            checkout,
+        })
+    }
+}
+
+/// Updates working copies from production branches (see the [module docs](self)).
+#[derive(Debug)]
+pub struct SelfUpdate {
+    state_dir: PathBuf,
+    repos: Vec<UpdateRepo>,
+    quiet: Duration,
+    ready_flag: Option<PathBuf>,
+    check: Option<Vec<String>>,
+    gate: Option<Vec<String>>,
+    hook: Option<Vec<String>>,
+    stale_lock: Duration,
+    command_timeout: Duration,
+    clock: SharedClock,
+    checkout: CheckoutOptions,
+}
+
+/// `HGAUTO_UPDATE_<NAME>_<what>`.
+fn env_name(repo: &str, what: &str) -> String {
+    let name: String = repo
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("HGAUTO_UPDATE_{name}_{what}")
+}
+
+/// The revision a working copy has checked out.
+async fn current_revision(vcs: Vcs, dir: &Path) -> Result<String> {
+    let mut cmd = match vcs {
+        Vcs::Git => {
+            let mut c = tokio::process::Command::new("git");
+            c.arg("-C").arg(dir).args(["rev-parse", "HEAD"]);
+            c
+        }
+        Vcs::Hg => {
+            let mut c = tokio::process::Command::new("hg");
+            c.arg("-R")
+                .arg(dir)
+                .args(["log", "-r", ".", "-T", "{node}"]);
+            c
+        }
+    };
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::io("run", Path::new(vcs.name()), "localhost", e))?;
+    let rev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || rev.len() != 40 {
+        return Err(Error::invalid(
+            format!("working copy {}", dir.display()),
+            format!(
+                "has no readable {} revision: {}",
+                vcs.name(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(rev)
+}
+
+impl SelfUpdate {
+    /// A builder keeping state in `state_dir`.
+    pub fn builder(state_dir: impl Into<PathBuf>) -> SelfUpdateBuilder {
+        SelfUpdateBuilder {
+            state_dir: state_dir.into(),
+            repos: Vec::new(),
+            quiet: Duration::from_secs(600),
+            ready_flag: None,
+            check: None,
+            gate: None,
+            hook: None,
+            stale_lock: Duration::from_secs(120 * 60),
+            command_timeout: Duration::from_secs(3600),
+            clock: clock::system(),
+            checkout: None,
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.state_dir.join("selfupdate.json")
+    }
+
+    /// The state as last saved.
+    pub fn state(&self) -> Result<UpdateState> {
+        UpdateState::load(&self.state_path())
+    }
+
+    /// The Nagios-style check of the saved state (see [`UpdateState::nagios`]).
+    pub fn nagios(&self, warn_minutes: u64, crit_minutes: u64) -> (i32, String) {
+        match self.state() {
+            Ok(s) => s.nagios(self.clock.now_ms(), warn_minutes, crit_minutes),
+            Err(e) => (3, format!("SELFUPDATE UNKNOWN - {e}")),
+        }
+    }
+
+    /// Runs `argv` in `cwd` with `env`; `Ok(Err(reason))` when it exits non-zero.
+    async fn run(
+        &self,
+        what: &str,
+        argv: &[String],
+        cwd: &Path,
+        env: &[(String, String)],
+    ) -> Result<std::result::Result<(), String>> {
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .current_dir(cwd)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let out = match tokio::time::timeout(self.command_timeout, cmd.output()).await {
+            Ok(out) => out.map_err(|e| Error::io("run", Path::new(&argv[0]), "localhost", e))?,
+            Err(_) => {
+                return Ok(Err(format!(
+                    "{what} did not finish within {} s",
+                    self.command_timeout.as_secs()
+                )))
+            }
+        };
+        if out.status.success() {
+            return Ok(Ok(()));
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let how = out
+            .status
+            .code()
+            .map_or_else(|| "was killed".to_owned(), |c| format!("exited {c}"));
+        Ok(Err(format!("{what} {how}: {}", last.trim())))
+    }
+
+    /// The environment commands get: each repository's directory (from `dir`), new and
+    /// old revision.
+    fn env(
+        &self,
+        dir: impl Fn(&UpdateRepo) -> PathBuf,
+        heads: &BTreeMap<String, String>,
+        running: &BTreeMap<String, String>,
+    ) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        for r in &self.repos {
+            env.push((env_name(&r.name, "DIR"), dir(r).display().to_string()));
+            env.push((env_name(&r.name, "REV"), heads[&r.name].clone()));
+            env.push((
+                env_name(&r.name, "OLD_REV"),
+                running.get(&r.name).cloned().unwrap_or_default(),
+            ));
+        }
+        env
+    }
+
+    /// Checks out `revs` into each repository's working copy, in order (reverse order for
+    /// a rollback).
+    async fn set_working_copies(
+        &self,
+        revs: &BTreeMap<String, String>,
+        reverse: bool,
+    ) -> Result<()> {
+        let mut repos: Vec<&UpdateRepo> = self.repos.iter().collect();
+        if reverse {
+            repos.reverse();
+        }
+        for r in repos {
+            let want = Want::Revision(revs[&r.name].clone());
+            checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
+        }
+        Ok(())
+    }
+
+    /// One poll (see the module docs). Errors reading repositories or running commands
+    /// are recorded as the state's last error and returned.
+    pub async fn poll(&self) -> Result<PollOutcome> {
+        let now = self.clock.now_ms();
+        let lock_path = self.state_dir.join("selfupdate.lock");
+        let stale = self.stale_lock.as_millis() as u64;
+        let Some(_lock) = UpdateLock::take(&lock_path, now, stale)? else {
+            return Ok(PollOutcome::Locked);
+        };
+        let mut state = self.state()?;
+        let result = self.poll_locked(&mut state, now).await;
+        match &result {
+            Ok(PollOutcome::Blocked { reason } | PollOutcome::RolledBack { reason }) => {
+                state.last_error = Some(reason.clone());
+            }
+            Ok(_) => {}
+            Err(e) => state.last_error = Some(e.to_string()),
+        }
+        state.save(&self.state_path(), now)?;
+        result
+    }
+
+    async fn poll_locked(&self, state: &mut UpdateState, now: u64) -> Result<PollOutcome> {
+        let mut heads = BTreeMap::new();
+        for r in &self.repos {
+            let found = resolve_heads(
+                r.vcs,
+                &r.url,
+                std::slice::from_ref(&r.branch),
+                &self.checkout,
+            )
+            .await?;
+            let head = found
+                .get(&r.branch)
+                .cloned()
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("branch {} of repository {}", r.branch, r.name),
+                })?;
+            if !state.running.contains_key(&r.name) {
+                // First poll: the working copy runs what it has, or the head if it is new.
+                if !r.working_copy.exists() {
+                    let want = Want::Revision(head.clone());
+                    checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
+                }
+                let rev = current_revision(r.vcs, &r.working_copy).await?;
+                state.running.insert(r.name.clone(), rev);
+            }
+            if state.seen.get(&r.name).map(|s| &s.revision) != Some(&head) {
+                state.seen.insert(
+                    r.name.clone(),
+                    SeenHead {
+                        revision: head.clone(),
+                        first_seen_ms: now,
+                    },
+                );
+            }
+            heads.insert(r.name.clone(), head);
+        }
+        let behind: Vec<&UpdateRepo> = self
+            .repos
+            .iter()
+            .filter(|r| state.running.get(&r.name) != heads.get(&r.name))
+            .collect();
+        if behind.is_empty() {
+            state.out_of_sync_since_ms = None;
+            state.last_error = None;
+            return Ok(PollOutcome::InSync);
+        }
+        let since = behind
+            .iter()
+            .map(|r| state.seen[&r.name].first_seen_ms)
+            .min()
+            .unwrap_or(now);
+        state.out_of_sync_since_ms =
+            Some(state.out_of_sync_since_ms.map_or(since, |s| s.min(since)));
+        let last_move = state
+            .seen
+            .values()
+            .map(|s| s.first_seen_ms)
+            .max()
+            .unwrap_or(now);
+        let until_ms = last_move + self.quiet.as_millis() as u64;
+        let ready = self.ready_flag.as_ref().is_some_and(|f| f.exists());
+        if now < until_ms && !ready {
+            return Ok(PollOutcome::Waiting { until_ms });
+        }
+        let staging = self.state_dir.join("staging");
+        for r in &self.repos {
+            let want = Want::Revision(heads[&r.name].clone());
+            checkout(r.vcs, &r.url, &staging.join(&r.name), &want, &self.checkout).await?;
+        }
+        let staged = self.env(|r| staging.join(&r.name), &heads, &state.running);
+        for (what, argv) in [("check command", &self.check), ("CI gate", &self.gate)] {
+            if let Some(argv) = argv {
+                if let Err(reason) = self.run(what, argv, &staging, &staged).await? {
+                    return Ok(PollOutcome::Blocked { reason });
+                }
+            }
+        }
+        let running = state.running.clone();
+        if let Err(e) = self.set_working_copies(&heads, false).await {
+            self.set_working_copies(&running, true).await?;
+            return Err(e);
+        }
+        if let Some(hook) = &self.hook {
+            let live = self.env(|r| r.working_copy.clone(), &heads, &running);
+            let cwd = self.repos[0].working_copy.clone();
+            if let Err(reason) = self.run("hook", hook, &cwd, &live).await? {
+                self.set_working_copies(&running, true).await?;
+                return Ok(PollOutcome::RolledBack {
+                    reason: format!("{reason}; rolled back"),
+                });
+            }
+        }
+        state.running = heads.clone();
+        state.out_of_sync_since_ms = None;
+        state.last_error = None;
+        state.last_applied_ms = Some(now);
+        if let Some(flag) = &self.ready_flag {
+            let _ = std::fs::remove_file(flag);
+        }
+        Ok(PollOutcome::Applied { running: heads })
+    }
+}
