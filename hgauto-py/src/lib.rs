@@ -18,6 +18,7 @@ mod provider;
 mod publisher;
 mod release;
 mod runtime;
+mod selfupdate;
 
 #[cfg(feature = "aws")]
 mod aws;
@@ -55,6 +56,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<jobs::PyVcsBranchSource>()?;
     m.add_class::<github::PyGithubPrSource>()?;
     m.add_class::<agent::PyAgent>()?;
+    m.add_class::<selfupdate::PySelfUpdate>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

@@ -41,6 +41,7 @@ __all__ = [
     "ReleaseReport",
     "RetryPolicy",
     "RunResult",
+    "SelfUpdate",
     "S3Publisher",
     "SqsJobSource",
     "SshMachine",
@@ -563,6 +564,30 @@ class Agent:
         """Stops the agent; safe to call from a signal handler."""
     def status(self) -> Dict[str, object]:
         """The agent's status, as state/status.json shows it."""
+
+@final
+class SelfUpdate:
+    """Updates working copies from production branches: after a quiet window (or a ready
+    flag), a check command and an optional CI gate; a failing hook rolls back."""
+
+    def __new__(
+        cls,
+        state_dir: _StrPath,
+        repositories: Sequence[Mapping[str, str]],
+        *,
+        quiet_window: float = 600.0,
+        ready_flag: Optional[_StrPath] = None,
+        check_command: Optional[Sequence[str]] = None,
+        ci_gate: Optional[Sequence[str]] = None,
+        hook: Optional[Sequence[str]] = None,
+        stale_lock_after: float = 7200.0,
+    ) -> Self: ...
+    def poll(self) -> Dict[str, object]:
+        """One poll: {"outcome": in_sync | waiting | blocked | rolled_back | applied | locked, ...}."""
+    def state(self) -> Dict[str, object]:
+        """The saved state (running, seen, out_of_sync_since_ms, last_error...)."""
+    def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:
+        """A Nagios-style check: exit code and one-line message."""
 
 @final
 class GithubPrSource(JobSource):
