@@ -322,3 +322,104 @@ async fn bad_config_files_are_named_and_the_previous_values_stay() {
     assert_eq!(json["config"]["pool_size"], 3);
     assert_eq!(json["state"], "idle");
 }
+
+/// The pool grows from 2 to 4 agents by config files while they run, silent during the
+/// change: once every agent has re-read its config, each builds only its new shard, and
+/// every job is reported exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_grows_from_two_to_four_by_config_files_while_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = DirJobSource::new(dir.path().join("q")).unwrap();
+    for i in 0..160 {
+        q.enqueue(Job::new(format!("j{i:03}"), "build").with_revision(format!("r{i}")))
+            .unwrap();
+    }
+    let built: Arc<Mutex<Vec<(u32, Job, bool)>>> = Arc::default();
+    let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let config = |i: u32| dir.path().join(format!("agent{i}/config"));
+    let start = |i: u32| {
+        let (root, built, changed) = (dir.path().to_owned(), built.clone(), changed.clone());
+        let source = Arc::new(DirJobSource::new(root.join("q")).unwrap());
+        let agent = Arc::new(
+            Agent::builder(source, root.join(format!("agent{i}/state")))
+                .name(format!("agent{i}"))
+                .sharing(Sharing::Shards)
+                .build(move |job: Job, _ctx: AgentContext| {
+                    let (built, changed) = (built.clone(), changed.clone());
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let after = changed.load(std::sync::atomic::Ordering::SeqCst);
+                        built.lock().unwrap().push((i, job.clone(), after));
+                        Ok(ok(&job))
+                    }
+                })
+                .build_agent()
+                .unwrap(),
+        );
+        let a = agent.clone();
+        (agent, tokio::spawn(async move { a.run().await }))
+    };
+    for i in 0..2 {
+        write(&config(i), "workers-pool-size", "2");
+        write(&config(i), "worker-index", &i.to_string());
+        write(&config(i), "min-loop-seconds", "0.02");
+    }
+    let mut agents = vec![start(0), start(1)];
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let t = std::time::Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("40 jobs", &|| q.outcomes().unwrap().len() >= 40);
+
+    // The change: silent first, then the new pool for the old agents, then two new ones.
+    for i in 0..2 {
+        write(&config(i), "silent", "1");
+    }
+    for i in 0..2 {
+        write(&config(i), "workers-pool-size", "4");
+    }
+    for i in 2..4 {
+        write(&config(i), "silent", "1");
+        write(&config(i), "workers-pool-size", "4");
+        write(&config(i), "worker-index", &i.to_string());
+        write(&config(i), "min-loop-seconds", "0.02");
+    }
+    agents.push(start(2));
+    agents.push(start(3));
+    // Every agent re-reads its config at least twice after the change.
+    let marks: Vec<u64> = agents.iter().map(|(a, _)| a.status().iterations).collect();
+    wait_for("every agent to re-read its config", &|| {
+        agents
+            .iter()
+            .zip(&marks)
+            .all(|((a, _), m)| a.status().iterations >= m + 2 && a.status().config.pool_size == 4)
+    });
+    changed.store(true, std::sync::atomic::Ordering::SeqCst);
+    for i in 0..4 {
+        std::fs::remove_file(config(i).join("silent")).unwrap();
+    }
+    wait_for("all 160 jobs reported", &|| q.outcomes().unwrap().len() == 160);
+    for (a, _) in &agents {
+        a.stop_handle().stop();
+    }
+    for (_, t) in agents {
+        t.await.unwrap().unwrap();
+    }
+    let built = built.lock().unwrap().clone();
+    for (i, job, after) in &built {
+        if *after {
+            assert!(
+                JobFilter::shard(*i, 4).matches(job),
+                "agent{i} built {} outside its new shard",
+                job.id
+            );
+        }
+    }
+    let outcomes = q.outcomes().unwrap();
+    assert_eq!(outcomes.len(), 160);
+    assert!(outcomes.values().all(|o| o.status() == "succeeded"));
+    assert!(built.iter().any(|(i, _, after)| *after && *i >= 2), "the new agents worked");
+}
