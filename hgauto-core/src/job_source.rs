@@ -53,6 +53,14 @@ pub trait JobSource: Send + Sync {
     /// Gives `job` back, untouched, for anyone to take now.
     async fn release(&self, job: &Job) -> Result<()>;
 
+    /// A new job for `job`'s (check, revision), leased to the caller: a re-check of work
+    /// already reported, for an agent with nothing untested to do. `None` when the source
+    /// says the work is done (a merged or closed pull request, a head that moved on) or
+    /// does not re-check (the default).
+    async fn recheck(&self, _job: &Job) -> Result<Option<Job>> {
+        Ok(None)
+    }
+
     /// What the source has asked of its service so far. The default: nothing counted.
     fn stats(&self) -> SourceStats {
         SourceStats::default()

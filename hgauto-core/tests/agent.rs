@@ -368,7 +368,10 @@ async fn the_pool_grows_from_two_to_four_by_config_files_while_running() {
     let wait_for = |what: &str, f: &dyn Fn() -> bool| {
         let t = std::time::Instant::now();
         while !f() {
-            assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
@@ -401,7 +404,9 @@ async fn the_pool_grows_from_two_to_four_by_config_files_while_running() {
     for i in 0..4 {
         std::fs::remove_file(config(i).join("silent")).unwrap();
     }
-    wait_for("all 160 jobs reported", &|| q.outcomes().unwrap().len() == 160);
+    wait_for("all 160 jobs reported", &|| {
+        q.outcomes().unwrap().len() == 160
+    });
     for (a, _) in &agents {
         a.stop_handle().stop();
     }
@@ -421,5 +426,66 @@ async fn the_pool_grows_from_two_to_four_by_config_files_while_running() {
     let outcomes = q.outcomes().unwrap();
     assert_eq!(outcomes.len(), 160);
     assert!(outcomes.values().all(|o| o.status() == "succeeded"));
-    assert!(built.iter().any(|(i, _, after)| *after && *i >= 2), "the new agents worked");
+    assert!(
+        built.iter().any(|(i, _, after)| *after && *i >= 2),
+        "the new agents worked"
+    );
+}
+
+/// With nothing untested, the agent re-checks a failed build seven times in ten and a
+/// passed one otherwise, through the source; the same seed picks the same sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rechecks_favour_failed_builds_seven_to_three_and_replay_by_seed() {
+    async fn picks(seed: u64) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Arc::new(DirJobSource::new(dir.path().join("q")).unwrap());
+        q.enqueue(Job::new("bad", "build").with_revision("r-bad"))
+            .unwrap();
+        q.enqueue(Job::new("good", "build").with_revision("r-good"))
+            .unwrap();
+        write(&dir.path().join("config"), "min-loop-seconds", "0");
+        let agent = Agent::builder(q.clone(), dir.path().join("state"))
+            .rechecks(seed)
+            .build(|job: Job, _ctx: AgentContext| async move {
+                Ok(if job.revision.as_deref() == Some("r-bad") {
+                    JobOutcome::Failed {
+                        summary: "red".into(),
+                        retryable: true,
+                    }
+                } else {
+                    ok(&job)
+                })
+            })
+            .build_agent()
+            .unwrap();
+        let mut revisions = Vec::new();
+        for _ in 0..202 {
+            match agent.run_once().await.unwrap() {
+                Iteration::Built { job, reported, .. } => {
+                    assert!(reported);
+                    revisions.push(job);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The first two are the untested jobs; the rest re-checks, each a new queued job.
+        assert_eq!(
+            revisions[..2]
+                .iter()
+                .filter(|j| !j.contains("~recheck"))
+                .count(),
+            2
+        );
+        assert!(revisions[2..].iter().all(|j| j.contains("~recheck-")));
+        assert_eq!(q.outcomes().unwrap().len(), 202);
+        revisions[2..].to_vec()
+    }
+    let first = picks(7).await;
+    let failed = first.iter().filter(|j| j.starts_with("bad~")).count();
+    assert!(
+        (120..=160).contains(&failed),
+        "{failed} of 200 re-checks were of the failed build"
+    );
+    assert_eq!(picks(7).await, first, "the same seed, the same picks");
+    assert_ne!(picks(8).await, first);
 }

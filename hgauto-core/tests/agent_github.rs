@@ -90,3 +90,40 @@ async fn the_agent_rechecks_red_without_pending_and_green_without_writes() {
     assert_eq!(outsider_trail.len(), 1, "{outsider_trail:?}");
     assert!(outsider_trail[0].2.starts_with("approval needed"));
 }
+
+/// "Done" is the source's word: a closed pull request is no longer re-checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pull_request_is_not_rechecked() {
+    let fake = FakeGithub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let n = fake.open(NewPull::new("acme/widget", &sha_of("short-lived")));
+    let source = GithubPrSource::builder(dir.path().join("source"))
+        .api_url(fake.url())
+        .poll_interval(Duration::ZERO)
+        .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
+        .build()
+        .unwrap();
+    let agent = Agent::builder(Arc::new(source), dir.path().join("agent/state"))
+        .rechecks(1)
+        .build(|_job: Job, _ctx: AgentContext| async move {
+            Ok(JobOutcome::Failed {
+                summary: "red".into(),
+                retryable: true,
+            })
+        })
+        .build_agent()
+        .unwrap();
+    let first = agent.run_once().await.unwrap();
+    assert!(
+        matches!(&first, Iteration::Built { job, .. } if !job.contains("~recheck")),
+        "{first:?}"
+    );
+    let again = agent.run_once().await.unwrap();
+    assert!(
+        matches!(&again, Iteration::Built { job, .. } if job.contains("~recheck")),
+        "{again:?}"
+    );
+    fake.close("acme/widget", n);
+    assert_eq!(agent.run_once().await.unwrap(), Iteration::Idle);
+    assert_eq!(agent.run_once().await.unwrap(), Iteration::Idle);
+}

@@ -87,6 +87,7 @@ fn iteration_to_py(py: Python<'_>, it: Iteration) -> PyResult<Option<Py<PyAny>>>
             job,
             outcome,
             reported,
+            recheck,
         } => {
             let d = PyDict::new(py);
             d.set_item("job", job)?;
@@ -97,6 +98,7 @@ fn iteration_to_py(py: Python<'_>, it: Iteration) -> PyResult<Option<Py<PyAny>>>
             };
             d.set_item("summary", summary)?;
             d.set_item("reported", reported)?;
+            d.set_item("recheck", recheck)?;
             Ok(Some(d.into_any().unbind()))
         }
         Iteration::Idle | Iteration::Stopped => Ok(None),

@@ -38,7 +38,9 @@ def test_a_python_build_runs_for_every_job(tmp_path: Path) -> None:
     by_job = {r["job"]: r for r in results}
     assert by_job["j01"]["status"] == "failed" and by_job["j01"]["summary"] == "2 tests failed"
     assert by_job["j02"]["status"] == "failed" and "the compiler crashed" in str(by_job["j02"]["summary"])
-    assert by_job["j03"] == {"job": "j03", "status": "succeeded", "summary": "built r3", "reported": True}
+    assert by_job["j03"] == {
+        "job": "j03", "status": "succeeded", "summary": "built r3", "reported": True, "recheck": False,
+    }
     assert q.outcomes()["j02"] == "failed"
     status = agent.status()
     assert status["agent"] == "py-agent" and status["ready"] is True

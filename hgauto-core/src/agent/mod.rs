@@ -140,6 +140,8 @@ pub enum Iteration {
         outcome: JobOutcome,
         /// Whether the outcome went to the source.
         reported: bool,
+        /// Whether it was a re-check (nothing untested was left).
+        recheck: bool,
     },
     /// There was nothing to do.
     Idle,
@@ -169,6 +171,7 @@ pub struct AgentBuilder {
     provider: Option<Arc<dyn ResourceProvider>>,
     clock: SharedClock,
     stop_bound: Duration,
+    rechecks: Option<u64>,
 }
 
 impl AgentBuilder {
@@ -215,6 +218,15 @@ impl AgentBuilder {
         self
     }
 
+    /// When nothing is untested, re-check work already reported (seed 001): a failed job
+    /// with probability 0.7, else a passed one, picked by a random generator seeded with
+    /// `seed` (so a run can be replayed), through [`JobSource::recheck`]. A job the source
+    /// calls done (a merged pull request) is dropped from the candidates.
+    pub fn rechecks(mut self, seed: u64) -> Self {
+        self.rechecks = Some(seed);
+        self
+    }
+
     /// The agent, its state and log directories created.
     pub fn build_agent(self) -> Result<Agent> {
         let build = self
@@ -249,6 +261,12 @@ impl AgentBuilder {
             config: Mutex::new(config),
             status: Mutex::new(status),
             stop: Arc::new(stop),
+            rechecks: self.rechecks.map(|seed| {
+                Mutex::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
+                    seed,
+                ))
+            }),
+            reported: Mutex::new(Vec::new()),
         })
     }
 }
@@ -267,7 +285,14 @@ pub struct Agent {
     config: Mutex<AgentConfig>,
     status: Mutex<AgentStatus>,
     stop: Arc<watch::Sender<bool>>,
+    /// The re-check picker, when re-checks are on.
+    rechecks: Option<Mutex<rand::rngs::StdRng>>,
+    /// The last reported outcome of each (check, revision), the re-check candidates.
+    reported: Mutex<Vec<(Job, JobOutcome)>>,
 }
+
+/// How many reported builds are kept as re-check candidates.
+const RECHECK_CANDIDATES: usize = 500;
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -321,6 +346,64 @@ impl Agent {
             provider: None,
             clock: clock::system(),
             stop_bound: Duration::from_secs(60),
+            rechecks: None,
+        }
+    }
+
+    /// A re-check for an agent with nothing untested: a failed build with probability 0.7,
+    /// else a passed one, leased through the source. Candidates the source calls done go.
+    async fn pick_recheck(&self) -> Result<Option<Job>> {
+        let Some(rng) = &self.rechecks else {
+            return Ok(None);
+        };
+        loop {
+            let candidate = {
+                use rand::Rng;
+                let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+                let of = |failed: bool| -> Vec<&Job> {
+                    reported
+                        .iter()
+                        .filter(|(_, o)| match o {
+                            JobOutcome::Failed { .. } => failed,
+                            JobOutcome::Succeeded { .. } => !failed,
+                            JobOutcome::Skipped { .. } => false,
+                        })
+                        .map(|(j, _)| j)
+                        .collect()
+                };
+                let (failed, passed) = (of(true), of(false));
+                let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
+                let want_failed = rng.gen_bool(0.7);
+                let pool = match (want_failed, failed.is_empty(), passed.is_empty()) {
+                    (_, true, true) => return Ok(None),
+                    (true, false, _) | (false, false, true) => &failed,
+                    _ => &passed,
+                };
+                pool[rng.gen_range(0..pool.len())].clone()
+            };
+            match self.source.recheck(&candidate).await? {
+                Some(job) => return Ok(Some(job)),
+                None => self
+                    .reported
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|(j, _)| j.build_key() != candidate.build_key()),
+            }
+        }
+    }
+
+    /// Keeps `outcome` as the latest of `job`'s (check, revision), a re-check candidate.
+    fn remember(&self, job: &Job, outcome: &JobOutcome) {
+        if self.rechecks.is_none() {
+            return;
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        reported.retain(|(j, _)| j.build_key() != job.build_key());
+        let mut kept = job.clone();
+        kept.lease = None;
+        reported.push((kept, outcome.clone()));
+        if reported.len() > RECHECK_CANDIDATES {
+            reported.remove(0);
         }
     }
 
@@ -391,7 +474,12 @@ impl Agent {
             Sharing::Shards => JobFilter::shard(config.index, config.pool_size),
             Sharing::Claims => JobFilter::any(),
         };
-        let Some(job) = self.source.next(&filter).await? else {
+        let mut next = self.source.next(&filter).await?;
+        let recheck = next.is_none();
+        if recheck {
+            next = self.pick_recheck().await?;
+        }
+        let Some(job) = next else {
             self.with_status(|s| {
                 s.state = "idle";
                 s.ready = true;
@@ -426,6 +514,9 @@ impl Agent {
         let mut held = job.clone();
         let ended = self.build_with_lease(&mut held, &config, &log).await;
         let (outcome, reported) = self.finish(&held, &config, ended).await;
+        if reported {
+            self.remember(&held, &outcome);
+        }
         let seconds = started.elapsed().as_secs_f64();
         let _ = append(
             &log,
@@ -442,6 +533,7 @@ impl Agent {
         });
         self.write_status();
         Ok(Iteration::Built {
+            recheck,
             job: job.id,
             outcome,
             reported,
@@ -561,8 +653,8 @@ impl Agent {
         }
     }
 
-    /// Iterates until stopped. An iteration that found nothing to do lasts at least
-    /// `config/min-loop-seconds`; a stop request cuts that wait short. An error from the
+    /// Iterates until stopped. An iteration that found nothing untested to do (idle, or a
+    /// re-check) lasts at least `config/min-loop-seconds`; a stop request cuts that wait short. An error from the
     /// source is logged and the loop goes on after the same wait.
     pub async fn run(&self) -> Result<()> {
         let mut stop_rx = self.stop.subscribe();
@@ -571,7 +663,8 @@ impl Agent {
             let idle = match self.run_once().await {
                 Ok(Iteration::Stopped) => break,
                 Ok(Iteration::Idle) => true,
-                Ok(Iteration::Built { .. }) => false,
+                // A re-check means nothing untested was left: the loop keeps its pace.
+                Ok(Iteration::Built { recheck, .. }) => recheck,
                 Err(e) => {
                     tracing::warn!(agent = %self.name, error = %e, "an iteration failed");
                     true

@@ -394,6 +394,22 @@ impl JobSource for GithubPrSource {
         self.queue.release(job).await
     }
 
+    /// A re-check while the pull request is open at this head; `None` once it closed or
+    /// moved on (the work is done).
+    async fn recheck(&self, job: &Job) -> Result<Option<Job>> {
+        if self.gone(job).is_some() {
+            return Ok(None);
+        }
+        let mut fresh = self.queue.recheck(job).await?;
+        if let Some(j) = &mut fresh {
+            j.source = self.name.clone();
+            if j.previous.is_none() {
+                j.previous = self.known_previous(j);
+            }
+        }
+        Ok(fresh)
+    }
+
     fn stats(&self) -> crate::job_source::SourceStats {
         let s = self.client.stats();
         crate::job_source::SourceStats {

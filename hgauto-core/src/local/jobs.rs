@@ -249,6 +249,42 @@ impl JobSource for ListJobSource {
             _ => Err(lease_lost(&self.name, job, "another holder has it")),
         }
     }
+
+    /// Adds the job again under a new id (`<id>~recheck-<n>`), leased to the caller.
+    async fn recheck(&self, job: &Job) -> Result<Option<Job>> {
+        let now = self.clock.now_ms();
+        let base = job
+            .id
+            .split("~recheck-")
+            .next()
+            .unwrap_or(&job.id)
+            .to_owned();
+        let mut st = self.lock();
+        let id = (1..)
+            .map(|n| format!("{base}~recheck-{n}"))
+            .find(|id| !st.entries.contains_key(id))
+            .expect("an unused id");
+        let mut fresh = job.clone();
+        fresh.id = id.clone();
+        fresh.source = self.name.clone();
+        fresh.attempt = 1;
+        let lease = Lease {
+            token: new_token(),
+            deadline_ms: now + self.ttl.as_millis() as u64,
+        };
+        fresh.lease = None;
+        fresh.previous = None;
+        st.entries.insert(
+            id,
+            Entry {
+                job: fresh.clone(),
+                held: Held::Leased(lease.clone()),
+            },
+        );
+        fresh.previous = st.history.get(&fresh.build_key()).cloned();
+        fresh.lease = Some(lease);
+        Ok(Some(fresh))
+    }
 }
 
 #[cfg(test)]

@@ -200,4 +200,12 @@ impl JobSource for VcsBranchSource {
     async fn release(&self, job: &Job) -> Result<()> {
         self.queue.release(job).await
     }
+
+    async fn recheck(&self, job: &Job) -> Result<Option<Job>> {
+        let mut fresh = self.queue.recheck(job).await?;
+        if let Some(j) = &mut fresh {
+            j.source = self.name.clone();
+        }
+        Ok(fresh)
+    }
 }

@@ -273,6 +273,43 @@ impl DirJobSource {
         Ok(())
     }
 
+    /// Queues `job` again under a new id (`<id>~recheck-<n>`) and leases it to the caller.
+    fn recheck_blocking(&self, job: &Job) -> Result<Option<Job>> {
+        let base = job
+            .id
+            .split("~recheck-")
+            .next()
+            .unwrap_or(&job.id)
+            .to_owned();
+        let mut fresh = job.clone();
+        fresh.lease = None;
+        fresh.previous = None;
+        fresh.attempt = 0;
+        fresh.source = String::new();
+        let mut queued = false;
+        for n in 1..=10_000 {
+            fresh.id = format!("{base}~recheck-{n}");
+            if self.enqueue(fresh.clone())? {
+                queued = true;
+                break;
+            }
+        }
+        if !queued {
+            return Err(Error::invalid(
+                format!("job {base}"),
+                "was re-checked 10,000 times",
+            ));
+        }
+        let _lock = self.lock()?;
+        let fid = file_id(&fresh.id);
+        let free = read_json::<Claim>(&self.claim_path(&fid))?
+            .is_none_or(|c| c.deadline_ms <= self.clock.now_ms());
+        if !free || !self.root.join("queue").join(queue_name(&fresh)).exists() {
+            return Ok(None); // another consumer took it in between
+        }
+        self.lease(fresh, 1).map(Some)
+    }
+
     fn release_blocking(&self, job: &Job) -> Result<()> {
         let _lock = self.lock()?;
         let (mut claim, fid) = self.held(job)?;
@@ -319,5 +356,10 @@ impl JobSource for DirJobSource {
     async fn release(&self, job: &Job) -> Result<()> {
         let (me, job) = (self.clone(), job.clone());
         blocking(move || me.release_blocking(&job)).await
+    }
+
+    async fn recheck(&self, job: &Job) -> Result<Option<Job>> {
+        let (me, job) = (self.clone(), job.clone());
+        blocking(move || me.recheck_blocking(&job)).await
     }
 }

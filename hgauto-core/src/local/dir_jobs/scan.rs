@@ -126,9 +126,16 @@ impl DirJobSource {
             break;
         }
         view.names.retain(|n| !gone.contains(n));
-        let Some((mut job, attempt)) = chosen else {
+        let Some((job, attempt)) = chosen else {
             return Ok(None);
         };
+        self.lease(job, attempt).map(Some)
+    }
+
+    /// Writes a claim on `job` (its `attempt`-th hand-out) and returns it leased, with its
+    /// history. The caller holds the queue lock and has checked the job is free.
+    pub(super) fn lease(&self, mut job: Job, attempt: u32) -> Result<Job> {
+        let now = self.clock.now_ms();
         let lease = Lease {
             token: new_token(),
             deadline_ms: now + self.ttl.as_millis() as u64,
@@ -148,7 +155,7 @@ impl DirJobSource {
         job.source = self.name.clone();
         job.lease = Some(lease);
         job.attempt = attempt;
-        Ok(Some(job))
+        Ok(job)
     }
 
     /// The job in queue file `name`: `None` when the file is gone, was quarantined, or is a
