@@ -100,6 +100,20 @@ impl Job {
         self
     }
 
+    /// The `n`-th re-check of this job: the same work under id `<id>~recheck-<n>` (the
+    /// id without any earlier re-check suffix), with no lease, history or attempts yet.
+    pub fn recheck(&self, n: u32) -> Job {
+        let base = self.id.split("~recheck-").next().unwrap_or(&self.id);
+        Job {
+            id: format!("{base}~recheck-{n}"),
+            source: String::new(),
+            lease: None,
+            previous: None,
+            attempt: 0,
+            ..self.clone()
+        }
+    }
+
     /// The key of what this job builds, shared by re-checks: check and revision.
     pub fn build_key(&self) -> String {
         format!("{}@{}", self.check, self.revision.as_deref().unwrap_or(""))

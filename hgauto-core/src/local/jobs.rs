@@ -253,27 +253,18 @@ impl JobSource for ListJobSource {
     /// Adds the job again under a new id (`<id>~recheck-<n>`), leased to the caller.
     async fn recheck(&self, job: &Job) -> Result<Option<Job>> {
         let now = self.clock.now_ms();
-        let base = job
-            .id
-            .split("~recheck-")
-            .next()
-            .unwrap_or(&job.id)
-            .to_owned();
         let mut st = self.lock();
-        let id = (1..)
-            .map(|n| format!("{base}~recheck-{n}"))
-            .find(|id| !st.entries.contains_key(id))
+        let mut fresh = (1..)
+            .map(|n| job.recheck(n))
+            .find(|j| !st.entries.contains_key(&j.id))
             .expect("an unused id");
-        let mut fresh = job.clone();
-        fresh.id = id.clone();
+        let id = fresh.id.clone();
         fresh.source = self.name.clone();
         fresh.attempt = 1;
         let lease = Lease {
             token: new_token(),
             deadline_ms: now + self.ttl.as_millis() as u64,
         };
-        fresh.lease = None;
-        fresh.previous = None;
         st.entries.insert(
             id,
             Entry {

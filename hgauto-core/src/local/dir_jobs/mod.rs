@@ -275,20 +275,10 @@ impl DirJobSource {
 
     /// Queues `job` again under a new id (`<id>~recheck-<n>`) and leases it to the caller.
     fn recheck_blocking(&self, job: &Job) -> Result<Option<Job>> {
-        let base = job
-            .id
-            .split("~recheck-")
-            .next()
-            .unwrap_or(&job.id)
-            .to_owned();
-        let mut fresh = job.clone();
-        fresh.lease = None;
-        fresh.previous = None;
-        fresh.attempt = 0;
-        fresh.source = String::new();
+        let mut fresh = job.recheck(1);
         let mut queued = false;
-        for n in 1..=10_000 {
-            fresh.id = format!("{base}~recheck-{n}");
+        for n in 1..=10_000u32 {
+            fresh = job.recheck(n);
             if self.enqueue(fresh.clone())? {
                 queued = true;
                 break;
@@ -296,7 +286,7 @@ impl DirJobSource {
         }
         if !queued {
             return Err(Error::invalid(
-                format!("job {base}"),
+                format!("job {}", job.id),
                 "was re-checked 10,000 times",
             ));
         }
