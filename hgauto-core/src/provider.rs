@@ -23,6 +23,7 @@ use crate::spec::{ImageRecipe, MachineSpec};
 /// - Use [`TemporaryMachines`](crate::TemporaryMachines) or
 ///   [`with_machines`](crate::with_machines) rather than `provision` directly: they
 ///   terminate on every exit path.
+#[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait ResourceProvider: Send + Sync {
     /// A short name for logs and errors ("local", "ec2").

@@ -191,3 +191,87 @@ async fn the_lease_is_renewed_before_it_runs_out_then_the_job_is_reported() {
         assert!(*at <= *reported_at.lock().unwrap());
     }
 }
+
+/// A command build provisions one machine, moves its deadline on before each job, and
+/// terminates it when the agent is done with it: exactly these provider calls.
+#[tokio::test]
+async fn a_command_build_keeps_one_machine_and_moves_its_deadline_before_each_job() {
+    use hgauto_core::agent::CommandBuild;
+    use hgauto_core::provider::MockResourceProvider;
+    use hgauto_core::{ListJobSource, LocalMachine, MachineSpec, RemoteMachine};
+
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("machine");
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    let machine: Arc<dyn RemoteMachine> = Arc::new(LocalMachine::open("m-1", &home).unwrap());
+    let mut provider = MockResourceProvider::new();
+    provider.expect_name().return_const("mock".to_owned());
+    let mut seq = Sequence::new();
+    provider
+        .expect_provision()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, n| {
+            assert_eq!(n, 1);
+            Ok(vec![machine.clone()])
+        });
+    let before = now_ms() / 1000;
+    for _ in 0..2 {
+        provider
+            .expect_extend_deadline()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |ids, until| {
+                assert_eq!(ids, ["m-1".to_owned()]);
+                assert!(
+                    until >= before + 2 * 3600,
+                    "the spec's lifetime from now: {until}"
+                );
+                Ok(())
+            });
+    }
+    provider
+        .expect_terminate()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|ids| {
+            assert_eq!(ids, ["m-1".to_owned()]);
+            Ok(())
+        });
+    let build = CommandBuild::new(
+        Arc::new(provider),
+        MachineSpec::linux(),
+        "sh",
+        [
+            "-c",
+            "test \"$HGAUTO_JOB_CHECK\" = build && echo \"$0 $HGAUTO_JOB_ID\"",
+            "{id}",
+        ],
+    )
+    .unwrap();
+    let source = Arc::new(ListJobSource::new([
+        Job::new("a", "build"),
+        Job::new("b", "build"),
+    ]));
+    let agent = Agent::builder(source.clone(), dir.path().join("state"))
+        .build(build.clone())
+        .build_agent()
+        .unwrap();
+    for _ in 0..2 {
+        let it = agent.run_once().await.unwrap();
+        assert!(
+            matches!(
+                &it,
+                Iteration::Built {
+                    reported: true,
+                    outcome: JobOutcome::Succeeded { .. },
+                    ..
+                }
+            ),
+            "{it:?}"
+        );
+    }
+    assert_eq!(build.machine_ids().await, ["m-1"]);
+    build.shutdown().await.unwrap();
+    assert!(build.machine_ids().await.is_empty());
+}
