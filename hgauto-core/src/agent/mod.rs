@@ -22,8 +22,11 @@
 //! The agent shows its state in `STATE/status.json`, `STATE/metrics.prom` and
 //! `STATE/ready` (see [`status`]), and writes one log file per job under `STATE/logs/`.
 
+mod builder;
 pub mod command;
 pub mod config;
+mod lease;
+mod recheck;
 pub mod status;
 
 use std::future::Future;
@@ -36,11 +39,13 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+pub use builder::AgentBuilder;
 pub use command::CommandBuild;
 pub use config::{AgentConfig, ConfigProblem};
+use lease::until_set;
 pub use status::AgentStatus;
 
-use crate::clock::{self, SharedClock};
+use crate::clock::SharedClock;
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, JobOutcome};
 use crate::job_source::JobSource;
@@ -160,117 +165,6 @@ impl StopHandle {
     }
 }
 
-/// Builds an [`Agent`].
-pub struct AgentBuilder {
-    name: String,
-    source: Arc<dyn JobSource>,
-    state_dir: PathBuf,
-    config_dir: Option<PathBuf>,
-    sharing: Sharing,
-    build: Option<Arc<dyn Build>>,
-    provider: Option<Arc<dyn ResourceProvider>>,
-    clock: SharedClock,
-    stop_bound: Duration,
-    rechecks: Option<u64>,
-}
-
-impl AgentBuilder {
-    /// Names the agent (default: the host name and process id).
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Where `config/` is read from (default `STATE/../config`, beside the state).
-    pub fn config_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config_dir = Some(dir.into());
-        self
-    }
-
-    /// How work is shared (default [`Sharing::Claims`]).
-    pub fn sharing(mut self, sharing: Sharing) -> Self {
-        self.sharing = sharing;
-        self
-    }
-
-    /// The build to run for each job.
-    pub fn build(mut self, build: impl Build + 'static) -> Self {
-        self.build = Some(Arc::new(build));
-        self
-    }
-
-    /// Machines for builds that need them (passed in [`AgentContext::provider`]).
-    pub fn provider(mut self, provider: Arc<dyn ResourceProvider>) -> Self {
-        self.provider = Some(provider);
-        self
-    }
-
-    /// The clock leases are measured with (the source's).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// How long a build may go on after a stop request before its job is given back
-    /// (default 60 s).
-    pub fn stop_bound(mut self, bound: Duration) -> Self {
-        self.stop_bound = bound;
-        self
-    }
-
-    /// When nothing is untested, re-check work already reported (seed 001): a failed job
-    /// with probability 0.7, else a passed one, picked by a random generator seeded with
-    /// `seed` (so a run can be replayed), through [`JobSource::recheck`]. A job the source
-    /// calls done (a merged pull request) is dropped from the candidates.
-    pub fn rechecks(mut self, seed: u64) -> Self {
-        self.rechecks = Some(seed);
-        self
-    }
-
-    /// The agent, its state and log directories created.
-    pub fn build_agent(self) -> Result<Agent> {
-        let build = self
-            .build
-            .ok_or_else(|| Error::invalid("agent", "needs a build"))?;
-        let logs = self.state_dir.join("logs");
-        std::fs::create_dir_all(&logs).at("create directory", &logs, "localhost")?;
-        let config_dir = self.config_dir.unwrap_or_else(|| {
-            self.state_dir
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("config")
-        });
-        let config = AgentConfig::default();
-        let status = AgentStatus::new(
-            &self.name,
-            &self.source.name(),
-            self.sharing.name(),
-            config.clone(),
-        );
-        let (stop, _) = watch::channel(false);
-        Ok(Agent {
-            name: self.name,
-            source: self.source,
-            state_dir: self.state_dir,
-            config_dir,
-            sharing: self.sharing,
-            build,
-            provider: self.provider,
-            clock: self.clock,
-            stop_bound: self.stop_bound,
-            config: Mutex::new(config),
-            status: Mutex::new(status),
-            stop: Arc::new(stop),
-            rechecks: self.rechecks.map(|seed| {
-                Mutex::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(
-                    seed,
-                ))
-            }),
-            reported: Mutex::new(Vec::new()),
-        })
-    }
-}
-
 /// A builder agent (see the [module docs](self)).
 pub struct Agent {
     name: String,
@@ -291,9 +185,6 @@ pub struct Agent {
     reported: Mutex<Vec<(Job, JobOutcome)>>,
 }
 
-/// How many reported builds are kept as re-check candidates.
-const RECHECK_CANDIDATES: usize = 500;
-
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
@@ -302,14 +193,6 @@ impl std::fmt::Debug for Agent {
             .field("sharing", &self.sharing)
             .finish_non_exhaustive()
     }
-}
-
-/// How a build ended, before it is reported.
-enum Ended {
-    Done(Result<JobOutcome>),
-    TimedOut(Duration),
-    LeaseLost(Error),
-    Abandoned,
 }
 
 /// A file name for a job's log: the id where it is plain, with a short hash against
@@ -331,82 +214,6 @@ fn log_name(id: &str) -> String {
 }
 
 impl Agent {
-    /// A builder for an agent over `source`, keeping its state in `state_dir`.
-    pub fn builder(source: Arc<dyn JobSource>, state_dir: impl Into<PathBuf>) -> AgentBuilder {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "agent".into());
-        AgentBuilder {
-            name: format!("{host}-{}", std::process::id()),
-            source,
-            state_dir: state_dir.into(),
-            config_dir: None,
-            sharing: Sharing::Claims,
-            build: None,
-            provider: None,
-            clock: clock::system(),
-            stop_bound: Duration::from_secs(60),
-            rechecks: None,
-        }
-    }
-
-    /// A re-check for an agent with nothing untested: a failed build with probability 0.7,
-    /// else a passed one, leased through the source. Candidates the source calls done go.
-    async fn pick_recheck(&self) -> Result<Option<Job>> {
-        let Some(rng) = &self.rechecks else {
-            return Ok(None);
-        };
-        loop {
-            let candidate = {
-                use rand::Rng;
-                let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-                let of = |failed: bool| -> Vec<&Job> {
-                    reported
-                        .iter()
-                        .filter(|(_, o)| match o {
-                            JobOutcome::Failed { .. } => failed,
-                            JobOutcome::Succeeded { .. } => !failed,
-                            JobOutcome::Skipped { .. } => false,
-                        })
-                        .map(|(j, _)| j)
-                        .collect()
-                };
-                let (failed, passed) = (of(true), of(false));
-                let mut rng = rng.lock().unwrap_or_else(|p| p.into_inner());
-                let want_failed = rng.gen_bool(0.7);
-                let pool = match (want_failed, failed.is_empty(), passed.is_empty()) {
-                    (_, true, true) => return Ok(None),
-                    (true, false, _) | (false, false, true) => &failed,
-                    _ => &passed,
-                };
-                pool[rng.gen_range(0..pool.len())].clone()
-            };
-            match self.source.recheck(&candidate).await? {
-                Some(job) => return Ok(Some(job)),
-                None => self
-                    .reported
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|(j, _)| j.build_key() != candidate.build_key()),
-            }
-        }
-    }
-
-    /// Keeps `outcome` as the latest of `job`'s (check, revision), a re-check candidate.
-    fn remember(&self, job: &Job, outcome: &JobOutcome) {
-        if self.rechecks.is_none() {
-            return;
-        }
-        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        reported.retain(|(j, _)| j.build_key() != job.build_key());
-        let mut kept = job.clone();
-        kept.lease = None;
-        reported.push((kept, outcome.clone()));
-        if reported.len() > RECHECK_CANDIDATES {
-            reported.remove(0);
-        }
-    }
-
     /// A handle that stops the agent.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.stop.clone())
@@ -540,119 +347,6 @@ impl Agent {
         })
     }
 
-    /// Runs the build, renewing the lease, until it ends, times out, loses its lease, or
-    /// outlives a stop request by `stop_bound`.
-    async fn build_with_lease(&self, job: &mut Job, config: &AgentConfig, log: &Path) -> Ended {
-        let (cancel_tx, cancel_rx) = watch::channel(false);
-        let ctx = AgentContext {
-            debug: config.debug,
-            log: log.to_owned(),
-            provider: self.provider.clone(),
-            cancel: cancel_rx,
-        };
-        let mut build = self.build.build(job.clone(), ctx);
-        let timeout_at = config.timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut deadline_ms = job.lease.as_ref().map(|l| l.deadline_ms);
-        let mut stop_rx = self.stop.subscribe();
-        let mut abandon_at: Option<tokio::time::Instant> = None;
-        if self.stopping() {
-            cancel_tx.send_replace(true);
-            abandon_at = Some(tokio::time::Instant::now() + self.stop_bound);
-        }
-        loop {
-            // Renew when a third of the lease is left... of what remains: every third.
-            let renew_in = deadline_ms.map(|d| {
-                let left = d.saturating_sub(self.clock.now_ms());
-                Duration::from_millis((left / 3).max(20))
-            });
-            tokio::select! {
-                out = &mut build => return Ended::Done(out),
-                _ = sleep_opt(renew_in) => {
-                    match self.source.heartbeat(job).await {
-                        Ok(lease) => {
-                            deadline_ms = Some(lease.deadline_ms);
-                            job.lease = Some(lease.clone());
-                            self.with_status(|s| {
-                                s.lease_renewals += 1;
-                                if let Some(c) = &mut s.current {
-                                    c.lease_deadline_ms = Some(lease.deadline_ms);
-                                }
-                            });
-                        }
-                        Err(e @ Error::LeaseLost { .. }) => {
-                            cancel_tx.send_replace(true);
-                            return Ended::LeaseLost(e);
-                        }
-                        Err(e) => {
-                            tracing::warn!(agent = %self.name, job = %job.id, error = %e, "renewing the lease failed; trying again");
-                        }
-                    }
-                }
-                _ = sleep_until_opt(timeout_at) => {
-                    cancel_tx.send_replace(true);
-                    return Ended::TimedOut(config.timeout.unwrap_or_default());
-                }
-                _ = until_set(&mut stop_rx), if abandon_at.is_none() => {
-                    cancel_tx.send_replace(true);
-                    abandon_at = Some(tokio::time::Instant::now() + self.stop_bound);
-                }
-                _ = sleep_until_opt(abandon_at) => return Ended::Abandoned,
-            }
-        }
-    }
-
-    /// Turns how the build ended into an outcome, and tells the source unless silent.
-    async fn finish(&self, job: &Job, config: &AgentConfig, ended: Ended) -> (JobOutcome, bool) {
-        let outcome = match ended {
-            Ended::Done(Ok(o)) => o,
-            Ended::Done(Err(e)) => JobOutcome::Failed {
-                summary: e.to_string(),
-                retryable: e.is_retryable(),
-            },
-            Ended::TimedOut(t) => JobOutcome::Failed {
-                summary: format!("timed out after {} s", t.as_secs_f64()),
-                retryable: true,
-            },
-            Ended::LeaseLost(e) => {
-                self.with_status(|s| s.leases_lost += 1);
-                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "lease lost: the build was abandoned");
-                return (
-                    JobOutcome::Skipped {
-                        reason: "the lease was lost".into(),
-                    },
-                    false,
-                );
-            }
-            Ended::Abandoned => {
-                if let Err(e) = self.source.release(job).await {
-                    tracing::warn!(agent = %self.name, job = %job.id, error = %e, "giving the job back failed");
-                }
-                return (
-                    JobOutcome::Skipped {
-                        reason: "given back: the agent stopped".into(),
-                    },
-                    false,
-                );
-            }
-        };
-        if config.silent {
-            if let Err(e) = self.source.release(job).await {
-                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "giving the job back failed");
-            }
-            return (outcome, false);
-        }
-        match self.source.report(job, &outcome).await {
-            Ok(()) => (outcome, true),
-            Err(e) => {
-                if matches!(e, Error::LeaseLost { .. }) {
-                    self.with_status(|s| s.leases_lost += 1);
-                }
-                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "reporting the outcome failed");
-                (outcome, false)
-            }
-        }
-    }
-
     /// Iterates until stopped. An iteration that found nothing untested to do (idle, or a
     /// re-check) lasts at least `config/min-loop-seconds`; a stop request cuts that wait short. An error from the
     /// source is logged and the loop goes on after the same wait.
@@ -726,25 +420,5 @@ impl Agent {
             tracing::info!(agent = %self.name, signal = sig, guards = n, "stopped on a signal");
         }
         result
-    }
-}
-
-/// Resolves once the flag behind `rx` is set (or its sender is gone). The guard `wait_for`
-/// returns is dropped here, so callers' futures stay `Send`.
-async fn until_set(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|set| *set).await;
-}
-
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }

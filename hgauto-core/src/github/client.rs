@@ -1,5 +1,5 @@
-//! A small GitHub REST client over `reqwest`: conditional GETs through the [`EtagCache`],
-//! pagination by `Link` headers, and rate limits waited out (never spun on).
+//! A small GitHub REST client over `reqwest`: conditional GETs through an `ETag` cache
+//! kept on disk, pagination by `Link` headers, and rate limits waited out (never spun on).
 //!
 //! Rate limits, as GitHub documents them: when `x-ratelimit-remaining` reaches 0, no
 //! request is sent before `x-ratelimit-reset`; a 403 or 429 with `retry-after` waits that

@@ -22,16 +22,18 @@
 //! case, other characters as `_`), the directory being the staged tree for the check and
 //! the gate, and the working copy for the hook.
 
+mod builder;
 mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use builder::SelfUpdateBuilder;
 pub use state::{SeenHead, UpdateLock, UpdateState};
 
 use crate::checkout::{checkout, resolve_heads, CheckoutOptions, Vcs, Want};
-use crate::clock::{self, SharedClock};
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 /// One watched repository: its production branch and the working copy that runs it.
@@ -76,134 +78,6 @@ pub enum PollOutcome {
     },
     /// Another updater holds a fresh lock.
     Locked,
-}
-
-/// Builds a [`SelfUpdate`].
-#[derive(Debug)]
-pub struct SelfUpdateBuilder {
-    state_dir: PathBuf,
-    repos: Vec<UpdateRepo>,
-    quiet: Duration,
-    ready_flag: Option<PathBuf>,
-    check: Option<Vec<String>>,
-    gate: Option<Vec<String>>,
-    hook: Option<Vec<String>>,
-    stale_lock: Duration,
-    command_timeout: Duration,
-    clock: SharedClock,
-    checkout: Option<CheckoutOptions>,
-}
-
-impl SelfUpdateBuilder {
-    /// Watches a repository; working copies are updated in the order given.
-    pub fn repository(mut self, repo: UpdateRepo) -> Self {
-        self.repos.push(repo);
-        self
-    }
-
-    /// No head may have moved for this long before an update (default 10 minutes).
-    pub fn quiet_window(mut self, quiet: Duration) -> Self {
-        self.quiet = quiet;
-        self
-    }
-
-    /// A file whose presence applies an update without waiting for the quiet window; it
-    /// is removed once the update is applied.
-    pub fn ready_flag(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ready_flag = Some(path.into());
-        self
-    }
-
-    /// The check run on the staged new revisions; non-zero blocks the update.
-    pub fn check_command(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.check = Some(argv.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A CI gate (e.g. a script asking whether the revisions are green); non-zero blocks.
-    pub fn ci_gate(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.gate = Some(argv.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Run after the working copies are updated; non-zero rolls them back.
-    pub fn hook(mut self, argv: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.hook = Some(argv.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A lock older than this is taken over (default 120 minutes, seed 004's number).
-    pub fn stale_lock_after(mut self, age: Duration) -> Self {
-        self.stale_lock = age;
-        self
-    }
-
-    /// The longest a check, gate or hook may run (default 1 hour).
-    pub fn command_timeout(mut self, limit: Duration) -> Self {
-        self.command_timeout = limit;
-        self
-    }
-
-    /// The clock quiet windows and "out of sync" are measured with.
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// How repositories are read and checked out (default: pooled stores under
-    /// `STATE/shares`).
-    pub fn checkout_options(mut self, opts: CheckoutOptions) -> Self {
-        self.checkout = Some(opts);
-        self
-    }
-
-    /// The updater, its state directory created.
-    pub fn build(self) -> Result<SelfUpdate> {
-        if self.repos.is_empty() {
-            return Err(Error::invalid("self-update", "watches no repository"));
-        }
-        for (i, r) in self.repos.iter().enumerate() {
-            let ok = !r.name.is_empty()
-                && r.name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
-                return Err(Error::invalid(
-                    format!("repository name {:?}", r.name),
-                    "may hold letters, digits, '-', '_' and '.' only",
-                ));
-            }
-            if self.repos[..i].iter().any(|o| o.name == r.name) {
-                return Err(Error::invalid(
-                    format!("repository name {:?}", r.name),
-                    "is used twice",
-                ));
-            }
-        }
-        for argv in [&self.check, &self.gate, &self.hook].into_iter().flatten() {
-            if argv.is_empty() || argv[0].is_empty() {
-                return Err(Error::invalid("self-update command", "needs a program"));
-            }
-        }
-        std::fs::create_dir_all(&self.state_dir)
-            .map_err(|e| Error::io("create directory", &self.state_dir, "localhost", e))?;
-        let checkout = self
-            .checkout
-            .unwrap_or_else(|| CheckoutOptions::new(self.state_dir.join("shares")));
-        Ok(SelfUpdate {
-            state_dir: self.state_dir,
-            repos: self.repos,
-            quiet: self.quiet,
-            ready_flag: self.ready_flag,
-            check: self.check,
-            gate: self.gate,
-            hook: self.hook,
-            stale_lock: self.stale_lock,
-            command_timeout: self.command_timeout,
-            clock: self.clock,
-            checkout,
-        })
-    }
 }
 
 /// Updates working copies from production branches (see the [module docs](self)).
@@ -272,23 +146,6 @@ async fn current_revision(vcs: Vcs, dir: &Path) -> Result<String> {
 }
 
 impl SelfUpdate {
-    /// A builder keeping state in `state_dir`.
-    pub fn builder(state_dir: impl Into<PathBuf>) -> SelfUpdateBuilder {
-        SelfUpdateBuilder {
-            state_dir: state_dir.into(),
-            repos: Vec::new(),
-            quiet: Duration::from_secs(600),
-            ready_flag: None,
-            check: None,
-            gate: None,
-            hook: None,
-            stale_lock: Duration::from_secs(120 * 60),
-            command_timeout: Duration::from_secs(3600),
-            clock: clock::system(),
-            checkout: None,
-        }
-    }
-
     fn state_path(&self) -> PathBuf {
         self.state_dir.join("selfupdate.json")
     }

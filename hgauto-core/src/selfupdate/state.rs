@@ -19,7 +19,7 @@ pub struct SeenHead {
     pub first_seen_ms: u64,
 }
 
-/// The self-updater's state (see the [module docs](self)).
+/// The self-updater's state (see the [module docs](super)).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateState {
     /// The revision each repository's working copy runs, by repository name.

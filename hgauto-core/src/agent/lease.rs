@@ -1,0 +1,165 @@
+//! One build under its lease: renewed while the build runs, given up when it is lost,
+//! bounded by the config's timeout and by a stop request; then the outcome told to the
+//! source (or not, in silent mode).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Agent, AgentConfig, AgentContext};
+use crate::error::{Error, Result};
+use crate::job::{Job, JobOutcome};
+
+/// How a build ended, before it is reported.
+pub(super) enum Ended {
+    Done(Result<JobOutcome>),
+    TimedOut(Duration),
+    LeaseLost(Error),
+    Abandoned,
+}
+
+impl Agent {
+    /// Runs the build, renewing the lease, until it ends, times out, loses its lease, or
+    /// outlives a stop request by `stop_bound`.
+    pub(super) async fn build_with_lease(
+        &self,
+        job: &mut Job,
+        config: &AgentConfig,
+        log: &Path,
+    ) -> Ended {
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let ctx = AgentContext {
+            debug: config.debug,
+            log: log.to_owned(),
+            provider: self.provider.clone(),
+            cancel: cancel_rx,
+        };
+        let mut build = self.build.build(job.clone(), ctx);
+        let timeout_at = config.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut deadline_ms = job.lease.as_ref().map(|l| l.deadline_ms);
+        let mut stop_rx = self.stop.subscribe();
+        let mut abandon_at: Option<tokio::time::Instant> = None;
+        if self.stopping() {
+            cancel_tx.send_replace(true);
+            abandon_at = Some(tokio::time::Instant::now() + self.stop_bound);
+        }
+        loop {
+            // Renew when a third of the lease is left... of what remains: every third.
+            let renew_in = deadline_ms.map(|d| {
+                let left = d.saturating_sub(self.clock.now_ms());
+                Duration::from_millis((left / 3).max(20))
+            });
+            tokio::select! {
+                out = &mut build => return Ended::Done(out),
+                _ = sleep_opt(renew_in) => {
+                    match self.source.heartbeat(job).await {
+                        Ok(lease) => {
+                            deadline_ms = Some(lease.deadline_ms);
+                            job.lease = Some(lease.clone());
+                            self.with_status(|s| {
+                                s.lease_renewals += 1;
+                                if let Some(c) = &mut s.current {
+                                    c.lease_deadline_ms = Some(lease.deadline_ms);
+                                }
+                            });
+                        }
+                        Err(e @ Error::LeaseLost { .. }) => {
+                            cancel_tx.send_replace(true);
+                            return Ended::LeaseLost(e);
+                        }
+                        Err(e) => {
+                            tracing::warn!(agent = %self.name, job = %job.id, error = %e, "renewing the lease failed; trying again");
+                        }
+                    }
+                }
+                _ = sleep_until_opt(timeout_at) => {
+                    cancel_tx.send_replace(true);
+                    return Ended::TimedOut(config.timeout.unwrap_or_default());
+                }
+                _ = until_set(&mut stop_rx), if abandon_at.is_none() => {
+                    cancel_tx.send_replace(true);
+                    abandon_at = Some(tokio::time::Instant::now() + self.stop_bound);
+                }
+                _ = sleep_until_opt(abandon_at) => return Ended::Abandoned,
+            }
+        }
+    }
+
+    /// Turns how the build ended into an outcome, and tells the source unless silent.
+    pub(super) async fn finish(
+        &self,
+        job: &Job,
+        config: &AgentConfig,
+        ended: Ended,
+    ) -> (JobOutcome, bool) {
+        let outcome = match ended {
+            Ended::Done(Ok(o)) => o,
+            Ended::Done(Err(e)) => JobOutcome::Failed {
+                summary: e.to_string(),
+                retryable: e.is_retryable(),
+            },
+            Ended::TimedOut(t) => JobOutcome::Failed {
+                summary: format!("timed out after {} s", t.as_secs_f64()),
+                retryable: true,
+            },
+            Ended::LeaseLost(e) => {
+                self.with_status(|s| s.leases_lost += 1);
+                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "lease lost: the build was abandoned");
+                return (
+                    JobOutcome::Skipped {
+                        reason: "the lease was lost".into(),
+                    },
+                    false,
+                );
+            }
+            Ended::Abandoned => {
+                if let Err(e) = self.source.release(job).await {
+                    tracing::warn!(agent = %self.name, job = %job.id, error = %e, "giving the job back failed");
+                }
+                return (
+                    JobOutcome::Skipped {
+                        reason: "given back: the agent stopped".into(),
+                    },
+                    false,
+                );
+            }
+        };
+        if config.silent {
+            if let Err(e) = self.source.release(job).await {
+                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "giving the job back failed");
+            }
+            return (outcome, false);
+        }
+        match self.source.report(job, &outcome).await {
+            Ok(()) => (outcome, true),
+            Err(e) => {
+                if matches!(e, Error::LeaseLost { .. }) {
+                    self.with_status(|s| s.leases_lost += 1);
+                }
+                tracing::warn!(agent = %self.name, job = %job.id, error = %e, "reporting the outcome failed");
+                (outcome, false)
+            }
+        }
+    }
+}
+
+/// Resolves once the flag behind `rx` is set (or its sender is gone). The guard `wait_for`
+/// returns is dropped here, so callers' futures stay `Send`.
+pub(super) async fn until_set(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|set| *set).await;
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
