@@ -200,4 +200,8 @@ impl Backend for Git {
     fn is_repo(&self, dir: &Path) -> bool {
         dir.join(".git").exists() || (dir.join("HEAD").is_file() && dir.join("objects").is_dir())
     }
+
+    fn checked_out(&self, cx: &Ctx, dest: &Path) -> Result<String> {
+        run(cx, "git", &["rev-parse", "--verify", "HEAD"], Some(dest))
+    }
 }

@@ -179,6 +179,15 @@ impl Backend for Hg {
     fn is_repo(&self, dir: &Path) -> bool {
         dir.join(".hg").is_dir()
     }
+
+    fn checked_out(&self, cx: &Ctx, dest: &Path) -> Result<String> {
+        run(
+            cx,
+            "hg",
+            &["log", "-R", s(dest), "-r", ".", "-T", "{node}"],
+            None,
+        )
+    }
 }
 
 pub(crate) fn hostname() -> String {

@@ -39,7 +39,7 @@ use crate::progress::{step, StepProgress};
 use crate::redact::{redact_url, Secrets};
 use crate::retry::RetryPolicy;
 pub(crate) use run::{run, Ctx};
-pub use store::resolve_heads;
+pub use store::{resolve_heads, working_revision};
 
 /// Which version control system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +156,8 @@ pub(crate) trait Backend {
     fn update(&self, cx: &Ctx, dest: &Path, rev: &str, purge: bool) -> Result<()>;
     /// Is `dir` a repository of this VCS?
     fn is_repo(&self, dir: &Path) -> bool;
+    /// The revision the working copy `dest` has checked out.
+    fn checked_out(&self, cx: &Ctx, dest: &Path) -> Result<String>;
 }
 
 fn backend(vcs: Vcs) -> &'static dyn Backend {

@@ -2,7 +2,7 @@
 //! cloned. [`checkout`](super::checkout) and [`resolve_heads`] share it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -119,6 +119,28 @@ pub(super) fn open(
         cloned = true;
     }
     Ok((store, _lock, cloned))
+}
+
+/// The revision the `vcs` working copy at `dest` has checked out (a full hash), read with
+/// the same bounded, scrubbed VCS runs as [`checkout`](super::checkout).
+pub async fn working_revision(vcs: Vcs, dest: &Path, opts: &CheckoutOptions) -> Result<String> {
+    let cx = Ctx {
+        timeout: opts.timeout,
+        shown: dest.display().to_string(),
+        stale_lock_age: opts.stale_lock_age,
+    };
+    let dest = dest.to_owned();
+    let rev = crate::task::run_blocking("checkout", move || {
+        backend(vcs).checked_out(&cx, &dest).map(|r| (r, dest))
+    })
+    .await?;
+    match rev {
+        (r, _) if super::is_full_hash(&r) => Ok(r),
+        (r, dest) => Err(Error::invalid(
+            format!("working copy {}", dest.display()),
+            format!("has no readable {} revision (got {r:?})", vcs.name()),
+        )),
+    }
 }
 
 /// The revision each of `branches` points to in the `vcs` repository at `url`, read

@@ -32,7 +32,7 @@ use std::time::Duration;
 pub use builder::SelfUpdateBuilder;
 pub use state::{SeenHead, UpdateLock, UpdateState};
 
-use crate::checkout::{checkout, resolve_heads, CheckoutOptions, Vcs, Want};
+use crate::checkout::{checkout, resolve_heads, working_revision, CheckoutOptions, Vcs, Want};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
@@ -109,40 +109,6 @@ fn env_name(repo: &str, what: &str) -> String {
         })
         .collect();
     format!("HGAUTO_UPDATE_{name}_{what}")
-}
-
-/// The revision a working copy has checked out.
-async fn current_revision(vcs: Vcs, dir: &Path) -> Result<String> {
-    let mut cmd = match vcs {
-        Vcs::Git => {
-            let mut c = tokio::process::Command::new("git");
-            c.arg("-C").arg(dir).args(["rev-parse", "HEAD"]);
-            c
-        }
-        Vcs::Hg => {
-            let mut c = tokio::process::Command::new("hg");
-            c.arg("-R")
-                .arg(dir)
-                .args(["log", "-r", ".", "-T", "{node}"]);
-            c
-        }
-    };
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| Error::io("run", Path::new(vcs.name()), "localhost", e))?;
-    let rev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || rev.len() != 40 {
-        return Err(Error::invalid(
-            format!("working copy {}", dir.display()),
-            format!(
-                "has no readable {} revision: {}",
-                vcs.name(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(rev)
 }
 
 impl SelfUpdate {
@@ -284,7 +250,7 @@ impl SelfUpdate {
                     let want = Want::Revision(head.clone());
                     checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
                 }
-                let rev = current_revision(r.vcs, &r.working_copy).await?;
+                let rev = working_revision(r.vcs, &r.working_copy, &self.checkout).await?;
                 state.running.insert(r.name.clone(), rev);
             }
             if state.seen.get(&r.name).map(|s| &s.revision) != Some(&head) {
