@@ -12,6 +12,20 @@ pub const STATE_DIR: &str = "HGAUTO_STATE_DIR";
 /// after its creator crashed.
 pub const MACHINE_ID: &str = "HGAUTO_MACHINE_ID";
 
+/// `text` as part of an environment variable's name: ASCII letters and digits in upper
+/// case, anything else as `_` (`pr-number` becomes `PR_NUMBER`).
+pub fn name_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The state directory: `$HGAUTO_STATE_DIR`, else `$HOME/.hgauto`.
 pub fn default_state_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(STATE_DIR).filter(|v| !v.is_empty()) {

@@ -54,17 +54,7 @@ impl std::fmt::Debug for CommandBuild {
 
 /// `HGAUTO_JOB_ATTR_` plus `key` in upper case, other characters as `_`.
 fn attr_var(key: &str) -> String {
-    let name: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("HGAUTO_JOB_ATTR_{name}")
+    format!("HGAUTO_JOB_ATTR_{}", crate::env::name_part(key))
 }
 
 impl CommandBuild {

@@ -98,17 +98,7 @@ pub struct SelfUpdate {
 
 /// `HGAUTO_UPDATE_<NAME>_<what>`.
 fn env_name(repo: &str, what: &str) -> String {
-    let name: String = repo
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("HGAUTO_UPDATE_{name}_{what}")
+    format!("HGAUTO_UPDATE_{}_{what}", crate::env::name_part(repo))
 }
 
 impl SelfUpdate {
