@@ -27,6 +27,22 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// `next` hands out `job` once, in `seq`; then, if `started`, `started` is called once.
+fn hands_out(source: &mut MockJobSource, seq: &mut Sequence, job: Job, started: bool) {
+    source
+        .expect_next()
+        .times(1)
+        .in_sequence(seq)
+        .returning(move |_| Ok(Some(job.clone())));
+    if started {
+        source
+            .expect_started()
+            .times(1)
+            .in_sequence(seq)
+            .returning(|_| Ok(()));
+    }
+}
+
 fn base(source: &mut MockJobSource) {
     source.expect_name().return_const("mock".to_owned());
     source
@@ -43,11 +59,7 @@ async fn silent_mode_takes_builds_and_releases_without_started_or_report() {
     base(&mut source);
     let mut seq = Sequence::new();
     let job = leased("j", now_ms() + 60_000);
-    source
-        .expect_next()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |_| Ok(Some(job.clone())));
+    hands_out(&mut source, &mut seq, job, false);
     source
         .expect_release()
         .times(1)
@@ -81,16 +93,7 @@ async fn a_stop_past_the_bound_releases_and_never_reports() {
     base(&mut source);
     let mut seq = Sequence::new();
     let job = leased("j", now_ms() + 60_000);
-    source
-        .expect_next()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |_| Ok(Some(job.clone())));
-    source
-        .expect_started()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Ok(()));
+    hands_out(&mut source, &mut seq, job, true);
     source
         .expect_release()
         .with(always())
@@ -136,16 +139,7 @@ async fn the_lease_is_renewed_before_it_runs_out_then_the_job_is_reported() {
     let mut seq = Sequence::new();
     // A 600 ms lease and a 1 s build: renewals come before each deadline.
     let job = leased("j", now_ms() + 600);
-    source
-        .expect_next()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(move |_| Ok(Some(job.clone())));
-    source
-        .expect_started()
-        .times(1)
-        .in_sequence(&mut seq)
-        .returning(|_| Ok(()));
+    hands_out(&mut source, &mut seq, job, true);
     let renewed = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
     let log = renewed.clone();
     source.expect_heartbeat().times(2..).returning(move |j| {
