@@ -10,6 +10,21 @@ use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
 use support::{child_env, config_for, live_instances, some_image, spawn_provisioning_child, Moto};
 
 /// Runs in the child: provisions 5 instances, then waits to be killed.
+/// A moto_server, a provider over it with its own state, and a t3.micro Linux spec on an
+/// image moto knows.
+async fn linux_micros() -> (Moto, tempfile::TempDir, Ec2Provider, MachineSpec) {
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
+        .await
+        .unwrap();
+    let image = some_image(&p, false).await;
+    let spec = MachineSpec::linux()
+        .with_image(&image)
+        .with_instance_type("t3.micro");
+    (moto, state, p, spec)
+}
+
 #[test]
 #[ignore = "run as a child process by the crash test"]
 fn child_provisions_five() {
@@ -82,15 +97,7 @@ fn sigkill_mid_provision_then_sweep_leaves_nothing() {
 
 #[tokio::test]
 async fn sweep_takes_expired_instances_and_spares_live_ones() {
-    let moto = Moto::start();
-    let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
-        .await
-        .unwrap();
-    let image = some_image(&p, false).await;
-    let spec = MachineSpec::linux()
-        .with_image(&image)
-        .with_instance_type("t3.micro");
+    let (_moto, _state, p, spec) = linux_micros().await;
     let expired = p
         .provision(&spec.clone().with_lifetime(Duration::ZERO), 1)
         .await
@@ -115,16 +122,8 @@ async fn sweep_takes_expired_instances_and_spares_live_ones() {
 /// A long-lived machine whose deadline was moved on is not swept when the first one passes.
 #[tokio::test]
 async fn an_extended_deadline_keeps_a_machine_from_the_sweep() {
-    let moto = Moto::start();
-    let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
-        .await
-        .unwrap();
-    let image = some_image(&p, false).await;
-    let spec = MachineSpec::linux()
-        .with_image(&image)
-        .with_instance_type("t3.micro")
-        .with_lifetime(Duration::ZERO);
+    let (_moto, _state, p, spec) = linux_micros().await;
+    let spec = spec.with_lifetime(Duration::ZERO);
     let machines = p.provision(&spec, 2).await.unwrap();
     let (kept, gone) = (machines[0].id().to_owned(), machines[1].id().to_owned());
     let until = hgauto_core::ledger::unix_now() + 3600;
@@ -150,15 +149,7 @@ async fn an_extended_deadline_keeps_a_machine_from_the_sweep() {
 async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_period() {
     use hgauto_aws::ec2::ProbeTarget;
     use std::sync::Mutex;
-    let moto = Moto::start();
-    let state = tempfile::tempdir().unwrap();
-    let p = Ec2Provider::new(config_for(&moto.endpoint(), state.path()))
-        .await
-        .unwrap();
-    let image = some_image(&p, false).await;
-    let spec = MachineSpec::linux()
-        .with_image(&image)
-        .with_instance_type("t3.micro");
+    let (_moto, _state, p, spec) = linux_micros().await;
     let ms = p.provision(&spec, 2).await.unwrap();
     let (dead, alive) = (ms[0].id().to_owned(), ms[1].id().to_owned());
     let probed: Mutex<Vec<ProbeTarget>> = Mutex::new(Vec::new());
