@@ -62,6 +62,17 @@ impl Session {
     }
 }
 
+/// This host's name, as `gethostname` gives it (empty if it cannot be read).
+pub(crate) fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 fn read_trimmed(path: &str) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
@@ -122,7 +133,9 @@ fn proc_state(pid: i32) -> ProcState {
 pub fn session_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
-        let host = read_trimmed("/proc/sys/kernel/hostname").unwrap_or_else(|| "host".into());
+        let host = Some(hostname())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
         let host: String = host
             .chars()
             .map(|c| {

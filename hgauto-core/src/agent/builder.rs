@@ -126,9 +126,9 @@ impl AgentBuilder {
 impl Agent {
     /// A builder for an agent over `source`, keeping its state in `state_dir`.
     pub fn builder(source: Arc<dyn JobSource>, state_dir: impl Into<PathBuf>) -> AgentBuilder {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "agent".into());
+        let host = Some(crate::session::hostname())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "agent".into());
         AgentBuilder {
             name: format!("{host}-{}", std::process::id()),
             source,

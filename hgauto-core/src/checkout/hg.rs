@@ -66,7 +66,7 @@ impl Backend for Hg {
     }
 
     fn clear_locks(&self, _cx: &Ctx, dir: &Path) -> Vec<String> {
-        let host = hostname();
+        let host = crate::session::hostname();
         let mut removed = Vec::new();
         for lock in [dir.join(".hg/wlock"), dir.join(".hg/store/lock")] {
             // Mercurial's lock is a symlink (or file) holding "host:pid".
@@ -188,16 +188,6 @@ impl Backend for Hg {
             None,
         )
     }
-}
-
-pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 /// True when Mercurial stores the revlog `path` under its own name (no filename

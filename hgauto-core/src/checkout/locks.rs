@@ -11,7 +11,7 @@ pub(crate) fn process_in(repo: &Path) -> Option<String> {
         let mut words = text.split_whitespace();
         if let (Some(pid), Some(host)) = (words.next(), words.next()) {
             let pid: i32 = pid.parse().unwrap_or(0);
-            if host == super::hg::hostname() && alive(pid) {
+            if host == crate::session::hostname() && alive(pid) {
                 return Some(format!("git gc (pid {pid})"));
             }
         }
@@ -60,7 +60,7 @@ mod tests {
         assert_eq!(found, Some(format!("process {}", child.id())));
         std::fs::write(
             dir.path().join("gc.pid"),
-            format!("{} {}", std::process::id(), super::super::hg::hostname()),
+            format!("{} {}", std::process::id(), crate::session::hostname()),
         )
         .unwrap();
         assert!(process_in(dir.path()).unwrap().contains("git gc"));
