@@ -216,6 +216,19 @@ pub enum Error {
         signal: i32,
     },
 
+    /// A pipeline ran to the end and some of its tasks failed. The other tasks' results
+    /// are in the run's result tree; `summary` lists every failed task with its cell and
+    /// machine.
+    #[error("{summary}")]
+    StepsFailed {
+        /// The pipeline's name.
+        pipeline: String,
+        /// How many tasks failed.
+        failed: usize,
+        /// One line per failed task.
+        summary: String,
+    },
+
     /// An error from a backend that fits no other variant.
     #[error("{backend}: {message}")]
     Backend {
@@ -301,6 +314,7 @@ impl Error {
             | Error::HostKey { .. }
             | Error::Auth { .. }
             | Error::LeaseLost { .. }
+            | Error::StepsFailed { .. }
             | Error::Interrupted { .. } => false,
         }
     }

@@ -41,6 +41,7 @@ pub mod keys;
 pub mod ledger;
 pub mod local;
 pub mod machine;
+pub mod pipeline;
 pub mod progress;
 pub mod provider;
 pub mod publisher;

@@ -58,6 +58,18 @@ pub trait ResourceProvider: Send + Sync {
             what: "extending machine deadlines".into(),
         })
     }
+
+    /// Shows `label` as the machine's name where the provider has names (an EC2 `Name`
+    /// tag; the local ledger's `name`), so a console or `list` shows what each machine is
+    /// doing, e.g. a pipeline worker's `wa-2-build-3.1-debian`. Best effort for callers:
+    /// a label is not worth retrying. The default: not supported.
+    async fn set_label(&self, id: &str, label: &str) -> Result<()> {
+        let _ = (id, label);
+        Err(crate::Error::NotSupported {
+            backend: self.name().to_owned(),
+            what: "machine labels".into(),
+        })
+    }
 }
 
 /// The kind of a managed resource.

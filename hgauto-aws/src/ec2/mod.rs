@@ -497,6 +497,11 @@ impl ResourceProvider for Ec2Provider {
         self.move_deadline(ids, until).await
     }
 
+    /// Sets the instance's `Name` tag (CreateTags).
+    async fn set_label(&self, id: &str, label: &str) -> Result<()> {
+        self.name_instance(id, label).await
+    }
+
     async fn purge(&self) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
         let ids: Vec<String> = self

@@ -322,6 +322,21 @@ impl ResourceProvider for LocalProvider {
         .await
     }
 
+    /// Records the label as the machine's `name` in its ledger record.
+    async fn set_label(&self, id: &str, label: &str) -> Result<()> {
+        check_id_chars(id, "machine id")?;
+        let (id, label) = (id.to_owned(), label.to_owned());
+        let store = self.store.clone();
+        blocking(move || {
+            let mut rec = store.ledger.get(&id)?.ok_or_else(|| Error::NotFound {
+                what: format!("machine {id}"),
+            })?;
+            rec.details.insert("name".into(), label);
+            store.ledger.record(&rec)
+        })
+        .await
+    }
+
     async fn ensure_image(&self, recipe: &ImageRecipe) -> Result<String> {
         if recipe.platform != Platform::Linux {
             return Err(Error::NotSupported {

@@ -1,0 +1,204 @@
+//! Every template of every selected task filled in before anything starts, so a bad
+//! placeholder fails the run before a machine is provisioned.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::command::{Command, Platform};
+use crate::env::name_part;
+use crate::error::Result;
+use crate::publisher::Publisher;
+
+use super::definition::Pipeline;
+use super::plan::{fill, Task};
+use super::results::Mode;
+use super::step::{Body, ShouldRun, StepCommand};
+
+/// The environment variable a command step may write `KEY=VALUE` lines to (a path on the
+/// worker); they become the step's outputs.
+pub const OUTPUT_ENV: &str = "HGAUTO_OUTPUT";
+
+/// A task's filled-in command, ready to run on a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedCommand {
+    pub command: StepCommand,
+    pub sync: Vec<(PathBuf, String)>,
+    pub collect: Vec<String>,
+    /// Where the command writes its outputs, relative to its directory on the worker.
+    pub output_file: String,
+}
+
+/// A task's filled-in skip check.
+#[derive(Clone)]
+pub(crate) enum PreparedCheck {
+    None,
+    Command(Vec<String>),
+    Published(Arc<dyn Publisher>, Vec<String>),
+    Function,
+}
+
+/// One task, filled in.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    pub values: BTreeMap<String, String>,
+    pub command: Option<PreparedCommand>,
+    pub check: PreparedCheck,
+}
+
+/// Fills every task's templates from its cell, the inputs, `{step}` and `{task}`.
+pub(crate) fn prepare(
+    p: &Pipeline,
+    tasks: &[Task],
+    inputs: &BTreeMap<String, String>,
+    mode: Mode,
+) -> Result<Vec<Prepared>> {
+    tasks
+        .iter()
+        .map(|t| {
+            let step = &p.steps[t.step];
+            let what = format!("pipeline {:?}, task {}", p.name, t.name);
+            let mut values = inputs.clone();
+            for (d, v) in t.cell.pairs() {
+                values.insert(d.clone(), v.clone());
+            }
+            values.insert("step".into(), step.name.clone());
+            values.insert("task".into(), t.name.clone());
+            let fill_all = |xs: &[String]| -> Result<Vec<String>> {
+                xs.iter().map(|x| fill(x, &values, &what)).collect()
+            };
+            let command = match &step.body {
+                Body::Command {
+                    command,
+                    sync,
+                    collect,
+                } => Some(if mode == Mode::Fake {
+                    PreparedCommand {
+                        command: StepCommand::argv(["true"]),
+                        sync: Vec::new(),
+                        collect: Vec::new(),
+                        output_file: output_file(&t.name),
+                    }
+                } else {
+                    let mut filled = command.clone();
+                    filled.argv = fill_all(&command.argv)?;
+                    filled.cwd = command
+                        .cwd
+                        .as_deref()
+                        .map(|c| fill(c, &values, &what))
+                        .transpose()?;
+                    filled.env = command
+                        .env
+                        .iter()
+                        .map(|(k, v)| Ok((k.clone(), fill(v, &values, &what)?)))
+                        .collect::<Result<_>>()?;
+                    PreparedCommand {
+                        command: filled,
+                        sync: sync
+                            .iter()
+                            .map(|s| {
+                                Ok((
+                                    PathBuf::from(fill(&s.local, &values, &what)?),
+                                    fill(&s.remote, &values, &what)?,
+                                ))
+                            })
+                            .collect::<Result<_>>()?,
+                        collect: fill_all(collect)?,
+                        output_file: output_file(&t.name),
+                    }
+                }),
+                Body::Function(_) => None,
+            };
+            let check = match (&step.should_run, mode) {
+                (_, Mode::Fake) | (ShouldRun::Always, _) => PreparedCheck::None,
+                (ShouldRun::Command(argv), _) => PreparedCheck::Command(fill_all(argv)?),
+                (
+                    ShouldRun::Published {
+                        publisher,
+                        artifacts,
+                    },
+                    _,
+                ) => PreparedCheck::Published(publisher.clone(), fill_all(artifacts)?),
+                (ShouldRun::Function(_), _) => PreparedCheck::Function,
+            };
+            Ok(Prepared {
+                values,
+                command,
+                check,
+            })
+        })
+        .collect()
+}
+
+fn output_file(task: &str) -> String {
+    format!(".hgauto-outputs-{task}")
+}
+
+impl PreparedCommand {
+    /// The command to run: the step's own, with the task's environment, directory and
+    /// timeout. Matrix values, inputs and dependencies' outputs (by step name) arrive as
+    /// variables.
+    pub fn render(
+        &self,
+        platform: Platform,
+        values: &BTreeMap<String, String>,
+        cell_dims: &[(String, String)],
+        dep_outputs: &[(String, super::step::Outputs)],
+        timeout: std::time::Duration,
+    ) -> Command {
+        let c = &self.command;
+        let mut cmd = match &c.script {
+            Some(script) => Command::script(script.clone()),
+            None => {
+                let program = c.argv.first().cloned().unwrap_or_else(|| match platform {
+                    Platform::Windows => "cmd".into(),
+                    Platform::Linux => "true".into(),
+                });
+                Command::new(program).args(c.argv.iter().skip(1))
+            }
+        };
+        for (d, v) in cell_dims {
+            cmd = cmd.env(format!("HGAUTO_MATRIX_{}", name_part(d)), v);
+        }
+        for (k, v) in values {
+            if !cell_dims.iter().any(|(d, _)| d == k) && k != "step" && k != "task" {
+                cmd = cmd.env(format!("HGAUTO_INPUT_{}", name_part(k)), v);
+            }
+        }
+        for (step, outs) in dep_outputs {
+            for (k, v) in outs {
+                cmd = cmd.env(
+                    format!("HGAUTO_OUT_{}_{}", name_part(step), name_part(k)),
+                    v,
+                );
+            }
+        }
+        cmd = cmd
+            .env(
+                "HGAUTO_STEP",
+                values.get("step").map(String::as_str).unwrap_or(""),
+            )
+            .env(
+                "HGAUTO_TASK",
+                values.get("task").map(String::as_str).unwrap_or(""),
+            )
+            .env(OUTPUT_ENV, &self.output_file);
+        for (k, v) in &c.env {
+            cmd = cmd.env(k.clone(), v);
+        }
+        if let Some(cwd) = &c.cwd {
+            cmd = cmd.current_dir(cwd);
+        }
+        cmd.timeout(timeout)
+    }
+}
+
+impl PreparedCommand {
+    /// A path on the worker relative to its home: `rel` inside the command's directory.
+    pub fn in_cwd(&self, rel: &str) -> String {
+        match &self.command.cwd {
+            Some(cwd) if !cwd.is_empty() => format!("{}/{rel}", cwd.trim_end_matches('/')),
+            _ => rel.to_owned(),
+        }
+    }
+}
