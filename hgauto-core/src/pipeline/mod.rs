@@ -14,6 +14,7 @@
 //!   lists every failure; [`RunResult::into_result`] turns them into one error.
 
 pub mod asl;
+mod checks;
 mod definition;
 mod engine;
 mod file;
@@ -22,6 +23,7 @@ mod prepare;
 mod report;
 mod results;
 mod scheduler;
+mod shared;
 mod step;
 mod worker;
 

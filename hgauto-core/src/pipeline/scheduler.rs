@@ -9,171 +9,19 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify, Semaphore};
 
-use crate::artifact::Artifact;
 use crate::error::{Error, Result};
 use crate::provider::ResourceProvider;
 use crate::retry::RetryPolicy;
-use crate::spec::MachineSpec;
 
+use super::checks::run_check;
 use super::definition::Pipeline;
 use super::engine::Config;
 use super::plan::Task;
 use super::prepare::{Prepared, PreparedCheck};
 use super::results::{HealthChecks, Mode, TaskState, WorkerRecord};
-use super::step::{Body, Outputs, ShouldRun, StepContext, StepFailure};
+use super::shared::{Event, Queues, Shared};
+use super::step::{Body, Outputs, StepFailure};
 use super::worker::run_worker;
-
-/// What workers, checks, timers and function bodies tell the coordinator.
-pub(crate) enum Event {
-    Checked {
-        task: usize,
-        result: Result<Option<String>>,
-    },
-    Attempt {
-        task: usize,
-        attempt: u32,
-        machine: Option<String>,
-        log: Option<PathBuf>,
-        elapsed: Duration,
-        outcome: std::result::Result<(Outputs, Vec<PathBuf>), StepFailure>,
-    },
-    RetryDue {
-        task: usize,
-        attempt: u32,
-    },
-    WorkerUp {
-        kind: String,
-    },
-    WorkerGone {
-        kind: String,
-        record: Option<WorkerRecord>,
-        provision_error: Option<String>,
-    },
-    StartWorkers {
-        kind: String,
-    },
-}
-
-/// What a finished task hands its dependants: outputs and collected files.
-type Produced = (Outputs, Vec<PathBuf>);
-
-/// Ready command tasks per worker kind, and how many workers of each kind wait for one.
-#[derive(Default)]
-struct Queues {
-    ready: BTreeMap<String, VecDeque<(usize, u32)>>,
-    idle: BTreeMap<String, usize>,
-    done: bool,
-}
-
-/// What the coordinator and every worker share.
-pub(crate) struct Shared {
-    pub pipeline: Pipeline,
-    pub tasks: Vec<Task>,
-    pub prepared: Vec<Prepared>,
-    pub cfg: Config,
-    provider: Option<Arc<dyn ResourceProvider>>,
-    queues: Mutex<Queues>,
-    work: Notify,
-    events: mpsc::UnboundedSender<Event>,
-    /// Outputs and artifacts of finished tasks, for their dependants' contexts.
-    finished: Mutex<Vec<Option<Produced>>>,
-}
-
-impl Shared {
-    pub fn send(&self, e: Event) {
-        let _ = self.events.send(e);
-    }
-
-    /// The provider and machine spec for workers of `kind` (any Linux machine of the
-    /// provider in `local` mode).
-    pub fn worker_spec(&self, kind: &str) -> (Arc<dyn ResourceProvider>, MachineSpec) {
-        let provider = self.provider.clone().expect("checked before the run");
-        let spec = self.pipeline.workers[kind].spec.clone();
-        let spec = match self.cfg.mode {
-            Mode::Local => MachineSpec::linux().with_lifetime(spec.lifetime),
-            _ => spec,
-        };
-        (
-            provider,
-            spec.with_label("hgauto-pipeline", &self.pipeline.name),
-        )
-    }
-
-    fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
-        self.queues.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.queues().done
-    }
-
-    /// The next task for a worker of `kind`, waiting up to the idle timeout for one.
-    pub async fn take(&self, kind: &str) -> Option<(usize, u32)> {
-        loop {
-            let notified = self.work.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut q = self.queues();
-                if let Some(t) = q.ready.get_mut(kind).and_then(VecDeque::pop_front) {
-                    return Some(t);
-                }
-                if q.done {
-                    return None;
-                }
-                *q.idle.entry(kind.to_owned()).or_default() += 1;
-            }
-            let woke = tokio::time::timeout(self.cfg.idle_timeout, notified)
-                .await
-                .is_ok();
-            let mut q = self.queues();
-            if let Some(n) = q.idle.get_mut(kind) {
-                *n = n.saturating_sub(1);
-            }
-            if !woke {
-                return q.ready.get_mut(kind).and_then(VecDeque::pop_front);
-            }
-        }
-    }
-
-    /// Outputs of the tasks `task` needs, by their step's name.
-    pub fn dependency_outputs(&self, task: usize) -> Vec<(String, Outputs)> {
-        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        self.tasks[task]
-            .deps
-            .iter()
-            .filter_map(|&d| {
-                let (outs, _) = finished[d].as_ref()?;
-                Some((
-                    self.pipeline.steps[self.tasks[d].step].name.clone(),
-                    outs.clone(),
-                ))
-            })
-            .collect()
-    }
-
-    fn context(&self, task: usize, attempt: u32) -> StepContext {
-        let t = &self.tasks[task];
-        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
-        let mut dependencies = BTreeMap::new();
-        let mut artifacts = BTreeMap::new();
-        for &d in &t.deps {
-            if let Some((outs, files)) = &finished[d] {
-                dependencies.insert(self.tasks[d].name.clone(), outs.clone());
-                artifacts.insert(self.tasks[d].name.clone(), files.clone());
-            }
-        }
-        StepContext {
-            step: self.pipeline.steps[t.step].name.clone(),
-            task: t.name.clone(),
-            cell: t.cell.clone(),
-            inputs: self.cfg.inputs.clone(),
-            dependencies,
-            artifacts,
-            attempt,
-        }
-    }
-}
 
 /// One task's record, as the result tree will show it.
 #[derive(Debug, Default, Clone)]
@@ -585,73 +433,5 @@ impl Coordinator {
 fn dec(map: &mut BTreeMap<String, usize>, kind: &str) {
     if let Some(n) = map.get_mut(kind) {
         *n = n.saturating_sub(1);
-    }
-}
-
-/// Runs a task's `should_run` check: `Some(reason)` means already done.
-async fn run_check(
-    shared: &Shared,
-    task: usize,
-    check: PreparedCheck,
-    ctx: StepContext,
-) -> Result<Option<String>> {
-    match check {
-        PreparedCheck::None => Ok(None),
-        PreparedCheck::Function => match &shared.pipeline.steps[shared.tasks[task].step].should_run
-        {
-            ShouldRun::Function(f) => f(ctx).await,
-            _ => Ok(None),
-        },
-        PreparedCheck::Command(argv) => {
-            let what = format!("should_run check of {}", shared.tasks[task].name);
-            let Some((program, args)) = argv.split_first() else {
-                return Err(Error::invalid(what, "is an empty command"));
-            };
-            let out = tokio::process::Command::new(program)
-                .args(args)
-                .stdin(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| Error::invalid(&what, format!("cannot run {program:?}: {e}")))?;
-            match out.status.code() {
-                Some(0) => Ok(None),
-                Some(1) => {
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let first = text.lines().next().unwrap_or("").trim();
-                    Ok(Some(if first.is_empty() {
-                        "already done".to_owned()
-                    } else {
-                        first.to_owned()
-                    }))
-                }
-                _ => Err(Error::invalid(
-                    what,
-                    format!("{program:?} ended with {}", out.status),
-                )),
-            }
-        }
-        PreparedCheck::Published(publisher, names) => {
-            for name in &names {
-                // A name-only artifact: no digest to compare, so a name that holds any
-                // file (a conflict with the empty digest) counts as published.
-                let probe = Artifact {
-                    path: PathBuf::new(),
-                    name: name.clone(),
-                    sha256: String::new(),
-                    size: 0,
-                };
-                match publisher.exists(&probe).await {
-                    Ok(true) | Err(Error::Conflict { .. }) => {}
-                    Ok(false) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(Some(format!(
-                "already published to {}: {}",
-                publisher.destination(),
-                names.join(", ")
-            )))
-        }
     }
 }

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::machine::{RemoteMachine, SyncOptions};
 
 use super::results::WorkerRecord;
-use super::scheduler::{Event, Shared};
+use super::shared::{Event, Shared};
 use super::step::{Outputs, StepFailure};
 
 /// A worker's log file: every line of every task it ran, each prefixed by the task's name,
