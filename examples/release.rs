@@ -1,11 +1,13 @@
-//! The main demo: a release run end to end on the embedded local backend.
+//! The main demo: a release pipeline end to end on the embedded local backend.
 //!
-//! It provisions two machines, pushes the sample project (`examples/sample-project`) to
-//! both, builds and tests one variant on each in parallel (output streamed, prefixed by
-//! machine), collects the built tarballs, and releases them with [`Release`]: every
-//! expected tarball must be there, then they are published to a local directory with a
-//! `SHA256SUMS` (signed with `--sign KEY`, a minisign secret key). It writes a results JSON
-//! and prints a summary. The exit code is 1 if any step failed.
+//! It runs `examples/release.pipeline.toml` with the pipeline engine: one worker per
+//! variant is provisioned on demand, the sample project (`examples/sample-project`) is
+//! synced there, built and tested (output streamed, prefixed by task), the tarballs are
+//! collected, and the `release` step publishes them with [`Release`]: every variant's
+//! tarball must be there, then they go to a local directory with a `SHA256SUMS` (signed
+//! with `--sign KEY`, a minisign secret key). It writes the result tree (`result.json`), an
+//! HTML report and one log per worker, and prints a summary. The exit code is 1 if any
+//! step failed.
 //!
 //! ```text
 //! cargo run --example release
@@ -16,24 +18,22 @@
 //! Running it twice publishes nothing the second time: the builds are reproducible and
 //! publishing is idempotent.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
+use hgauto::pipeline::{PipelineFile, RunResult, Runner, StepFailure, StepFn, TaskState};
 use hgauto::release::{Release, ReleaseReport, SigningKey, Status as ReleaseStatus};
-use hgauto::{
-    Artifact, Command, DirPublisher, LocalProvider, MachineSpec, Publisher, RemoteMachine, Stream,
-    SyncOptions, TemporaryMachines,
-};
+use hgauto::{DirPublisher, LocalProvider, Publisher, Stream};
 
 /// Build, test and publish the sample project on two local machines.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Where artifacts (`dist/`) and `results.json` go.
+    /// Where the result tree, the report, logs, artifacts and `dist/` go.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/hgauto-demo"))]
     out: PathBuf,
     /// hgauto's state directory (ledger, sandboxes). Default: $HGAUTO_STATE_DIR or ~/.hgauto.
@@ -48,162 +48,11 @@ struct Args {
     sign: Option<PathBuf>,
 }
 
-const VARIANTS: [&str; 2] = ["release", "debug"];
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample-project");
-
-/// One step's entry in the results JSON.
-#[derive(Debug, Clone, Serialize)]
-struct StepResult {
-    step: String,
-    machine: Option<String>,
-    variant: Option<String>,
-    status: Status,
-    elapsed_ms: u128,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Status {
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-#[derive(Debug, Serialize)]
-struct Results {
-    ok: bool,
-    elapsed_ms: u128,
-    steps: Vec<StepResult>,
-    published: Vec<String>,
-    already_present: Vec<String>,
-    artifacts: Vec<Artifact>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    release: Option<ReleaseReport>,
-}
-
-/// Runs `f` as a named step, timing it and recording its outcome.
-async fn step<T, F>(
-    name: &str,
-    machine: Option<&dyn RemoteMachine>,
-    variant: Option<&str>,
-    progress: &ProgressBar,
-    f: F,
-) -> (StepResult, Option<T>)
-where
-    F: std::future::Future<Output = hgauto::Result<T>>,
-{
-    let label = match (machine, variant) {
-        (Some(m), Some(v)) => format!("{name} on {} ({v})", m.id()),
-        _ => name.to_owned(),
-    };
-    progress.set_message(label.clone());
-    let started = Instant::now();
-    let outcome = f.await;
-    progress.inc(1);
-    let (status, error, value) = match outcome {
-        Ok(v) => (Status::Succeeded, None, Some(v)),
-        Err(e) => {
-            progress.suspend(|| eprintln!("✗ {label}: {e}"));
-            (Status::Failed, Some(e.to_string()), None)
-        }
-    };
-    let result = StepResult {
-        step: name.to_owned(),
-        machine: machine.map(|m| m.id().to_owned()),
-        variant: variant.map(str::to_owned),
-        status,
-        elapsed_ms: started.elapsed().as_millis(),
-        error,
-    };
-    (result, value)
-}
-
-fn skipped(
-    name: &str,
-    machine: &dyn RemoteMachine,
-    variant: &str,
-    progress: &ProgressBar,
-) -> StepResult {
-    progress.inc(1);
-    StepResult {
-        step: name.to_owned(),
-        machine: Some(machine.id().to_owned()),
-        variant: Some(variant.to_owned()),
-        status: Status::Skipped,
-        elapsed_ms: 0,
-        error: None,
-    }
-}
-
-/// Sync, build+test, collect on one machine. Returns its step results and artifact.
-async fn build_on(
-    machine: Arc<dyn RemoteMachine>,
-    variant: &'static str,
-    staging: PathBuf,
-    broken: bool,
-    progress: ProgressBar,
-) -> (Vec<StepResult>, Option<Artifact>) {
-    let m = machine.as_ref();
-    let mut steps = Vec::new();
-    let (r, synced) = step("sync", Some(m), Some(variant), &progress, async {
-        m.sync_tree(
-            Path::new(SAMPLE),
-            "src",
-            &SyncOptions {
-                delete: true,
-                compress: false,
-            },
-        )
-        .await
-    })
-    .await;
-    steps.push(r);
-    if synced.is_none() {
-        steps.push(skipped("build+test", m, variant, &progress));
-        steps.push(skipped("collect", m, variant, &progress));
-        return (steps, None);
-    }
-
-    let prefix = format!("[{} {variant:>7}]", m.id());
-    let sink = |stream: Stream, line: &[u8]| {
-        let line = String::from_utf8_lossy(line);
-        progress.suspend(|| match stream {
-            Stream::Stdout => println!("{prefix} {line}"),
-            Stream::Stderr => eprintln!("{prefix} {line}"),
-        });
-    };
-    let mut make = Command::new("make")
-        .args(["dist", &format!("VARIANT={variant}")])
-        .current_dir("src")
-        .timeout(Duration::from_secs(600));
-    if broken {
-        make = make.env("GREET_BREAK_TESTS", "1");
-    }
-    let (r, built) = step("build+test", Some(m), Some(variant), &progress, async {
-        let out = m.exec_streaming(&make, &sink).await?;
-        out.check(m.id(), &make)?;
-        Ok(())
-    })
-    .await;
-    steps.push(r);
-    if built.is_none() {
-        steps.push(skipped("collect", m, variant, &progress));
-        return (steps, None);
-    }
-
-    let version = std::fs::read_to_string(Path::new(SAMPLE).join("VERSION")).unwrap_or_default();
-    let name = format!("greet-{}-{variant}.tar.gz", version.trim());
-    let (r, artifact) = step("collect", Some(m), Some(variant), &progress, async {
-        let local = staging.join(&name);
-        m.get(&format!("src/dist/{name}"), &local).await?;
-        Artifact::from_file(&local)
-    })
-    .await;
-    steps.push(r);
-    (steps, artifact)
-}
+const PIPELINE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/release.pipeline.toml"
+);
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -225,115 +74,104 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> hgauto::Result<bool> {
-    let started = Instant::now();
     let provider = Arc::new(match &args.state_dir {
         Some(dir) => LocalProvider::new(dir)?,
         None => LocalProvider::from_env()?,
     });
-    let staging = fresh_staging(&args.out.join("staging"))?;
-    let progress = ProgressBar::new((VARIANTS.len() * 3 + 3) as u64);
+    let publisher = DirPublisher::new(args.out.join("dist"));
+    let released: Arc<Mutex<Option<ReleaseReport>>> = Arc::default();
+    let functions: BTreeMap<String, StepFn> = [(
+        "release".to_owned(),
+        release_step(&args, publisher.clone(), released.clone())?,
+    )]
+    .into();
+    let pipeline = PipelineFile::read(Path::new(PIPELINE))?.into_pipeline(&functions)?;
+
+    let runner = Runner::new(pipeline, &args.out)
+        .provider(provider)
+        .input("sample", SAMPLE)
+        .input("break", args.r#break.clone().unwrap_or_default());
+    let progress = ProgressBar::new(runner.plan()?.len() as u64);
     progress.set_style(
         ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     progress.enable_steady_tick(Duration::from_millis(120));
-
-    let spec = MachineSpec::linux().with_label("purpose", "release-demo");
-    // The guard terminates the machines on every exit path: error, panic, Ctrl-C.
-    let (r, guard) = step("provision", None, None, &progress, async {
-        TemporaryMachines::provision(provider, &spec, VARIANTS.len()).await
-    })
-    .await;
-    let mut steps = vec![r];
-    let Some(guard) = guard else {
-        progress.finish_and_clear();
-        return Ok(false);
-    };
-    progress.suspend(|| {
-        for (m, v) in guard.machines().iter().zip(VARIANTS) {
-            println!("machine {} builds the {v} variant", m.id());
-        }
-    });
-    let jobs = guard.machines().iter().zip(VARIANTS).map(|(m, v)| {
-        let broken = args.r#break.as_deref() == Some(v);
-        tokio::spawn(build_on(
-            m.clone(),
-            v,
-            staging.clone(),
-            broken,
-            progress.clone(),
-        ))
-    });
-    let mut artifacts = Vec::new();
-    for joined in futures::future::join_all(jobs).await {
-        let (s, a) = joined.map_err(|e| hgauto::Error::invalid("build task", e.to_string()))?;
-        steps.extend(s);
-        artifacts.extend(a);
-    }
-    let (r, _) = step("terminate", None, None, &progress, guard.terminate()).await;
-    steps.push(r);
-
-    let publisher = DirPublisher::new(args.out.join("dist"));
-    let (r, report) = step("publish", None, None, &progress, async {
-        // Every variant's tarball must be there, or nothing is published.
-        let version = std::fs::read_to_string(Path::new(SAMPLE).join("VERSION")).map_err(|e| {
-            hgauto::Error::io("read", Path::new(SAMPLE).join("VERSION"), "localhost", e)
-        })?;
-        let mut release =
-            Release::new(&staging).publish_to("dist", Arc::new(publisher.clone()), &[])?;
-        for v in VARIANTS {
-            release = release.expect(format!("greet-{}-{v}.tar.gz", version.trim()));
-        }
-        if let Some(key) = &args.sign {
-            release = release.sign_with(SigningKey::from_file(key, None)?);
-        }
-        let report = release.run().await?;
-        let failure = report.failures().next().map(|f| {
-            hgauto::Error::invalid(
-                format!("publishing {} to {}", f.artifact, f.destination),
-                f.error.clone().unwrap_or_default(),
-            )
-        });
-        failure.map_or(Ok(report), Err)
-    })
-    .await;
-    steps.push(r);
+    let (lines, done) = (progress.clone(), progress.clone());
+    let result = runner
+        .on_line(move |task, stream, line| {
+            lines.suspend(|| match stream {
+                Stream::Stdout => println!("[{task:>13}] {line}"),
+                Stream::Stderr => eprintln!("[{task:>13}] {line}"),
+            })
+        })
+        .on_task(move |task, state, _left| {
+            done.inc(1);
+            done.set_message(format!("{task}: {state:?}").to_lowercase());
+        })
+        .run()
+        .await?;
     progress.finish_and_clear();
-
-    let names = |status| {
-        report
-            .iter()
-            .flat_map(|r| r.with_status(status))
-            .map(|e| e.artifact.clone())
-            .collect::<Vec<_>>()
-    };
-    let ok = steps.iter().all(|s| s.status == Status::Succeeded);
-    let results = Results {
-        ok,
-        elapsed_ms: started.elapsed().as_millis(),
-        steps,
-        published: names(ReleaseStatus::Published),
-        already_present: names(ReleaseStatus::AlreadyPresent),
-        artifacts: report
-            .as_ref()
-            .map(|r| r.artifacts.clone())
-            .unwrap_or(artifacts),
-        release: report,
-    };
-    let json = serde_json::to_vec_pretty(&results)
-        .map_err(|e| hgauto::Error::invalid("results", e.to_string()))?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| hgauto::Error::io("create", &args.out, "localhost", e))?;
-    hgauto::ledger::write_atomic(&args.out.join("results.json"), &json)?;
-    print_summary(&results, &args.out, &publisher);
-    Ok(ok)
+    let report = released.lock().unwrap_or_else(|p| p.into_inner()).take();
+    print_summary(&result, report.as_ref(), &args.out, &publisher);
+    Ok(result.ok)
 }
 
-/// The directory builds are collected into, emptied of everything but signatures: a
-/// tarball from an earlier run must not be released as this run's, while a signature that
-/// still verifies for this run's (reproducible) tarball is reused, so that a re-run
-/// publishes the same `.minisig` as before instead of conflicting with it.
-fn fresh_staging(dir: &Path) -> hgauto::Result<PathBuf> {
+/// The `release` step: every variant's tarball, collected by the builds, released to the
+/// `dist/` directory with SHA256SUMS (and signatures with `--sign`).
+fn release_step(
+    args: &Args,
+    publisher: DirPublisher,
+    released: Arc<Mutex<Option<ReleaseReport>>>,
+) -> hgauto::Result<StepFn> {
+    let staging = args.out.join("staging");
+    let key = args.sign.clone();
+    let version = std::fs::read_to_string(Path::new(SAMPLE).join("VERSION"))
+        .map_err(|e| hgauto::Error::io("read", Path::new(SAMPLE).join("VERSION"), "localhost", e))?
+        .trim()
+        .to_owned();
+    Ok(Arc::new(move |ctx| {
+        let (staging, key, version) = (staging.clone(), key.clone(), version.clone());
+        let (publisher, released) = (publisher.clone(), released.clone());
+        Box::pin(async move {
+            fresh_staging(&staging)?;
+            for file in ctx.all_artifacts() {
+                let name = file.file_name().unwrap_or_default();
+                std::fs::copy(&file, staging.join(name))
+                    .map_err(|e| hgauto::Error::io("copy", &file, "localhost", e))?;
+            }
+            let mut release =
+                Release::new(&staging).publish_to("dist", Arc::new(publisher), &[])?;
+            for variant in ["release", "debug"] {
+                release = release.expect(format!("greet-{version}-{variant}.tar.gz"));
+            }
+            if let Some(key) = &key {
+                release = release.sign_with(SigningKey::from_file(key, None)?);
+            }
+            let report = release.run().await?;
+            let failure = report.failures().next().map(|f| {
+                format!(
+                    "publishing {} to {}: {}",
+                    f.artifact,
+                    f.destination,
+                    f.error.clone().unwrap_or_default()
+                )
+            });
+            let published = report.with_status(ReleaseStatus::Published).count();
+            *released.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+            match failure {
+                Some(f) => Err(StepFailure::fatal(f)),
+                None => Ok([("published".to_owned(), published.to_string())].into()),
+            }
+        })
+    }))
+}
+
+/// The directory builds are gathered in for the release, emptied of everything but
+/// signatures: a tarball from an earlier run must not be released as this run's, while a
+/// signature that still verifies for this run's (reproducible) tarball is reused, so that a
+/// re-run publishes the same `.minisig` as before instead of conflicting with it.
+fn fresh_staging(dir: &Path) -> hgauto::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| hgauto::Error::io("create", dir, "localhost", e))?;
     let entries =
         std::fs::read_dir(dir).map_err(|e| hgauto::Error::io("list", dir, "localhost", e))?;
@@ -347,52 +185,58 @@ fn fresh_staging(dir: &Path) -> hgauto::Result<PathBuf> {
                 .map_err(|e| hgauto::Error::io("remove", entry.path(), "localhost", e))?;
         }
     }
-    Ok(dir.to_owned())
+    Ok(())
 }
 
-fn print_summary(results: &Results, out: &Path, publisher: &DirPublisher) {
+fn print_summary(
+    result: &RunResult,
+    report: Option<&ReleaseReport>,
+    out: &Path,
+    publisher: &DirPublisher,
+) {
     println!(
-        "\n{:<12} {:<22} {:<8} {:<10} {:>8}",
-        "step", "machine", "variant", "status", "time"
+        "\n{:<16} {:<22} {:<10} {:>8} {:>9}",
+        "task", "machine", "status", "time", "attempts"
     );
-    for s in &results.steps {
+    for t in result.tasks() {
         println!(
-            "{:<12} {:<22} {:<8} {:<10} {:>7.1}s",
-            s.step,
-            s.machine.as_deref().unwrap_or("-"),
-            s.variant.as_deref().unwrap_or("-"),
-            format!("{:?}", s.status).to_lowercase(),
-            s.elapsed_ms as f64 / 1000.0
+            "{:<16} {:<22} {:<10} {:>7.1}s {:>9}",
+            t.task,
+            t.machine.as_deref().unwrap_or("-"),
+            format!("{:?}", t.state).to_lowercase(),
+            t.elapsed_ms as f64 / 1000.0,
+            t.attempts
         );
     }
     println!();
-    for a in &results.artifacts {
-        let state = if results.published.contains(&a.name) {
-            "published"
-        } else if results.already_present.contains(&a.name) {
-            "already present"
-        } else {
-            "not published"
-        };
-        println!("{}  {}  ({state})", &a.sha256[..16], a.name);
+    if let Some(report) = report {
+        for a in &report.artifacts {
+            let status = report
+                .entries
+                .iter()
+                .find(|e| e.artifact == a.name)
+                .map(|e| e.status);
+            let state = match status {
+                Some(ReleaseStatus::Published) => "published",
+                Some(ReleaseStatus::AlreadyPresent) => "already present",
+                _ => "not published",
+            };
+            println!("{}  {}  ({state})", &a.sha256[..16], a.name);
+        }
     }
     println!("destination: {}", publisher.destination());
-    println!("results:     {}", out.join("results.json").display());
-    let failed: Vec<&StepResult> = results
-        .steps
-        .iter()
-        .filter(|s| s.status == Status::Failed)
-        .collect();
-    if failed.is_empty() {
-        println!("release OK in {:.1}s", results.elapsed_ms as f64 / 1000.0);
+    println!("results:     {}", out.join("result.json").display());
+    println!("report:      {}", out.join("report.html").display());
+    if result.ok {
+        println!("release OK in {:.1}s", result.elapsed_ms as f64 / 1000.0);
     } else {
-        println!("release FAILED: {} step(s) failed", failed.len());
-        for s in failed {
+        println!("release FAILED: {}", result.failure_summary());
+        let skipped = result.tasks().filter(|t| t.state == TaskState::Skipped);
+        for t in skipped {
             println!(
-                "  - {} on {}: {}",
-                s.step,
-                s.machine.as_deref().unwrap_or("-"),
-                s.error.as_deref().unwrap_or("")
+                "  skipped {}: {}",
+                t.task,
+                t.reason.as_deref().unwrap_or("")
             );
         }
     }

@@ -15,11 +15,13 @@ pub mod config;
 pub mod ec2;
 mod error;
 pub mod s3;
+pub mod sfn;
 pub mod sqs;
 pub mod ssm;
 
 pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;
 pub use s3::S3Publisher;
+pub use sfn::SfnActivitySource;
 pub use sqs::SqsJobSource;
 pub use ssm::{SsmMachine, SsmOptions};

@@ -63,7 +63,7 @@ impl Session {
 }
 
 /// This host's name, as `gethostname` gives it (empty if it cannot be read).
-pub(crate) fn hostname() -> String {
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
     if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {

@@ -1,0 +1,359 @@
+//! [`SfnActivitySource`]: the tasks of one AWS Step Functions activity as jobs, so a builder
+//! agent (or any [`JobSource`] consumer) serves a pipeline exported with
+//! [`hgauto_core::pipeline::asl`].
+//!
+//! - `next` is GetActivityTask (a long poll of up to 60 s on the service side). The task's
+//!   JSON input becomes the job: `task` is its id, `check` its check (default: the
+//!   activity's name), `cell` values its attributes, `retry` + 1 its attempt. The task
+//!   token is the lease token.
+//! - `heartbeat` is SendTaskHeartbeat; the lease lasts the Task state's `HeartbeatSeconds`
+//!   (`with_heartbeat_timeout`, default 300 s as the export writes it). A token the service
+//!   no longer knows (timed out, closed) is [`Error::LeaseLost`].
+//! - `report` is SendTaskSuccess, or SendTaskFailure with error `hgauto.Fatal` (never
+//!   retried by the exported Retry rules) or `States.TaskFailed` for a retryable failure.
+//!   Reporting a token this source already closed is harmless.
+//! - `release` is SendTaskFailure with `hgauto.Released`, which the export retries at once.
+//!   A task outside the caller's filter is released the same way: an activity has no other
+//!   way to give a task back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use hgauto_core::clock::{self, SharedClock};
+use hgauto_core::pipeline::asl::{FATAL_ERROR, RELEASED_ERROR};
+use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
+use serde_json::Value;
+
+use crate::error::sdk_error;
+
+/// Jobs from one Step Functions activity (see the [module docs](self)).
+#[derive(Debug)]
+pub struct SfnActivitySource {
+    client: aws_sdk_sfn::Client,
+    activity_arn: String,
+    worker_name: String,
+    ttl: Duration,
+    clock: SharedClock,
+    /// Tokens this source closed (reported or released), so a second report is harmless.
+    closed: Mutex<HashSet<String>>,
+    /// Lease deadlines this source handed out, by token.
+    leases: Mutex<HashMap<String, u64>>,
+    /// Polls one `next` may spend on tasks outside its filter before it gives up.
+    max_skips: usize,
+}
+
+impl SfnActivitySource {
+    /// A source over the activity `activity_arn`, naming itself after this host.
+    pub fn new(client: aws_sdk_sfn::Client, activity_arn: impl Into<String>) -> Self {
+        SfnActivitySource {
+            client,
+            activity_arn: activity_arn.into(),
+            worker_name: hgauto_core::session::hostname(),
+            ttl: Duration::from_secs(300),
+            clock: clock::system(),
+            closed: Mutex::new(HashSet::new()),
+            leases: Mutex::new(HashMap::new()),
+            max_skips: 64,
+        }
+    }
+
+    /// A source over `activity_arn` with a client made from `config`.
+    pub async fn from_config(config: &crate::AwsConfig, activity_arn: impl Into<String>) -> Self {
+        Self::new(
+            aws_sdk_sfn::Client::new(&config.sdk_config().await),
+            activity_arn,
+        )
+    }
+
+    /// The worker name the service records (default: this host's name).
+    pub fn with_worker_name(mut self, name: impl Into<String>) -> Self {
+        self.worker_name = name.into();
+        self
+    }
+
+    /// The Task states' `HeartbeatSeconds`: how long a lease lasts without a heartbeat.
+    pub fn with_heartbeat_timeout(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// The clock leases are measured with (tests move it).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The activity's name: the last part of its ARN.
+    pub fn activity_name(&self) -> &str {
+        self.activity_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or(&self.activity_arn)
+    }
+
+    fn lease(&self, token: &str) -> Lease {
+        let deadline_ms = self.clock.now_ms() + self.ttl.as_millis() as u64;
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_owned(), deadline_ms);
+        Lease {
+            token: token.to_owned(),
+            deadline_ms,
+        }
+    }
+
+    fn token<'a>(&self, job: &'a Job) -> Result<&'a str> {
+        job.lease
+            .as_ref()
+            .map(|l| l.token.as_str())
+            .ok_or_else(|| self.lost(job, "the job has no lease"))
+    }
+
+    fn lost(&self, job: &Job, reason: &str) -> Error {
+        Error::LeaseLost {
+            job: job.id.clone(),
+            source_name: self.name(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn is_closed(&self, token: &str) -> bool {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(token)
+    }
+
+    fn close(&self, token: &str) {
+        self.closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.to_owned());
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(token);
+    }
+
+    /// The job a task's input describes.
+    fn job(&self, token: &str, input: &str) -> Result<Job> {
+        let v: Value = serde_json::from_str(input).map_err(|e| {
+            Error::invalid(
+                format!("input of a task from {}", self.activity_arn),
+                e.to_string(),
+            )
+        })?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let id = text("task").or_else(|| text("id")).unwrap_or_else(|| {
+            use sha2::{Digest, Sha256};
+            format!(
+                "task-{}",
+                &hex::encode(Sha256::digest(token.as_bytes()))[..16]
+            )
+        });
+        let mut job = Job::new(
+            id,
+            text("check").unwrap_or_else(|| self.activity_name().to_owned()),
+        );
+        job.source = self.name();
+        job.revision = text("revision");
+        job.priority = v.get("priority").and_then(Value::as_i64).unwrap_or(0) as i32;
+        job.created_ms = v.get("created_ms").and_then(Value::as_u64).unwrap_or(0);
+        job.attempt = v.get("retry").and_then(Value::as_u64).unwrap_or(0) as u32 + 1;
+        if let Some(step) = text("step") {
+            job.attributes.insert("step".into(), step);
+        }
+        if let Some(cell) = v.get("cell").and_then(Value::as_object) {
+            for (k, val) in cell {
+                if let Some(s) = val.as_str() {
+                    job.attributes.insert(k.clone(), s.to_owned());
+                }
+            }
+        }
+        job.payload = Some(v);
+        job.lease = Some(self.lease(token));
+        Ok(job)
+    }
+
+    async fn fail(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> std::result::Result<
+        (),
+        aws_sdk_sfn::error::SdkError<
+            aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError,
+            aws_sdk_sfn::config::http::HttpResponse,
+        >,
+    > {
+        self.client
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(truncate(cause, 32_768))
+            .send()
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Error codes the service gives for a token it no longer holds open.
+fn token_gone(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken")
+    )
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+#[async_trait]
+impl JobSource for SfnActivitySource {
+    fn name(&self) -> String {
+        format!("sfn:{}", self.activity_name())
+    }
+
+    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+        let mut passed = HashSet::new();
+        for _ in 0..=self.max_skips {
+            let got = self
+                .client
+                .get_activity_task()
+                .activity_arn(&self.activity_arn)
+                .worker_name(&self.worker_name)
+                .send()
+                .await
+                .map_err(|e| sdk_error("sfn", "get activity task", &self.activity_arn, e))?;
+            let Some(token) = got.task_token().filter(|t| !t.is_empty()) else {
+                return Ok(None);
+            };
+            let job = match self.job(token, got.input().unwrap_or("{}")) {
+                Ok(job) => job,
+                Err(e) => {
+                    // Not a task this source understands: fail it for good, and go on.
+                    tracing::warn!(activity = %self.activity_arn, error = %e, "unreadable task input");
+                    let _ = self.fail(token, FATAL_ERROR, &e.to_string()).await;
+                    continue;
+                }
+            };
+            if filter.matches(&job) {
+                return Ok(Some(job));
+            }
+            // Give it back for another worker; a task seen twice means the queue holds
+            // nothing for this filter.
+            let again = !passed.insert(job.id.clone());
+            self.release(&job).await?;
+            if again {
+                return Ok(None);
+            }
+        }
+        Ok(None)
+    }
+
+    async fn heartbeat(&self, job: &Job) -> Result<Lease> {
+        let token = self.token(job)?;
+        if self.is_closed(token) {
+            return Err(self.lost(job, "the task was already reported or released"));
+        }
+        match self
+            .client
+            .send_task_heartbeat()
+            .task_token(token)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(self.lease(token)),
+            Err(e) if token_gone(e.code()) => {
+                Err(self.lost(job, "the service no longer holds the task open"))
+            }
+            Err(e) => Err(sdk_error("sfn", "send task heartbeat", &job.id, e)),
+        }
+    }
+
+    async fn report(&self, job: &Job, outcome: &JobOutcome) -> Result<()> {
+        let token = self.token(job)?;
+        if self.is_closed(token) {
+            return Ok(());
+        }
+        let sent = match outcome {
+            JobOutcome::Succeeded { summary } | JobOutcome::Skipped { reason: summary } => {
+                let output = serde_json::json!({
+                    "task": job.id,
+                    "status": outcome.status(),
+                    "summary": summary,
+                    "worker": self.worker_name,
+                });
+                self.client
+                    .send_task_success()
+                    .task_token(token)
+                    .output(output.to_string())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.code().map(str::to_owned),
+                            sdk_error("sfn", "send task success", &job.id, e),
+                        )
+                    })
+            }
+            JobOutcome::Failed { summary, retryable } => {
+                let error = if *retryable {
+                    "States.TaskFailed"
+                } else {
+                    FATAL_ERROR
+                };
+                self.fail(token, error, summary).await.map_err(|e| {
+                    (
+                        e.code().map(str::to_owned),
+                        sdk_error("sfn", "send task failure", &job.id, e),
+                    )
+                })
+            }
+        };
+        match sent {
+            Ok(()) => {
+                self.close(token);
+                Ok(())
+            }
+            Err((code, _)) if token_gone(code.as_deref()) => {
+                Err(self.lost(job, "the service no longer holds the task open"))
+            }
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    async fn release(&self, job: &Job) -> Result<()> {
+        let token = self.token(job)?;
+        if self.is_closed(token) {
+            return Ok(());
+        }
+        match self
+            .fail(token, RELEASED_ERROR, "given back untouched")
+            .await
+        {
+            Ok(()) => {
+                self.close(token);
+                Ok(())
+            }
+            Err(e) if token_gone(e.code()) => {
+                Err(self.lost(job, "the service no longer holds the task open"))
+            }
+            Err(e) => Err(sdk_error("sfn", "release task", &job.id, e)),
+        }
+    }
+}
