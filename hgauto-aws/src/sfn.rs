@@ -21,7 +21,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sfn::error::ProvideErrorMetadata;
+use aws_sdk_sfn::config::http::HttpResponse;
+use aws_sdk_sfn::error::SdkError;
 use hgauto_core::clock::{self, SharedClock};
 use hgauto_core::pipeline::asl::{FATAL_ERROR, RELEASED_ERROR};
 use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
@@ -186,7 +187,7 @@ impl SfnActivitySource {
         cause: &str,
     ) -> std::result::Result<
         (),
-        aws_sdk_sfn::error::SdkError<
+        SdkError<
             aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError,
             aws_sdk_sfn::config::http::HttpResponse,
         >,
@@ -202,12 +203,31 @@ impl SfnActivitySource {
     }
 }
 
-/// Error codes the service gives for a token it no longer holds open.
-fn token_gone(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some("TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken")
-    )
+/// Errors of the calls that take a task token: some say the token is no longer open.
+trait TokenErrors {
+    /// The service no longer holds the task open (timed out, closed, unknown).
+    fn token_gone(&self) -> bool;
+}
+
+macro_rules! token_errors {
+    ($($t:ty),*) => {$(
+        impl TokenErrors for $t {
+            fn token_gone(&self) -> bool {
+                self.is_task_timed_out() || self.is_task_does_not_exist() || self.is_invalid_token()
+            }
+        }
+    )*};
+}
+
+token_errors!(
+    aws_sdk_sfn::operation::send_task_heartbeat::SendTaskHeartbeatError,
+    aws_sdk_sfn::operation::send_task_success::SendTaskSuccessError,
+    aws_sdk_sfn::operation::send_task_failure::SendTaskFailureError
+);
+
+/// Whether a call failed because the task's token is no longer open.
+fn gone<E: TokenErrors>(e: &SdkError<E, HttpResponse>) -> bool {
+    e.as_service_error().is_some_and(TokenErrors::token_gone)
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -277,9 +297,7 @@ impl JobSource for SfnActivitySource {
             .await
         {
             Ok(_) => Ok(self.lease(token)),
-            Err(e) if token_gone(e.code()) => {
-                Err(self.lost(job, "the service no longer holds the task open"))
-            }
+            Err(e) if gone(&e) => Err(self.lost(job, "the service no longer holds the task open")),
             Err(e) => Err(sdk_error("sfn", "send task heartbeat", &job.id, e)),
         }
     }
@@ -304,12 +322,7 @@ impl JobSource for SfnActivitySource {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| {
-                        (
-                            e.code().map(str::to_owned),
-                            sdk_error("sfn", "send task success", &job.id, e),
-                        )
-                    })
+                    .map_err(|e| (gone(&e), sdk_error("sfn", "send task success", &job.id, e)))
             }
             JobOutcome::Failed { summary, retryable } => {
                 let error = if *retryable {
@@ -317,12 +330,9 @@ impl JobSource for SfnActivitySource {
                 } else {
                     FATAL_ERROR
                 };
-                self.fail(token, error, summary).await.map_err(|e| {
-                    (
-                        e.code().map(str::to_owned),
-                        sdk_error("sfn", "send task failure", &job.id, e),
-                    )
-                })
+                self.fail(token, error, summary)
+                    .await
+                    .map_err(|e| (gone(&e), sdk_error("sfn", "send task failure", &job.id, e)))
             }
         };
         match sent {
@@ -330,9 +340,7 @@ impl JobSource for SfnActivitySource {
                 self.close(token);
                 Ok(())
             }
-            Err((code, _)) if token_gone(code.as_deref()) => {
-                Err(self.lost(job, "the service no longer holds the task open"))
-            }
+            Err((true, _)) => Err(self.lost(job, "the service no longer holds the task open")),
             Err((_, e)) => Err(e),
         }
     }
@@ -350,9 +358,7 @@ impl JobSource for SfnActivitySource {
                 self.close(token);
                 Ok(())
             }
-            Err(e) if token_gone(e.code()) => {
-                Err(self.lost(job, "the service no longer holds the task open"))
-            }
+            Err(e) if gone(&e) => Err(self.lost(job, "the service no longer holds the task open")),
             Err(e) => Err(sdk_error("sfn", "release task", &job.id, e)),
         }
     }

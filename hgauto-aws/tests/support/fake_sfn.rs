@@ -92,10 +92,16 @@ impl FakeSfn {
         let mut s = self.state.lock().unwrap();
         self.expire(&mut s);
         let token = body.get("taskToken").and_then(Value::as_str).unwrap_or("");
-        let find = |s: &State| s.tasks.iter().position(|t| t.token.as_deref() == Some(token) && !t.closed);
+        let find = |s: &State| {
+            s.tasks
+                .iter()
+                .position(|t| t.token.as_deref() == Some(token) && !t.closed)
+        };
         match op {
             "GetActivityTask" => {
-                let Some(i) = s.queue.pop_front() else { return Ok(json!({})) };
+                let Some(i) = s.queue.pop_front() else {
+                    return Ok(json!({}));
+                };
                 s.issued += 1;
                 let tok = format!("token-{}-{}", i, s.issued);
                 let deadline = self.clock.now_ms() + self.heartbeat.as_millis() as u64;
@@ -108,7 +114,8 @@ impl FakeSfn {
             }
             "SendTaskHeartbeat" => match find(&s) {
                 Some(i) => {
-                    s.tasks[i].deadline_ms = self.clock.now_ms() + self.heartbeat.as_millis() as u64;
+                    s.tasks[i].deadline_ms =
+                        self.clock.now_ms() + self.heartbeat.as_millis() as u64;
                     Ok(json!({}))
                 }
                 None => Err(("TaskTimedOut", "Task Timed Out".into())),
@@ -123,7 +130,11 @@ impl FakeSfn {
             },
             "SendTaskFailure" => match find(&s) {
                 Some(i) => {
-                    let error = body.get("error").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let error = body
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
                     s.failures.push(error.clone());
                     let t = &mut s.tasks[i];
                     t.token = None;
@@ -137,20 +148,31 @@ impl FakeSfn {
                 }
                 None => Err(("TaskTimedOut", "Task Timed Out".into())),
             },
-            other => Err(("UnknownOperationException", format!("the fake does not serve {other}"))),
+            other => Err((
+                "UnknownOperationException",
+                format!("the fake does not serve {other}"),
+            )),
         }
     }
 }
 
 impl Respond for FakeSfn {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let target = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let target = req
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let op = target.rsplit('.').next().unwrap_or("");
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         match self.handle(op, &body) {
-            Ok(v) => ResponseTemplate::new(200).set_body_raw(v.to_string(), "application/x-amz-json-1.0"),
-            Err((code, message)) => ResponseTemplate::new(400)
-                .set_body_raw(json!({"__type": code, "message": message}).to_string(), "application/x-amz-json-1.0"),
+            Ok(v) => {
+                ResponseTemplate::new(200).set_body_raw(v.to_string(), "application/x-amz-json-1.0")
+            }
+            Err((code, message)) => ResponseTemplate::new(400).set_body_raw(
+                json!({"__type": code, "message": message}).to_string(),
+                "application/x-amz-json-1.0",
+            ),
         }
     }
 }

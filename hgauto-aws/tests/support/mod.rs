@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_agent;
+pub mod fake_sfn;
 
 use std::net::TcpListener;
 use std::process::Stdio;
