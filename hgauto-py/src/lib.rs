@@ -14,6 +14,7 @@ mod helpers;
 mod jobs;
 mod logging;
 mod machine;
+mod pipeline;
 mod provider;
 mod publisher;
 mod release;
@@ -57,6 +58,7 @@ fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<github::PyGithubPrSource>()?;
     m.add_class::<agent::PyAgent>()?;
     m.add_class::<selfupdate::PySelfUpdate>()?;
+    m.add_class::<pipeline::PyPipeline>()?;
     m.add_class::<release::PyRelease>()?;
     m.add_class::<release::PyReleaseReport>()?;
     m.add_class::<release::ReleaseEntry>()?;

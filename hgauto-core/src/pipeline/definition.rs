@@ -250,17 +250,15 @@ fn topological_order(what: &str, steps: &[Step]) -> Result<Vec<usize>> {
             dependants[index[need.as_str()]].push(i);
         }
     }
-    let mut ready: Vec<usize> = (0..steps.len())
-        .filter(|&i| missing[i] == 0)
-        .rev()
-        .collect();
+    // The ready step defined first goes next, so the order is stable and readable.
+    let mut ready: BTreeSet<usize> = (0..steps.len()).filter(|&i| missing[i] == 0).collect();
     let mut order = Vec::with_capacity(steps.len());
-    while let Some(i) = ready.pop() {
+    while let Some(i) = ready.pop_first() {
         order.push(i);
-        for &d in dependants[i].iter().rev() {
+        for &d in &dependants[i] {
             missing[d] -= 1;
             if missing[d] == 0 {
-                ready.push(d);
+                ready.insert(d);
             }
         }
     }

@@ -4,7 +4,7 @@ KeyboardInterrupt after cancelling (a running command is killed first)."""
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union, final
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union, final
 
 from typing_extensions import Self, disjoint_base
 
@@ -42,6 +42,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "SelfUpdate",
+    "Pipeline",
     "S3Publisher",
     "SqsJobSource",
     "SshMachine",
@@ -588,6 +589,65 @@ class SelfUpdate:
         """The saved state (running, seen, out_of_sync_since_ms, last_error...)."""
     def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:
         """A Nagios-style check: exit code and one-line message."""
+
+@final
+class Pipeline:
+    """Steps over a matrix of dimensions, run by the embedded engine: workers per kind on
+    demand, retries by step kind, a health check, one result tree and an HTML report. The
+    definition format is schemas/pipeline.schema.json (TOML, JSON or a dict)."""
+
+    @staticmethod
+    def from_dict(
+        definition: Mapping[str, object],
+        functions: Optional[Mapping[str, Callable[[Dict[str, Any]], Optional[Mapping[str, object]]]]] = None,
+    ) -> Pipeline:
+        """A pipeline from a dict; `functions` maps the names function steps use to
+        callables `f(ctx) -> dict | None` (ctx: step, task, cell, inputs, dependencies,
+        artifacts, attempt). TimeoutError and ConnectionError are retried by the step's
+        kind; any other exception fails the step for good."""
+    @staticmethod
+    def from_file(
+        path: _StrPath,
+        functions: Optional[Mapping[str, Callable[[Dict[str, Any]], Optional[Mapping[str, object]]]]] = None,
+    ) -> Pipeline:
+        """A pipeline from a .toml or .json file."""
+    @staticmethod
+    def schema() -> Dict[str, Any]:
+        """The JSON schema of the definition format."""
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+    def plan(
+        self,
+        *,
+        selection: Optional[Mapping[str, object]] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+    ) -> List[str]:
+        """The task names a run would execute, in dependency order; starts nothing."""
+    def run(
+        self,
+        out_dir: _StrPath,
+        *,
+        provider: Optional[Provider] = None,
+        mode: Literal["normal", "fake", "local"] = "normal",
+        selection: Optional[Mapping[str, object]] = None,
+        inputs: Optional[Mapping[str, str]] = None,
+        state_dir: Optional[_StrPath] = None,
+        health_check: float = 300.0,
+        idle_timeout: float = 600.0,
+        retry_time_scale: float = 1.0,
+    ) -> Dict[str, Any]:
+        """Runs it; returns the result tree (schemas/pipeline-result.schema.json) and writes
+        result.json, report.html and logs/ under out_dir. selection: {"steps": [...],
+        "values": {dimension: [...]}}."""
+    def export_asl(
+        self,
+        arn_prefix: str,
+        *,
+        selection: Optional[Mapping[str, object]] = None,
+        health_check: float = 300.0,
+    ) -> Dict[str, Any]:
+        """The Amazon States Language definition for AWS Step Functions."""
 
 @final
 class GithubPrSource(JobSource):
