@@ -45,6 +45,8 @@ pub struct Pipeline {
     pub(crate) steps: Vec<Step>,
     /// Step indexes in an order where every step comes after the steps it needs.
     pub(crate) order: Vec<usize>,
+    /// Step index by name.
+    pub(crate) index: std::collections::HashMap<String, usize>,
 }
 
 impl Pipeline {
@@ -80,11 +82,11 @@ impl Pipeline {
 
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.name == name)
+        self.step_index(name).map(|i| &self.steps[i])
     }
 
     pub(crate) fn step_index(&self, name: &str) -> Option<usize> {
-        self.steps.iter().position(|s| s.name == name)
+        self.index.get(name).copied()
     }
 }
 
@@ -226,7 +228,13 @@ impl PipelineBuilder {
                 .sort_by_key(|d| self.dimensions.iter().position(|(n, _)| n == d));
         }
         let order = topological_order(&what, &steps)?;
+        let index = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Ok(Pipeline {
+            index,
             name: self.name,
             dimensions: self.dimensions,
             workers: self.workers,

@@ -232,9 +232,14 @@ impl Runner {
 
         let mut steps: Vec<StepResults> = Vec::new();
         let mut failures = Vec::new();
+        let mut by_step: Vec<Vec<usize>> = vec![Vec::new(); pipeline.steps.len()];
+        for (ti, t) in tasks.iter().enumerate() {
+            by_step[t.step].push(ti);
+        }
         for (si, step) in pipeline.steps.iter().enumerate() {
             let mut cells = Vec::new();
-            for (ti, t) in tasks.iter().enumerate().filter(|(_, t)| t.step == si) {
+            for &ti in &by_step[si] {
+                let t = &tasks[ti];
                 let r = &finished.records[ti];
                 let state = r.state.unwrap_or(TaskState::Skipped);
                 if state == TaskState::Failed {

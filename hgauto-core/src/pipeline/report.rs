@@ -2,6 +2,7 @@
 //! dimension's values; columns: the other dimensions' combinations), each cell coloured by
 //! state, with its duration, attempts and a link to its log. No external assets.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
 use super::definition::Pipeline;
@@ -60,15 +61,20 @@ pub fn html(pipeline: &Pipeline, result: &RunResult) -> String {
                 .collect::<Vec<_>>()
                 .join(" / ")
         };
-        let mut rows: Vec<String> = Vec::new();
-        let mut cols: Vec<String> = Vec::new();
+        // Rows and columns in first-seen order; cells found by (row, column) in one map,
+        // so a step of thousands of cells renders in linear time.
+        let (mut rows, mut cols) = (Vec::new(), Vec::new());
+        let (mut row_seen, mut col_seen) = (HashSet::new(), HashSet::new());
+        let mut at: HashMap<(String, String), &TaskResult> = HashMap::new();
         for t in &step.cells {
-            if !rows.contains(&row_key(t)) {
-                rows.push(row_key(t));
+            let (r, c) = (row_key(t), col_key(t));
+            if row_seen.insert(r.clone()) {
+                rows.push(r.clone());
             }
-            if !cols.contains(&col_key(t)) {
-                cols.push(col_key(t));
+            if col_seen.insert(c.clone()) {
+                cols.push(c.clone());
             }
+            at.insert((r, c), t);
         }
         let _ = write!(
             h,
@@ -82,11 +88,7 @@ pub fn html(pipeline: &Pipeline, result: &RunResult) -> String {
         for r in &rows {
             let _ = write!(h, "<tr><th>{}</th>", esc(r));
             for c in &cols {
-                match step
-                    .cells
-                    .iter()
-                    .find(|t| &row_key(t) == r && &col_key(t) == c)
-                {
+                match at.get(&(r.clone(), c.clone())) {
                     Some(t) => cell(&mut h, t),
                     None => h.push_str("<td class=\"none\"></td>"),
                 }
