@@ -239,10 +239,7 @@ impl PyAgent {
 
     /// The agent's status, as `state/status.json` shows it.
     fn status(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let json = serde_json::to_string(&self.agent.status())
-            .map_err(|e| Error::invalid("agent status", e.to_string()))
-            .py_err(py)?;
-        Ok(py.import("json")?.call_method1("loads", (json,))?.unbind())
+        crate::convert::serialized_to_py(py, "agent status", &self.agent.status())
     }
 
     fn __repr__(&self) -> String {

@@ -8,7 +8,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use hgauto_core::{Command, Error, Jitter, Platform, RetryPolicy};
 
-use crate::errors::to_py;
+use crate::errors::{to_py, IntoPyResult};
 
 /// A non-negative, finite number of seconds as a [`Duration`].
 pub fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
@@ -209,4 +209,36 @@ impl PyRetryPolicy {
             }
         )
     }
+}
+
+/// A JSON text as the Python value `json.loads` makes of it.
+pub fn json_to_py(py: Python<'_>, text: &str) -> PyResult<Py<PyAny>> {
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+}
+
+/// A Python value as JSON, through `json.dumps`; `what` names it in the error.
+pub fn py_to_json(
+    py: Python<'_>,
+    what: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<serde_json::Value> {
+    let text: String = py
+        .import("json")?
+        .call_method1("dumps", (value,))?
+        .extract()?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(what, e.to_string()))
+        .py_err(py)
+}
+
+/// A serializable value (a status, a result tree) as the Python value of its JSON.
+pub fn serialized_to_py<T: serde::Serialize>(
+    py: Python<'_>,
+    what: &str,
+    value: &T,
+) -> PyResult<Py<PyAny>> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::invalid(what, e.to_string()))
+        .py_err(py)?;
+    json_to_py(py, &json)
 }

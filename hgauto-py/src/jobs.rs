@@ -14,7 +14,7 @@ use hgauto_core::{
     DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource, VcsBranchSource,
 };
 
-use crate::convert::seconds;
+use crate::convert::{json_to_py, py_to_json, seconds};
 use crate::errors::IntoPyResult;
 use crate::helpers::{parse_vcs, share_base_or_default};
 use crate::runtime::wait;
@@ -24,21 +24,6 @@ use crate::runtime::wait;
 #[derive(Clone)]
 pub struct PyJob {
     pub inner: Job,
-}
-
-fn json_to_py(py: Python<'_>, value: &serde_json::Value) -> PyResult<Py<PyAny>> {
-    let json = py.import("json")?;
-    Ok(json.call_method1("loads", (value.to_string(),))?.unbind())
-}
-
-fn py_to_json(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
-    let text: String = py
-        .import("json")?
-        .call_method1("dumps", (value,))?
-        .extract()?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::invalid("job payload", e.to_string()))
-        .py_err(py)
 }
 
 #[pymethods]
@@ -63,7 +48,7 @@ impl PyJob {
         job.revision = revision;
         job.attributes = attributes.unwrap_or_default();
         if let Some(p) = payload {
-            job.payload = Some(py_to_json(py, &p)?);
+            job.payload = Some(py_to_json(py, "job payload", &p)?);
         }
         Ok(PyJob { inner: job })
     }
@@ -124,7 +109,7 @@ impl PyJob {
         self.inner
             .payload
             .as_ref()
-            .map(|v| json_to_py(py, v))
+            .map(|v| json_to_py(py, &v.to_string()))
             .transpose()
     }
 

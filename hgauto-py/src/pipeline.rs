@@ -18,7 +18,7 @@ use hgauto_core::pipeline::{
 };
 use hgauto_core::Error;
 
-use crate::convert::seconds;
+use crate::convert::{json_to_py, py_to_json, seconds, serialized_to_py};
 use crate::errors::IntoPyResult;
 use crate::provider::PyProvider;
 use crate::runtime::{wait_with, Events, OnInterrupt};
@@ -37,20 +37,6 @@ type FunctionCall = (
 pub struct PyPipeline {
     file: PipelineFile,
     functions: Py<PyDict>,
-}
-
-fn json_to_py(py: Python<'_>, text: &str) -> PyResult<Py<PyAny>> {
-    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
-}
-
-fn py_to_json(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
-    let text: String = py
-        .import("json")?
-        .call_method1("dumps", (value,))?
-        .extract()?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::invalid("value", e.to_string()))
-        .py_err(py)
 }
 
 fn context_json(ctx: &StepContext) -> String {
@@ -83,7 +69,7 @@ fn outputs_of(value: &Bound<'_, PyAny>) -> PyResult<Outputs> {
 fn selection_of(py: Python<'_>, selection: Option<&Bound<'_, PyAny>>) -> PyResult<Selection> {
     match selection {
         None => Ok(Selection::all()),
-        Some(s) => serde_json::from_value(py_to_json(py, s)?)
+        Some(s) => serde_json::from_value(py_to_json(py, "selection", s)?)
             .map_err(|e| Error::invalid("selection", e.to_string()))
             .py_err(py),
     }
@@ -130,7 +116,8 @@ impl PyPipeline {
         definition: &Bound<'_, PyAny>,
         functions: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let file = PipelineFile::from_value(py_to_json(py, definition)?).py_err(py)?;
+        let file = PipelineFile::from_value(py_to_json(py, "pipeline definition", definition)?)
+            .py_err(py)?;
         Self::checked(py, file, functions)
     }
 
@@ -255,10 +242,7 @@ impl PyPipeline {
             },
         )?
         .py_err(py)?;
-        let json = serde_json::to_string(&result)
-            .map_err(|e| Error::invalid("result tree", e.to_string()))
-            .py_err(py)?;
-        json_to_py(py, &json)
+        serialized_to_py(py, "result tree", &result)
     }
 
     /// The Amazon States Language definition (a dict) for Step Functions, with activity

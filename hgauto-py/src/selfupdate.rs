@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 use hgauto_core::selfupdate::{PollOutcome, SelfUpdate, UpdateRepo};
 use hgauto_core::Error;
 
-use crate::convert::seconds;
+use crate::convert::{json_to_py, seconds};
 use crate::errors::IntoPyResult;
 use crate::helpers::parse_vcs;
 use crate::runtime::wait;
@@ -19,10 +19,6 @@ use crate::runtime::wait;
 #[pyclass(frozen, module = "hgauto", name = "SelfUpdate")]
 pub struct PySelfUpdate {
     inner: Arc<SelfUpdate>,
-}
-
-fn json_to_py(py: Python<'_>, text: String) -> PyResult<Py<PyAny>> {
-    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
 #[pymethods]
@@ -123,7 +119,7 @@ impl PySelfUpdate {
         let text = serde_json::to_string(&s)
             .map_err(|e| Error::invalid("self-update state", e.to_string()))
             .py_err(py)?;
-        json_to_py(py, text)
+        json_to_py(py, &text)
     }
 
     /// A Nagios-style check: (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; one-line message).

@@ -56,12 +56,7 @@ pub struct Dimensions(pub Vec<(String, Vec<String>)>);
 
 impl Serialize for Dimensions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
+        super::plan::serialize_pairs(&self.0, s)
     }
 }
 

@@ -55,13 +55,21 @@ impl fmt::Display for Cell {
 
 impl Serialize for Cell {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (d, v) in &self.0 {
-            m.serialize_entry(d, v)?;
-        }
-        m.end()
+        serialize_pairs(&self.0, s)
     }
+}
+
+/// `(key, value)` pairs as a map, in their order (a `BTreeMap` would sort them).
+pub(crate) fn serialize_pairs<S: serde::Serializer, V: Serialize>(
+    pairs: &[(String, V)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
 }
 
 impl<'de> Deserialize<'de> for Cell {
