@@ -13,6 +13,9 @@
 //!   retried by the exported Retry rules) or `States.TaskFailed` for a retryable failure.
 //!   Reporting a token this source already closed is harmless.
 //! - `release` is SendTaskFailure with `hgauto.Released`, which the export retries at once.
+//! - [`serve_control`] answers the pipeline's control activity with a
+//!   [`Control`](hgauto_core::pipeline::Control) (checks, worker starts, function steps,
+//!   the health check), sending the answer as the task's output.
 //!   A task outside the caller's filter is released the same way: an activity has no other
 //!   way to give a task back.
 
@@ -25,6 +28,8 @@ use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::SdkError;
 use hgauto_core::clock::{self, SharedClock};
 use hgauto_core::pipeline::asl::{FATAL_ERROR, RELEASED_ERROR};
+use hgauto_core::pipeline::control::{request_of, Control};
+use hgauto_core::pipeline::StepFailure;
 use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
 use serde_json::Value;
 
@@ -203,6 +208,57 @@ impl SfnActivitySource {
     }
 }
 
+impl SfnActivitySource {
+    /// Ends `job` successfully with `output` as the task's output (what the state machine
+    /// reads, e.g. a control answer). Like `report`: harmless again, `LeaseLost` when the
+    /// service no longer holds the task open.
+    pub async fn complete(&self, job: &Job, output: &Value) -> Result<()> {
+        let token = self.token(job)?;
+        if self.is_closed(token) {
+            return Ok(());
+        }
+        let sent = self
+            .client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                self.close(token);
+                Ok(())
+            }
+            Err(e) if gone(&e) => Err(self.lost(job, "the service no longer holds the task open")),
+            Err(e) => Err(sdk_error("sfn", "send task success", &job.id, e)),
+        }
+    }
+}
+
+/// Serves one task of a pipeline's control activity with `control`: `Ok(false)` when
+/// there was none. A request the control worker cannot answer fails the task (retryably
+/// when another attempt may help), so the state machine's Catch records it.
+pub async fn serve_control(source: &SfnActivitySource, control: &Control) -> Result<bool> {
+    let Some(job) = source.next(&JobFilter::default()).await? else {
+        return Ok(false);
+    };
+    let answer = match request_of(&job) {
+        Ok(request) => control.handle(request).await,
+        Err(e) => Err(StepFailure::fatal(e.to_string())),
+    };
+    match answer {
+        Ok(output) => source.complete(&job, &output).await?,
+        Err(f) => {
+            let outcome = JobOutcome::Failed {
+                summary: f.message,
+                retryable: f.retry,
+            };
+            source.report(&job, &outcome).await?
+        }
+    }
+    Ok(true)
+}
+
 /// Errors of the calls that take a task token: some say the token is no longer open.
 trait TokenErrors {
     /// The service no longer holds the task open (timed out, closed, unknown).
@@ -315,14 +371,7 @@ impl JobSource for SfnActivitySource {
                     "summary": summary,
                     "worker": self.worker_name,
                 });
-                self.client
-                    .send_task_success()
-                    .task_token(token)
-                    .output(output.to_string())
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| (gone(&e), sdk_error("sfn", "send task success", &job.id, e)))
+                return self.complete(job, &output).await;
             }
             JobOutcome::Failed { summary, retryable } => {
                 let error = if *retryable {

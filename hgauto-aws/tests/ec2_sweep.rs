@@ -145,6 +145,25 @@ async fn an_extended_deadline_keeps_a_machine_from_the_sweep() {
     p.purge().await.unwrap();
 }
 
+/// A pipeline worker's label is the instance's `Name` tag, as the EC2 console shows it.
+#[tokio::test]
+async fn set_label_names_the_instance() {
+    let (_moto, _state, p, spec) = linux_micros().await;
+    let id = p.provision(&spec, 1).await.unwrap()[0].id().to_owned();
+    for label in ["ww-0-builder", "wa-1-build-3.1-debian"] {
+        p.set_label(&id, label).await.unwrap();
+    }
+    let name = live_instances(&p, "hgauto-").await[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("Name"))
+        .and_then(|t| t.value().map(str::to_owned));
+    assert_eq!(name.as_deref(), Some("wa-1-build-3.1-debian"));
+    let e = p.set_label("ami-123", "x").await.unwrap_err();
+    assert!(matches!(e, hgauto_core::Error::InvalidInput { .. }), "{e}");
+    p.purge().await.unwrap();
+}
+
 #[tokio::test]
 async fn sweep_takes_ledger_instances_that_stay_unreachable_after_the_grace_period() {
     use hgauto_aws::ec2::ProbeTarget;

@@ -157,7 +157,7 @@ fn check_structure(p: &Pipeline, def: &Value) {
                         && next["Parameters"]["state"] == "failed"
                         && next["End"] == true;
                     assert!(
-                        records || c["Next"] == "Health wait",
+                        records || c["Next"] == "Health wait" || c["Next"] == "Work end",
                         "{at}/{name}: Catch goes to {next}"
                     );
                 }
@@ -520,4 +520,85 @@ async fn a_timed_out_task_is_a_lost_lease_and_an_empty_poll_is_no_job() {
     let job = s.next(&JobFilter::default()).await.unwrap().unwrap();
     let e = s.heartbeat(&job).await.unwrap_err();
     assert!(matches!(e, Error::LeaseLost { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn the_control_activity_is_answered_with_the_task_output() {
+    use hgauto_aws::sfn::serve_control;
+    use hgauto_core::pipeline::Control;
+    let control = Control::new(matrix_pipeline(), BTreeMap::new()).unwrap();
+    let get = mock!(aws_sdk_sfn::Client::get_activity_task).then_output(|| {
+        GetActivityTaskOutput::builder()
+            .task_token("tok-c")
+            .input(
+                json!({"action": "should-run", "task": "build-3.1-debian", "mode": "fake"})
+                    .to_string(),
+            )
+            .build()
+    });
+    let answered = mock!(aws_sdk_sfn::Client::send_task_success)
+        .match_requests(|r| {
+            r.task_token() == Some("tok-c")
+                && r.output()
+                    .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                    == Some(json!({"run": true, "reason": ""}))
+        })
+        .then_output(|| SendTaskSuccessOutput::builder().build());
+    let unknown = mock!(aws_sdk_sfn::Client::get_activity_task).then_output(|| {
+        GetActivityTaskOutput::builder()
+            .task_token("tok-d")
+            .input(json!({"action": "teleport"}).to_string())
+            .build()
+    });
+    let refused = mock!(aws_sdk_sfn::Client::send_task_failure)
+        .match_requests(|r| {
+            r.error() == Some("hgauto.Fatal") && r.cause().is_some_and(|c| c.contains("teleport"))
+        })
+        .then_output(|| SendTaskFailureOutput::builder().build());
+    let empty = mock!(aws_sdk_sfn::Client::get_activity_task)
+        .then_output(|| GetActivityTaskOutput::builder().build());
+    let s = mocked(&[&get, &answered, &unknown, &refused, &empty]);
+    assert!(serve_control(&s, &control).await.unwrap());
+    assert!(serve_control(&s, &control).await.unwrap());
+    assert!(
+        !serve_control(&s, &control).await.unwrap(),
+        "no task: nothing served"
+    );
+    assert_eq!((answered.num_calls(), refused.num_calls()), (1, 1));
+}
+
+/// The builder agent (P9) serves an activity unchanged: it takes the task, builds, and
+/// the service sees the task closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_agent_serves_an_activity() {
+    use hgauto_core::agent::{Agent, AgentContext, Iteration};
+    let clock = ManualClock::default();
+    let fake = FakeSfn::new(clock.clone(), TTL);
+    let server = fake.serve().await;
+    fake.offer(json!({"task": "build-debug", "step": "build", "cell": {"variant": "debug"}}));
+    let source = SfnActivitySource::new(
+        sfn_client(&server.uri()),
+        format!("{ARN_PREFIX}greet-release-builder"),
+    )
+    .with_clock(Arc::new(clock.clone()))
+    .with_heartbeat_timeout(TTL);
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::builder(Arc::new(source), dir.path().join("state"))
+        .build(|job: Job, _ctx: AgentContext| async move {
+            Ok(JobOutcome::Succeeded {
+                summary: format!("built {}", job.attributes["variant"]),
+            })
+        })
+        .build_agent()
+        .unwrap();
+    match agent.run_once().await.unwrap() {
+        Iteration::Built { job, reported, .. } => {
+            assert_eq!(job, "build-debug");
+            assert!(reported);
+        }
+        other => panic!("expected a build, got {other:?}"),
+    }
+    // Closed: nothing is offered again, even after the heartbeat timeout.
+    clock.advance(TTL * 2);
+    assert!(matches!(agent.run_once().await.unwrap(), Iteration::Idle));
 }

@@ -7,9 +7,9 @@
 //! failed, its `should_run` check (a Choice on the control worker's answer), a request for
 //! a worker, and the Task state on the kind's activity with the step kind's Retry and a
 //! Catch. Every outcome, failures included, is written under `$.levels`, so one failing
-//! cell never stops the others. `Health` waits, asks the control worker to start workers
-//! for kinds with waiting tasks and none alive, and loops until the control worker says
-//! the run is finished. The tail is `NormalizeResults` (one record per task) and
+//! cell never stops the others; `Work done` tells the control worker the work is over.
+//! `Health` waits, asks the control worker ([`super::control`]) to start workers for kinds
+//! with work and none alive, and loops until the control worker says the work is done. The tail is `NormalizeResults` (one record per task) and
 //! `CheckForFailures` (fails the execution when any task failed).
 
 use std::collections::BTreeMap;
@@ -119,7 +119,21 @@ pub fn definition(
         merge(&mut state, next);
         work.insert(format!("Level {l}"), state);
     }
-    work.insert("Work done".into(), json!({"Type": "Pass", "End": true}));
+    // Tells the control worker that this execution's work is over, which ends the health
+    // loop (a Parallel branch cannot see its sibling).
+    work.insert(
+        "Work done".into(),
+        json!({
+            "Type": "Task",
+            "Resource": activities.control,
+            "Parameters": {"action": "work-done", "pipeline": p.name, "execution.$": "$$.Execution.Id"},
+            "ResultPath": null,
+            "Retry": retriers(&RetryPolicy::cheap()),
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Work end"}],
+            "Next": "Work end"
+        }),
+    );
+    work.insert("Work end".into(), json!({"Type": "Succeed"}));
     let work_start = if depth == 0 { "Work done" } else { "Level 0" };
 
     let control = &activities.control;
@@ -295,7 +309,10 @@ fn task_branch(
             json!({
                 "Type": "Task",
                 "Resource": a.control,
-                "Parameters": {"action": "start-worker", "kind": kind, "activity": resource, "pipeline": p.name},
+                "Parameters": {
+                    "action": "start-worker", "kind": kind, "activity": resource,
+                    "pipeline": p.name, "execution.$": "$$.Execution.Id"
+                },
                 "ResultPath": null,
                 "Retry": retriers(&RetryPolicy::cheap()),
                 "Catch": catch(s_failed.clone()),

@@ -6,25 +6,24 @@ use crate::artifact::Artifact;
 use crate::error::{Error, Result};
 
 use super::prepare::PreparedCheck;
-use super::shared::Shared;
 use super::step::{ShouldRun, StepContext};
 
 /// Runs a task's `should_run` check: `Some(reason)` means already done.
+/// `should_run` is the step's own check (for function checks), `check` the task's filled-in
+/// one.
 pub(crate) async fn run_check(
-    shared: &Shared,
-    task: usize,
+    should_run: &ShouldRun,
     check: PreparedCheck,
     ctx: StepContext,
 ) -> Result<Option<String>> {
     match check {
         PreparedCheck::None => Ok(None),
-        PreparedCheck::Function => match &shared.pipeline.steps[shared.tasks[task].step].should_run
-        {
+        PreparedCheck::Function => match should_run {
             ShouldRun::Function(f) => f(ctx).await,
             _ => Ok(None),
         },
         PreparedCheck::Command(argv) => {
-            let what = format!("should_run check of {}", shared.tasks[task].name);
+            let what = format!("should_run check of {}", ctx.task);
             let Some((program, args)) = argv.split_first() else {
                 return Err(Error::invalid(what, "is an empty command"));
             };

@@ -15,6 +15,7 @@
 
 pub mod asl;
 mod checks;
+pub mod control;
 mod definition;
 mod engine;
 mod file;
@@ -27,6 +28,7 @@ mod shared;
 mod step;
 mod worker;
 
+pub use control::Control;
 pub use definition::{Pipeline, PipelineBuilder, WorkerKind};
 pub use engine::{LineHook, Runner, TaskHook};
 pub use file::{Dimensions, KindFile, PipelineFile, PublishedFile, StepFile, SyncFile, WorkerFile};

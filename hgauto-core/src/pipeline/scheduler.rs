@@ -240,7 +240,8 @@ impl Coordinator {
         }
         let ctx = shared.context(task, 0);
         tokio::spawn(async move {
-            let result = run_check(&shared, task, check, ctx).await;
+            let step = &shared.pipeline.steps[shared.tasks[task].step];
+            let result = run_check(&step.should_run, check, ctx).await;
             shared.send(Event::Checked { task, result });
         });
     }
