@@ -105,7 +105,10 @@ async fn control_answers_checks_functions_starts_and_health_checks() {
         .unwrap();
     assert_eq!(hc, json!({"finished": false, "started": []}));
     // The worker is lost: the health check starts another.
-    provider.terminate(&[first.clone()]).await.unwrap();
+    provider
+        .terminate(std::slice::from_ref(&first))
+        .await
+        .unwrap();
     let hc = control
         .handle(&json!({"action": "health-check", "execution": "e1"}))
         .await
