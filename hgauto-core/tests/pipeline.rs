@@ -407,6 +407,36 @@ async fn a_worker_lost_mid_task_is_replaced_by_the_health_check() {
     no_machines_left(&f.provider).await;
 }
 
+/// A worker with nothing to do for its idle timeout shuts down while the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_shut_down_while_others_work() {
+    let f = fixture();
+    let p = Pipeline::builder("idle")
+        .worker("quick", WorkerKind::new(MachineSpec::linux()))
+        .worker("slow", WorkerKind::new(MachineSpec::linux()))
+        .step(Step::command("a", "quick", StepCommand::argv(["true"])))
+        .step(Step::command(
+            "b",
+            "slow",
+            StepCommand::argv(["sleep", "2"]),
+        ))
+        .build()
+        .unwrap();
+    let result = runner(&f, p)
+        .idle_timeout(Duration::from_millis(300))
+        .run()
+        .await
+        .unwrap();
+    assert!(result.ok, "{}", result.failure_summary());
+    let ended: BTreeMap<&str, &str> = result
+        .workers
+        .iter()
+        .map(|w| (w.kind.as_str(), w.ended.as_str()))
+        .collect();
+    assert_eq!(ended, [("quick", "idle"), ("slow", "finished")].into());
+    no_machines_left(&f.provider).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_mode_runs_dummy_bodies_on_real_workers_without_skips() {
     let f = fixture();
