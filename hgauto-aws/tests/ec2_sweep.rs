@@ -244,3 +244,65 @@ async fn a_sweep_during_an_image_build_leaves_the_build_alone() {
     assert!(sweeps >= 5, "only {sweeps} sweeps ran during the build");
     p.purge().await.unwrap();
 }
+
+/// A pipeline's control worker starts an on-demand worker on EC2 that boots HHVM's
+/// `worker.sh` for its activity (user data), labelled with the activity.
+#[tokio::test]
+async fn control_starts_ec2_workers_with_the_worker_script() {
+    use base64::Engine as _;
+    use hgauto_core::pipeline::{Control, Pipeline, Step, StepCommand, WorkerBoot, WorkerKind};
+    let (_moto, _state, p, spec) = linux_micros().await;
+    let pipeline = Pipeline::builder("fleet")
+        .worker("builder", WorkerKind::new(spec))
+        .step(Step::command(
+            "build",
+            "builder",
+            StepCommand::argv(["make"]),
+        ))
+        .build()
+        .unwrap();
+    let p = std::sync::Arc::new(p);
+    let control = Control::new(pipeline, Default::default())
+        .unwrap()
+        .provider(p.clone())
+        .worker_boot(WorkerBoot {
+            region: "us-east-1".into(),
+            task_script: "make -C /src build".into(),
+            init: None,
+            idle_polls: 10,
+        });
+    let activity = "arn:aws:states:us-east-1:123456789012:activity:fleet-builder";
+    let out = control
+        .handle(
+            &serde_json::json!({"action": "start-worker", "kind": "builder", "activity": activity}),
+        )
+        .await
+        .unwrap();
+    let id = out["machine"].as_str().unwrap().to_owned();
+    let attr = p
+        .client()
+        .describe_instance_attribute()
+        .instance_id(&id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = attr.user_data().and_then(|v| v.value()).unwrap_or_default();
+    let script = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        script.contains(&format!("export ACTIVITY_ARN='{activity}'")),
+        "{script}"
+    );
+    assert!(script.contains("TASK_SCRIPT='make -C /src build'"));
+    let tagged = live_instances(&p, "hgauto-").await[0]
+        .tags()
+        .iter()
+        .any(|t| t.key() == Some("hgauto-activity") && t.value() == Some(activity));
+    assert!(tagged, "the worker is tagged with its activity");
+    p.purge().await.unwrap();
+}

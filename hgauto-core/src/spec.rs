@@ -24,6 +24,11 @@ pub struct MachineSpec {
     pub lifetime: Duration,
     /// Free-form labels, recorded as tags where the provider supports them.
     pub labels: BTreeMap<String, String>,
+    /// A script the machine runs at first boot (EC2 user data), for machines that start
+    /// their own work, such as a pipeline's on-demand workers. Providers without a boot
+    /// script (local, SSH hosts) refuse a spec that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
 }
 
 impl MachineSpec {
@@ -44,6 +49,7 @@ impl MachineSpec {
             instance_type: None,
             lifetime: Duration::from_secs(2 * 3600),
             labels: BTreeMap::new(),
+            user_data: None,
         }
     }
 
@@ -62,6 +68,12 @@ impl MachineSpec {
     /// Sets the lifetime after which a sweep may remove the machine.
     pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
+        self
+    }
+
+    /// Sets the first-boot script (EC2 user data).
+    pub fn with_user_data(mut self, script: impl Into<String>) -> Self {
+        self.user_data = Some(script.into());
         self
     }
 

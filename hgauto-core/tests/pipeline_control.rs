@@ -145,4 +145,21 @@ async fn control_answers_checks_functions_starts_and_health_checks() {
         assert!(!e.retry, "{bad}: {e:?}");
     }
     provider.purge().await.unwrap();
+
+    // The local provider has no first boot to run HHVM's worker.sh at: refused, not ignored.
+    let booted = Control::new(pipeline(&published), BTreeMap::new())
+        .unwrap()
+        .provider(provider.clone())
+        .worker_boot(hgauto_core::pipeline::WorkerBoot {
+            region: "us-east-1".into(),
+            task_script: "make".into(),
+            init: None,
+            idle_polls: 1,
+        });
+    let e = booted
+        .handle(&json!({"action": "start-worker", "kind": "builder", "activity": activity}))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("user data"), "{e:?}");
+    assert!(provider.list_managed().await.unwrap().is_empty());
 }

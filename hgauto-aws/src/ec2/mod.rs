@@ -350,7 +350,10 @@ impl ResourceProvider for Ec2Provider {
                 lifetime: spec.lifetime,
                 name: format!("{}machine", self.cfg.prefix),
                 shutdown: ShutdownBehavior::Terminate,
-                user_data: None,
+                user_data: spec.user_data.as_ref().map(|script| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(script)
+                }),
                 role: None,
                 instance_profile,
                 labels: &spec.labels,

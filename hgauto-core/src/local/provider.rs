@@ -249,6 +249,12 @@ impl ResourceProvider for LocalProvider {
                 what: format!("{} machines", spec.platform),
             });
         }
+        if spec.user_data.is_some() {
+            return Err(Error::NotSupported {
+                backend: "local provider".into(),
+                what: "first-boot scripts (user data)".into(),
+            });
+        }
         // Validate everything before creating anything.
         let template = match &spec.image {
             Some(image) => {

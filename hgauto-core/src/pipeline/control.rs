@@ -40,12 +40,26 @@ struct State {
     workers: BTreeMap<String, (Vec<String>, String)>,
 }
 
+/// How workers started by the control worker boot: HHVM's `worker.sh` as user data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerBoot {
+    /// The AWS region the worker's `aws` CLI talks to.
+    pub region: String,
+    /// What the worker runs per task (the task's input is in `HGAUTO_TASK_INPUT`).
+    pub task_script: String,
+    /// Run once first; may define `cleanup()`.
+    pub init: Option<String>,
+    /// Empty long polls in a row after which the worker powers off.
+    pub idle_polls: u32,
+}
+
 /// Answers control requests for one pipeline (see the [module docs](self)).
 pub struct Control {
     pipeline: Pipeline,
     tasks: HashMap<String, (Task, Prepared)>,
     inputs: BTreeMap<String, String>,
     provider: Option<Arc<dyn ResourceProvider>>,
+    boot: Option<WorkerBoot>,
     state: Mutex<State>,
 }
 
@@ -81,6 +95,7 @@ impl Control {
             tasks,
             inputs,
             provider: None,
+            boot: None,
             state: Mutex::new(State::default()),
         })
     }
@@ -88,6 +103,13 @@ impl Control {
     /// Where `start-worker` and the health check provision workers.
     pub fn provider(mut self, provider: Arc<dyn ResourceProvider>) -> Self {
         self.provider = Some(provider);
+        self
+    }
+
+    /// Boots the workers it starts with [`worker_user_data`](super::asl::worker_user_data)
+    /// for their activity (unless the worker kind's spec has user data of its own).
+    pub fn worker_boot(mut self, boot: WorkerBoot) -> Self {
+        self.boot = Some(boot);
         self
     }
 
@@ -207,11 +229,20 @@ impl Control {
                 self.pipeline.name
             ))
         })?;
-        let spec = worker
+        let mut spec = worker
             .spec
             .clone()
             .with_label(ACTIVITY_LABEL, activity)
             .with_label("hgauto-pipeline", &self.pipeline.name);
+        if let (Some(b), None) = (&self.boot, &spec.user_data) {
+            spec = spec.with_user_data(super::asl::worker_user_data(
+                activity,
+                &b.region,
+                &b.task_script,
+                b.init.as_deref(),
+                b.idle_polls,
+            ));
+        }
         let machines = provider
             .provision(&spec, 1)
             .await

@@ -28,7 +28,7 @@ mod shared;
 mod step;
 mod worker;
 
-pub use control::Control;
+pub use control::{Control, WorkerBoot};
 pub use definition::{Pipeline, PipelineBuilder, WorkerKind};
 pub use engine::{LineHook, Runner, TaskHook};
 pub use file::{Dimensions, KindFile, PipelineFile, PublishedFile, StepFile, SyncFile, WorkerFile};
