@@ -590,6 +590,9 @@ class SelfUpdate:
     def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:
         """A Nagios-style check: exit code and one-line message."""
 
+def _cli_main(argv: Sequence[str]) -> int:
+    """Runs the hgauto command line with argv (program name first); returns its exit code."""
+
 @final
 class Pipeline:
     """Steps over a matrix of dimensions, run by the embedded engine: workers per kind on

@@ -1,0 +1,69 @@
+//! Output: logging levels, `--json` documents, and progress bars that only draw on a
+//! terminal.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// The `hgauto` field of every JSON document: bumped when a document's shape changes.
+pub const JSON_VERSION: u32 = 1;
+
+/// `-q` shows errors only, the default warnings, `-v` info, `-vv` debug (`RUST_LOG` wins).
+pub fn init_logging(quiet: bool, verbose: u8) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints `{"hgauto": 1, "command": command, ...data}` on one line.
+pub fn print_json(command: &str, data: &impl Serialize) {
+    let mut doc = serde_json::json!({"hgauto": JSON_VERSION, "command": command});
+    if let (Some(d), Ok(serde_json::Value::Object(extra))) =
+        (doc.as_object_mut(), serde_json::to_value(data))
+    {
+        d.extend(extra);
+    }
+    println!("{doc}");
+}
+
+/// A spinner with a message, drawn only when stderr is a terminal and output is not JSON.
+pub fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if json || quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    bar.set_message(message.into());
+    bar
+}
+
+/// A bar of `len` steps, drawn only on a terminal.
+pub fn bar(json: bool, quiet: bool, len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if json || quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+    }
+    bar
+}
