@@ -310,7 +310,7 @@ fn the_demo_definition_matches_its_reviewed_snapshot() {
         Duration::from_secs(300),
     )
     .unwrap();
-    let text = serde_json::to_string_pretty(&def).unwrap() + "\n";
+    let text = hgauto_core::pipeline::canonical_json(&def);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/release.asl.json");
     if std::env::var_os("HGAUTO_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &text).unwrap();

@@ -618,7 +618,7 @@ fn published_schemas_match_the_code() {
         ("pipeline-result.schema.json", RunResult::json_schema()),
     ] {
         let path = root.join(file);
-        let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        let text = hgauto_core::pipeline::canonical_json(&schema);
         if std::env::var_os("HGAUTO_UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &text).unwrap();
         }

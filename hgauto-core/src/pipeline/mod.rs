@@ -43,3 +43,25 @@ pub use step::{
     Body, BoxFuture, Outputs, ShouldRun, SkipFn, Step, StepCommand, StepContext, StepFailure,
     StepFn, StepKind, SyncDir,
 };
+
+/// `v` as pretty JSON with every object's keys sorted: the same text whether or not
+/// serde_json keeps insertion order (its `preserve_order` feature, which another crate in
+/// a build may turn on), for committed snapshots such as the schemas and ASL definitions.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k]));
+                }
+                serde_json::Value::Object(out)
+            }
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string_pretty(&sorted(v)).unwrap_or_default() + "\n"
+}
