@@ -42,14 +42,19 @@ fn python() -> PathBuf {
 }
 
 fn main() {
-    let runs: usize = std::env::var("HGAUTO_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let runs: usize = std::env::var("HGAUTO_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let bin = env!("CARGO_BIN_EXE_hgauto");
     let state = tempfile::tempdir().unwrap();
     let hgauto = |args: &'static [&'static str]| {
         let state = state.path().to_owned();
         move || {
             let mut c = Command::new(bin);
-            c.args(args).env("HGAUTO_STATE_DIR", &state).env_remove("HGAUTO_CONFIG");
+            c.args(args)
+                .env("HGAUTO_STATE_DIR", &state)
+                .env_remove("HGAUTO_CONFIG");
             c
         }
     };
@@ -60,14 +65,26 @@ fn main() {
         c
     });
     println!("{:<40} {:>10} {:>8}", "case", "median", "ratio");
-    println!("{:<40} {:>8.1}ms {:>8}", "python -c \"import boto3\"", boto3.as_secs_f64() * 1e3, "1.00x");
-    for (name, args) in [("hgauto --help", &["--help"][..]), ("hgauto list (empty state dir)", &["list"][..])] {
+    println!(
+        "{:<40} {:>8.1}ms {:>8}",
+        "python -c \"import boto3\"",
+        boto3.as_secs_f64() * 1e3,
+        "1.00x"
+    );
+    for (name, args) in [
+        ("hgauto --help", &["--help"][..]),
+        ("hgauto list (empty state dir)", &["list"][..]),
+    ] {
         let d = time(runs, hgauto(args));
         println!(
             "{name:<40} {:>8.1}ms {:>7.3}x   goal < 20 ms: {}",
             d.as_secs_f64() * 1e3,
             d.as_secs_f64() / boto3.as_secs_f64(),
-            if d < Duration::from_millis(20) { "met" } else { "MISSED" }
+            if d < Duration::from_millis(20) {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
 }

@@ -666,13 +666,21 @@ fn on_a_terminal_the_spinner_draws_and_ctrl_c_cleans_up() {
         if drawn && e.local_machines().iter().any(|r| r["exists"] == true) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no spinner: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spinner: {}",
+            String::from_utf8_lossy(&seen)
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let started = std::time::Instant::now();
     child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     let status = child.wait().unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "Ctrl-C took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "Ctrl-C took {:?}",
+        started.elapsed()
+    );
     assert!(!status.success(), "interrupted: {status:?}");
     assert!(
         e.local_machines().iter().all(|r| r["exists"] == false),
@@ -699,7 +707,7 @@ max_workers = 2
 name = "package"
 worker = "builder"
 over = ["py", "arch"]
-run = ["sh", "-c", "mkdir -p out && echo $2 > out/pkg-$2-py$0-$1.zip", "{py}", "{arch}", "{revision}"]
+run = ["sh", "-c", "rm -rf out && mkdir -p out && echo $2 > out/pkg-$2-py$0-$1.zip", "{py}", "{arch}", "{revision}"]
 collect = ["out/*.zip"]
 "#,
     )
@@ -713,9 +721,17 @@ collect = ["out/*.zip"]
     got.sort();
     assert_eq!(
         got,
-        ["pkg-6.5.1-py3.11-x64.zip", "pkg-6.5.1-py3.11-x86.zip", "pkg-6.5.1-py3.12-x64.zip", "pkg-6.5.1-py3.12-x86.zip"]
+        [
+            "pkg-6.5.1-py3.11-x64.zip",
+            "pkg-6.5.1-py3.11-x86.zip",
+            "pkg-6.5.1-py3.12-x64.zip",
+            "pkg-6.5.1-py3.12-x86.zip"
+        ]
     );
-    assert_eq!(std::fs::read_to_string(e.path("dist/pkg-6.5.1-py3.12-x64.zip")).unwrap(), "6.5.1\n");
+    assert_eq!(
+        std::fs::read_to_string(e.path("dist/pkg-6.5.1-py3.12-x64.zip")).unwrap(),
+        "6.5.1\n"
+    );
     assert!(e.path("build-out/report.html").exists());
     // Without the revision the recipe's placeholder is unknown: bad input, nothing built.
     let out = e.run(&["build", "windows-packages.toml", "--dist", "dist2"]);
@@ -726,7 +742,14 @@ collect = ["out/*.zip"]
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .current_dir(dir)
         .output()
@@ -750,7 +773,10 @@ fn checkout_and_self_update_check() {
     let out = e.run(&["--json", "checkout", &url, "wc", "--branch", "main"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(json(&out)["revision"], head.as_str());
-    assert_eq!(std::fs::read_to_string(e.path("wc/README")).unwrap(), "v1\n");
+    assert_eq!(
+        std::fs::read_to_string(e.path("wc/README")).unwrap(),
+        "v1\n"
+    );
 
     std::fs::write(
         e.path("update.toml"),
@@ -764,8 +790,16 @@ fn checkout_and_self_update_check() {
     let out = e.run(&["--json", "self-update", "check", "update.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(json(&out)["outcome"], "in_sync");
-    std::fs::write(e.path("bad-update.toml"), "state_dir = \"x\"\nrepositorys = []\n").unwrap();
+    std::fs::write(
+        e.path("bad-update.toml"),
+        "state_dir = \"x\"\nrepositorys = []\n",
+    )
+    .unwrap();
     let out = e.run(&["self-update", "check", "bad-update.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("did you mean \"repositories\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did you mean \"repositories\""),
+        "{}",
+        text(&out.stderr)
+    );
 }

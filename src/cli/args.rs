@@ -332,7 +332,8 @@ pub enum SelfUpdateCmd {
     #[command(after_help = "Example:\n  hgauto self-update check /etc/hgauto/self-update.toml")]
     Check {
         /// The self-update config (TOML: state_dir, repositories, quiet_window_secs...).
-        config: PathBuf,
+        #[arg(value_name = "CONFIG")]
+        file: PathBuf,
     },
     /// Poll forever, every `--every` seconds.
     #[command(
@@ -340,7 +341,8 @@ pub enum SelfUpdateCmd {
     )]
     Watch {
         /// The self-update config.
-        config: PathBuf,
+        #[arg(value_name = "CONFIG")]
+        file: PathBuf,
         /// Seconds between polls.
         #[arg(long, default_value_t = 60)]
         every: u64,

@@ -258,8 +258,8 @@ fn outcome_json(o: &PollOutcome) -> serde_json::Value {
 /// `self-update check|watch`.
 pub async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
     let (config, every) = match cmd {
-        SelfUpdateCmd::Check { config } => (config, None),
-        SelfUpdateCmd::Watch { config, every } => (config, Some(every)),
+        SelfUpdateCmd::Check { file } => (file, None),
+        SelfUpdateCmd::Watch { file, every } => (file, Some(every)),
     };
     let u = updater(&config)?;
     loop {

@@ -43,6 +43,7 @@ __all__ = [
     "RunResult",
     "SelfUpdate",
     "Pipeline",
+    "_cli_main",
     "S3Publisher",
     "SqsJobSource",
     "SshMachine",
