@@ -366,20 +366,15 @@ impl ResourceProvider for HostsProvider {
 
     async fn extend_deadline(&self, ids: &[String], until: u64) -> Result<()> {
         for id in ids {
-            let mut rec = self.ledger.get(id)?.ok_or_else(|| Error::NotFound {
-                what: format!("host lease {id}"),
-            })?;
-            rec.deadline = Some(until);
-            self.ledger.record(&rec)?;
+            self.ledger
+                .update(id, "host lease", |r| r.deadline = Some(until))?;
         }
         Ok(())
     }
 
     async fn set_label(&self, id: &str, label: &str) -> Result<()> {
-        let mut rec = self.ledger.get(id)?.ok_or_else(|| Error::NotFound {
-            what: format!("host lease {id}"),
-        })?;
-        rec.details.insert("name".into(), label.to_owned());
-        self.ledger.record(&rec)
+        self.ledger.update(id, "host lease", |r| {
+            r.details.insert("name".into(), label.to_owned());
+        })
     }
 }

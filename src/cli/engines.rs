@@ -10,11 +10,11 @@ use serde_json::json;
 use hgauto_core::agent::{Agent, CommandBuild, Iteration};
 use hgauto_core::pipeline::{asl, Mode, PipelineFile, RunResult, Runner, Selection};
 use hgauto_core::selfupdate::{PollOutcome, SelfUpdate, UpdateRepo};
-use hgauto_core::{DirJobSource, Error, MachineSpec, Result, Stream, Vcs};
+use hgauto_core::{DirJobSource, Error, MachineSpec, Result, Vcs};
 
 use super::args::{AgentCmd, PipelineCmd, SelfUpdateCmd};
 use super::config::Context;
-use super::output::{bar, print_json};
+use super::output::{print_json, run_pipeline};
 
 fn show_result(ctx: &Context, command: &str, result: &RunResult, out: Option<&Path>) -> i32 {
     if ctx.json {
@@ -73,28 +73,11 @@ pub async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
                 runner = runner.input(k, v);
             }
             // Checked before any machine: the selection and every placeholder.
-            let total = runner.plan()?.len() as u64;
+            runner.plan()?;
             if mode != Mode::Local {
                 runner = runner.provider(ctx.provider().await?);
             }
-            let progress = bar(ctx.json, ctx.quiet, total);
-            let (lines, done, json) = (progress.clone(), progress.clone(), ctx.json);
-            let result = runner
-                .on_line(move |task, stream, line| {
-                    if !json {
-                        lines.suspend(|| match stream {
-                            Stream::Stdout => println!("[{task}] {line}"),
-                            Stream::Stderr => eprintln!("[{task}] {line}"),
-                        });
-                    }
-                })
-                .on_task(move |task, state, _| {
-                    done.inc(1);
-                    done.set_message(format!("{task}: {state:?}").to_lowercase());
-                })
-                .run()
-                .await?;
-            progress.finish_and_clear();
+            let result = run_pipeline(runner, ctx.json, ctx.quiet).await?;
             Ok(show_result(ctx, "pipeline run", &result, Some(&out)))
         }
         PipelineCmd::Export {

@@ -37,33 +37,67 @@ pub fn print_json(command: &str, data: &impl Serialize) {
     println!("{doc}");
 }
 
-/// A spinner with a message, drawn only when stderr is a terminal and output is not JSON.
-pub fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressBar {
-    let bar = ProgressBar::new_spinner();
+/// `bar` drawn with `template` when stderr is a terminal and output is not JSON or quiet;
+/// hidden otherwise.
+fn drawn(bar: ProgressBar, json: bool, quiet: bool, template: &str) -> ProgressBar {
     if json || quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     } else {
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {wide_msg} {elapsed}")
+            ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
     }
+    bar
+}
+
+/// A spinner with a message (see [`drawn`]).
+pub fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressBar {
+    let bar = drawn(
+        ProgressBar::new_spinner(),
+        json,
+        quiet,
+        "{spinner} {wide_msg} {elapsed}",
+    );
     bar.set_message(message.into());
     bar
 }
 
-/// A bar of `len` steps, drawn only on a terminal.
+/// A bar of `len` steps (see [`drawn`]).
 pub fn bar(json: bool, quiet: bool, len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if json || quiet || !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    } else {
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{pos}/{len}] {wide_msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-    }
-    bar
+    drawn(
+        ProgressBar::new(len),
+        json,
+        quiet,
+        "{spinner} [{pos}/{len}] {wide_msg} {elapsed}",
+    )
+}
+
+/// Runs a pipeline with a bar of its tasks and every output line printed, prefixed by its
+/// task (none with `--json`).
+pub async fn run_pipeline(
+    runner: hgauto_core::pipeline::Runner,
+    json: bool,
+    quiet: bool,
+) -> hgauto_core::Result<hgauto_core::pipeline::RunResult> {
+    let progress = bar(json, quiet, runner.plan()?.len() as u64);
+    let (lines, done) = (progress.clone(), progress.clone());
+    let result = runner
+        .on_line(move |task, stream, line| {
+            if !json {
+                lines.suspend(|| match stream {
+                    hgauto_core::Stream::Stdout => println!("[{task}] {line}"),
+                    hgauto_core::Stream::Stderr => eprintln!("[{task}] {line}"),
+                });
+            }
+        })
+        .on_task(move |task, state, _| {
+            done.inc(1);
+            done.set_message(format!("{task}: {state:?}").to_lowercase());
+        })
+        .run()
+        .await;
+    progress.finish_and_clear();
+    result
 }

@@ -15,7 +15,7 @@ use hgauto_core::{
 use super::args::{BuildArgs, RunArgs, RunTestsArgs};
 use super::config::Context;
 use super::exit::status_code;
-use super::output::{bar, print_json, spinner};
+use super::output::{print_json, run_pipeline, spinner};
 
 /// `run`.
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
@@ -177,27 +177,7 @@ async fn collect(
     dest: &Path,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, "localhost", e))?;
-    let names: Vec<String> = match m.platform() {
-        Platform::Windows => vec![pattern.to_owned()],
-        Platform::Linux => {
-            // The pattern is an argument, expanded by globbing only (IFS is empty).
-            let mut list = Command::new("sh").args([
-                "-c",
-                "IFS=; for f in $1; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; exit 0",
-                "sh",
-                pattern,
-            ]);
-            if in_src {
-                list = list.current_dir("src");
-            }
-            m.exec(&list)
-                .await?
-                .stdout_str()
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        }
-    };
+    let names = hgauto_core::machine::matching_files(m, pattern, in_src.then_some("src")).await?;
     let mut got = Vec::new();
     for name in names {
         let base = name.rsplit(['/', '\\']).next().unwrap_or("");
@@ -244,29 +224,13 @@ pub async fn run_tests(ctx: &Context, a: RunTestsArgs) -> Result<i32> {
 /// collected lands in `--dist`.
 pub async fn build(ctx: &Context, a: BuildArgs) -> Result<i32> {
     let pipeline = PipelineFile::read(&a.recipe)?.into_pipeline(&Default::default())?;
-    let mut runner = Runner::new(pipeline, &a.out).provider(ctx.provider().await?);
+    let mut runner = Runner::new(pipeline, &a.out);
     if let Some(r) = &a.revision {
         runner = runner.input("revision", r);
     }
-    let progress = bar(ctx.json, ctx.quiet, runner.plan()?.len() as u64);
-    let (lines, done) = (progress.clone(), progress.clone());
-    let json = ctx.json;
-    let result = runner
-        .on_line(move |task, stream, line| {
-            if !json {
-                lines.suspend(|| match stream {
-                    Stream::Stdout => println!("[{task}] {line}"),
-                    Stream::Stderr => eprintln!("[{task}] {line}"),
-                });
-            }
-        })
-        .on_task(move |task, state, _| {
-            done.inc(1);
-            done.set_message(format!("{task}: {state:?}").to_lowercase());
-        })
-        .run()
-        .await?;
-    progress.finish_and_clear();
+    // Checked before any machine: the recipe's placeholders and the revision.
+    runner.plan()?;
+    let result = run_pipeline(runner.provider(ctx.provider().await?), ctx.json, ctx.quiet).await?;
     std::fs::create_dir_all(&a.dist).map_err(|e| Error::io("create", &a.dist, "localhost", e))?;
     let mut artifacts = Vec::new();
     for t in result.tasks().filter(|t| t.state == TaskState::Succeeded) {
