@@ -2,7 +2,7 @@
 //! directory queue, against the bare `next` + `report` loop over the same queue.
 //!
 //! ```text
-//! cargo bench --bench agent_overhead      # HGAUTO_BENCH_JOBS to change the count
+//! cargo bench --no-default-features --bench agent_overhead      # HGAUTO_BENCH_JOBS to change the count
 //! ```
 //!
 //! Both sides get a fresh queue on /dev/shm (when it exists), filled before the clock

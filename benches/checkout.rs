@@ -2,7 +2,7 @@
 //! fresh clone (`git clone` / `hg clone`), for git and Mercurial.
 //!
 //! ```text
-//! cargo bench --bench checkout
+//! cargo bench --no-default-features --bench checkout
 //! ```
 //!
 //! Each repository has 2,000 commits over 500 files (git: `fast-import`; hg:

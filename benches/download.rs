@@ -2,7 +2,7 @@
 //! `curl -o f && sha256sum f`, from a local nginx (the test harness's), into tmpfs.
 //!
 //! ```text
-//! cargo bench --features conformance --bench download
+//! cargo bench --no-default-features --features conformance --bench download
 //! ```
 //!
 //! The file (512 MB by default, `HGAUTO_BENCH_MB` to change) is served from the page cache;

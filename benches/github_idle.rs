@@ -5,7 +5,7 @@
 //! requests.
 //!
 //! ```text
-//! cargo bench --features github --bench github_idle
+//! cargo bench --no-default-features --features github --bench github_idle
 //! ```
 //!
 //! Goal: one request and no status write per idle round.

@@ -3,7 +3,7 @@
 //! Python (`benches/job_queue.py`: flock, listing, rename).
 //!
 //! ```text
-//! cargo bench --bench job_queue       # HGAUTO_BENCH_JOBS to change the count
+//! cargo bench --no-default-features --bench job_queue       # HGAUTO_BENCH_JOBS to change the count
 //! ```
 //!
 //! Each side gets a fresh queue on /dev/shm (when it exists, so the disk does not decide),

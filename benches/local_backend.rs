@@ -1,7 +1,7 @@
 //! Side-by-side benchmark of the local backend against the tools it replaces.
 //!
 //! ```text
-//! cargo bench --bench local_backend
+//! cargo bench --no-default-features --bench local_backend
 //! ```
 //!
 //! 1. 1,000 sequential `true` commands: `LocalMachine::exec` vs a Python

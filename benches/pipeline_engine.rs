@@ -1,7 +1,7 @@
 //! The pipeline engine against GNU make, the DAG runner every release script already has.
 //!
 //! ```text
-//! cargo bench --bench pipeline_engine
+//! cargo bench --no-default-features --bench pipeline_engine
 //! ```
 //!
 //! 1. Engine overhead: 10,000 no-op tasks in one pipeline (function bodies, no machine),

@@ -3,7 +3,7 @@
 //! file is already there (`twine upload --skip-existing`).
 //!
 //! ```text
-//! cargo bench --features conformance --bench pypi_upload   # needs .venv-test (pypiserver, twine)
+//! cargo bench --no-default-features --features conformance --bench pypi_upload   # needs .venv-test (pypiserver, twine)
 //! ```
 //!
 //! 20 wheels of 1 MiB of random data each (`HGAUTO_BENCH_WHEELS`, `HGAUTO_BENCH_KB` to

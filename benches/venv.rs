@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ./scripts/test-all   # once: installs uv and virtualenv into .venv-test
-//! cargo bench --features conformance --bench venv
+//! cargo bench --no-default-features --features conformance --bench venv
 //! ```
 //!
 //! Each number is the median of 5 runs into fresh directories (on /dev/shm when it

@@ -37,6 +37,11 @@ pub use hgauto_ssh as ssh;
 #[cfg(feature = "aws")]
 pub use hgauto_aws as aws;
 
+/// The `hgauto` command line (feature `cli`, on by default): what `src/bin/hgauto.rs` and
+/// the Python wheel's `hgauto` entry point run.
+#[cfg(feature = "cli")]
+pub mod cli;
+
 /// The README's examples, compiled as doctests so they stay true (with every feature, as
 /// `scripts/test-all` runs them).
 #[doc = include_str!("../README.md")]

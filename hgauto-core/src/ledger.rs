@@ -94,6 +94,21 @@ impl Ledger {
         }
     }
 
+    /// Changes the record for `id` with `change` and writes it back; `NotFound` naming
+    /// `what` when there is none.
+    pub fn update(
+        &self,
+        id: &str,
+        what: &str,
+        change: impl FnOnce(&mut LedgerRecord),
+    ) -> Result<()> {
+        let mut rec = self.get(id)?.ok_or_else(|| Error::NotFound {
+            what: format!("{what} {id}"),
+        })?;
+        change(&mut rec);
+        self.record(&rec)
+    }
+
     /// All records, oldest first.
     pub fn records(&self) -> Result<Vec<LedgerRecord>> {
         let mut out = Vec::new();

@@ -53,6 +53,7 @@ pub mod retry;
 pub mod selfupdate;
 pub mod session;
 pub mod spec;
+pub mod suggest;
 pub mod task;
 pub mod venv;
 

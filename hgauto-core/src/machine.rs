@@ -83,3 +83,30 @@ pub struct SyncReport {
     /// Remote entries removed (only with [`SyncOptions::delete`]).
     pub deleted: u64,
 }
+
+/// The regular files on `machine` that `pattern` (a path, or a `*`/`?` pattern) matches,
+/// relative to `dir` (the machine's home when `None`), in the shell's order. On Windows the
+/// pattern is taken as a literal path. The pattern reaches `sh` as an argument and is
+/// expanded by globbing only: no word splitting and no command substitution.
+pub async fn matching_files(
+    machine: &dyn RemoteMachine,
+    pattern: &str,
+    dir: Option<&str>,
+) -> Result<Vec<String>> {
+    if machine.platform() == Platform::Windows {
+        return Ok(vec![pattern.to_owned()]);
+    }
+    let mut list = Command::new("sh")
+        .args([
+            "-c",
+            "IFS=; for f in $1; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; exit 0",
+            "sh",
+            pattern,
+        ])
+        .timeout(Duration::from_secs(60));
+    if let Some(dir) = dir {
+        list = list.current_dir(dir);
+    }
+    let out = machine.exec(&list).await?;
+    Ok(out.stdout_str().lines().map(str::to_owned).collect())
+}

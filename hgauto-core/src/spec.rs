@@ -96,6 +96,7 @@ pub struct ImageFile {
 /// How to build a machine image. Its [`fingerprint`](ImageRecipe::fingerprint) names the
 /// result, so an unchanged recipe reuses the image it built before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImageRecipe {
     /// The image family name (stale images of the same name are removed on rebuild).
     pub name: String,
@@ -104,12 +105,16 @@ pub struct ImageRecipe {
     /// Selects the base image (a provider-specific name pattern or id).
     pub base: String,
     /// Shell scripts run in order on the build machine.
+    #[serde(default)]
     pub bootstrap: Vec<String>,
     /// Files copied in before the bootstrap runs.
+    #[serde(default)]
     pub files: Vec<ImageFile>,
     /// The instance type used to build it.
+    #[serde(default)]
     pub instance_type: Option<String>,
     /// User data passed at boot, for providers that have it.
+    #[serde(default)]
     pub user_data: Option<String>,
 }
 

@@ -28,10 +28,18 @@ mod ssh;
 
 use pyo3::prelude::*;
 
+/// Runs the `hgauto` command line (the same code as the Rust binary) with `argv`, program
+/// name first, and returns its exit code. The wheel's `hgauto` console script calls it.
+#[pyfunction]
+fn _cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| hgauto::cli::main_with_args(argv))
+}
+
 #[pymodule]
 fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(_cli_main, m)?)?;
     #[allow(unused_mut)] // without features, nothing is pushed
     let mut features: Vec<&str> = Vec::new();
     m.add_class::<convert::PyRetryPolicy>()?;

@@ -18,6 +18,7 @@
 pub mod config;
 mod conn;
 mod exec;
+pub mod hosts;
 pub mod known_hosts;
 pub mod machine;
 mod marker;
@@ -25,6 +26,7 @@ pub mod publisher;
 mod sync;
 
 pub use config::{Auth, HostKeyPolicy, SshConfig};
+pub use hosts::{HostsProvider, Inventory};
 pub use machine::SshMachine;
 pub use publisher::SshPublisher;
 pub use sync::sync_over_exec;

@@ -317,11 +317,9 @@ impl ResourceProvider for LocalProvider {
         let store = self.store.clone();
         blocking(move || {
             for id in &ids {
-                let mut rec = store.ledger.get(id)?.ok_or_else(|| Error::NotFound {
-                    what: format!("machine {id}"),
-                })?;
-                rec.deadline = Some(until);
-                store.ledger.record(&rec)?;
+                store
+                    .ledger
+                    .update(id, "machine", |r| r.deadline = Some(until))?;
             }
             Ok(())
         })
@@ -334,11 +332,9 @@ impl ResourceProvider for LocalProvider {
         let (id, label) = (id.to_owned(), label.to_owned());
         let store = self.store.clone();
         blocking(move || {
-            let mut rec = store.ledger.get(&id)?.ok_or_else(|| Error::NotFound {
-                what: format!("machine {id}"),
-            })?;
-            rec.details.insert("name".into(), label);
-            store.ledger.record(&rec)
+            store.ledger.update(&id, "machine", |r| {
+                r.details.insert("name".into(), label);
+            })
         })
         .await
     }

@@ -323,14 +323,4 @@ fn check_value(what: &str, dim: &str, value: &str) -> Result<()> {
     check_name(what, &format!("value of dimension {dim:?}:"), value)
 }
 
-/// ", did you mean `x`?" for the closest of `candidates`, or nothing.
-pub(crate) fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    let best = candidates
-        .map(|c| (strsim::jaro_winkler(wrong, c), c))
-        .filter(|(score, _)| *score > 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((_, c)) => format!(" (did you mean {c:?}?)"),
-        None => String::new(),
-    }
-}
+pub(crate) use crate::suggest::closest as suggest;

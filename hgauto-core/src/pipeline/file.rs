@@ -222,12 +222,8 @@ impl PipelineFile {
 
     /// Parses TOML.
     pub fn from_toml(text: &str) -> Result<PipelineFile> {
-        toml::from_str(text).map_err(|e| {
-            Error::invalid(
-                "pipeline TOML",
-                with_suggestion(e.message(), e.span().map(|s| line_of(text, s.start))),
-            )
-        })
+        toml::from_str(text)
+            .map_err(|e| Error::invalid("pipeline TOML", crate::suggest::toml_error(text, &e)))
     }
 
     /// Parses JSON.
@@ -400,27 +396,4 @@ fn rename(e: Error, what: &str) -> Error {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// serde's "unknown field `x`, expected one of `a`, `b`" with the closest name suggested.
-pub(crate) fn with_suggestion(message: &str, line: Option<usize>) -> String {
-    let mut out = message.trim().to_owned();
-    if let Some(rest) = message.split("unknown field `").nth(1) {
-        let wrong = rest.split('`').next().unwrap_or("");
-        let expected: Vec<&str> = rest
-            .split("expected ")
-            .nth(1)
-            .unwrap_or("")
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .collect();
-        out.push_str(&suggest(wrong, expected.into_iter()));
-    }
-    if let Some(l) = line {
-        out = format!("line {l}: {out}");
-    }
-    out
-}
+use crate::suggest::unknown_field as with_suggestion;

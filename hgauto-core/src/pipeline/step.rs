@@ -111,7 +111,9 @@ impl From<Error> for StepFailure {
     }
 }
 
-/// A command a step runs on its worker. Arguments, the working directory and environment
+/// A command a step runs on its worker. Workers are reused by later tasks of their kind, so
+/// a task sees what earlier ones left in the worker's home: collect by exact (templated)
+/// names, or clean the output directory first. Arguments, the working directory and environment
 /// values may hold `{placeholders}` (a matrix dimension, an input, `{step}`, `{task}`),
 /// which are filled in as data. A `script` is never templated: it reads the same values from
 /// its environment (`HGAUTO_MATRIX_<DIM>`, `HGAUTO_INPUT_<NAME>`, `HGAUTO_TASK`...).

@@ -254,27 +254,9 @@ async fn collect(
     std::fs::create_dir_all(&dir)
         .map_err(|e| StepFailure::retryable(format!("create {}: {e}", dir.display())))?;
     for pattern in &pc.collect {
-        let files = match machine.platform() {
-            Platform::Windows => vec![pattern.clone()],
-            Platform::Linux => {
-                // The pattern is an argument, expanded by the shell's globbing only: no
-                // word splitting (IFS is empty) and no command substitution.
-                let mut list = Command::new("sh").args([
-                    "-c",
-                    "IFS=; for f in $1; do [ -f \"$f\" ] && printf '%s\\n' \"$f\"; done; exit 0",
-                    "sh",
-                    pattern,
-                ]);
-                if let Some(cwd) = &pc.command.cwd {
-                    list = list.current_dir(cwd);
-                }
-                let out = machine
-                    .exec(&list.timeout(Duration::from_secs(60)))
-                    .await
-                    .map_err(StepFailure::from)?;
-                out.stdout_str().lines().map(str::to_owned).collect()
-            }
-        };
+        let files = crate::machine::matching_files(machine, pattern, pc.command.cwd.as_deref())
+            .await
+            .map_err(StepFailure::from)?;
         if files.is_empty() {
             return Err(StepFailure::fatal(format!(
                 "collect: no file on {} matches {pattern:?}",

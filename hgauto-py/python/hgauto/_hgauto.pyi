@@ -43,6 +43,7 @@ __all__ = [
     "RunResult",
     "SelfUpdate",
     "Pipeline",
+    "_cli_main",
     "S3Publisher",
     "SqsJobSource",
     "SshMachine",
@@ -589,6 +590,9 @@ class SelfUpdate:
         """The saved state (running, seen, out_of_sync_since_ms, last_error...)."""
     def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:
         """A Nagios-style check: exit code and one-line message."""
+
+def _cli_main(argv: Sequence[str]) -> int:
+    """Runs the hgauto command line with argv (program name first); returns its exit code."""
 
 @final
 class Pipeline:

@@ -1,0 +1,85 @@
+//! `download`, `checkout` and `venv`: the CI helpers, for shell scripts.
+
+use serde_json::json;
+
+use hgauto_core::checkout::{checkout as vcs_checkout, CheckoutOptions, Vcs, Want};
+use hgauto_core::download::{download as fetch, DownloadOptions};
+use hgauto_core::venv::{create_virtualenv, VenvOptions};
+use hgauto_core::Result;
+
+use super::args::{CheckoutArgs, DownloadArgs, VenvArgs};
+use super::config::Context;
+use super::output::{print_json, spinner};
+
+/// `download URL DEST`.
+pub async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
+    let opts = DownloadOptions {
+        sha256: a.sha256,
+        extract_to: a.extract_to,
+        ..DownloadOptions::default()
+    };
+    let progress = spinner(
+        ctx.json,
+        ctx.quiet,
+        format!("downloading to {}", a.dest.display()),
+    );
+    let report = fetch(&a.url, &a.dest, &opts).await?;
+    progress.finish_and_clear();
+    if ctx.json {
+        print_json("download", &report);
+    } else {
+        println!("{}", a.dest.display());
+    }
+    Ok(0)
+}
+
+/// `checkout URL DEST`.
+pub async fn checkout(ctx: &Context, a: CheckoutArgs) -> Result<i32> {
+    let vcs = if a.vcs == "hg" { Vcs::Hg } else { Vcs::Git };
+    let want = match (a.revision, a.branch) {
+        (Some(r), _) => Want::Revision(r),
+        (None, Some(b)) => Want::Branch(b),
+        (None, None) => Want::Branch(if vcs == Vcs::Hg {
+            "default".into()
+        } else {
+            "main".into()
+        }),
+    };
+    let opts = CheckoutOptions::new(ctx.state_dir.join("checkouts"));
+    let progress = spinner(
+        ctx.json,
+        ctx.quiet,
+        format!("checking out into {}", a.dest.display()),
+    );
+    let report = vcs_checkout(vcs, &a.url, &a.dest, &want, &opts).await?;
+    progress.finish_and_clear();
+    if ctx.json {
+        print_json("checkout", &report);
+    } else {
+        println!(
+            "{}",
+            serde_json::to_value(&report)
+                .ok()
+                .and_then(|v| v["revision"].as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
+    }
+    Ok(0)
+}
+
+/// `venv DIR -r requirements.txt`.
+pub async fn venv(ctx: &Context, a: VenvArgs) -> Result<i32> {
+    let opts = VenvOptions {
+        requirements: a.requirements,
+        ..VenvOptions::default()
+    };
+    let progress = spinner(ctx.json, ctx.quiet, format!("creating {}", a.dir.display()));
+    let report = create_virtualenv(&a.dir, &opts).await?;
+    progress.finish_and_clear();
+    if ctx.json {
+        print_json("venv", &json!({"report": report}));
+    } else {
+        println!("{}", a.dir.display());
+    }
+    Ok(0)
+}
