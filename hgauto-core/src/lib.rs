@@ -39,6 +39,7 @@ pub mod job;
 pub mod job_source;
 pub mod keys;
 pub mod ledger;
+pub mod lines;
 pub mod local;
 pub mod machine;
 pub mod pipeline;
@@ -67,6 +68,7 @@ pub use fanout::{fan_out, HostResult};
 pub use job::{Job, JobFilter, JobOutcome, Lease, Shard};
 pub use job_source::JobSource;
 pub use ledger::{Ledger, LedgerRecord};
+pub use lines::LineSplitter;
 pub use local::{
     DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider, VcsBranchSource,
 };

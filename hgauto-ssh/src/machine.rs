@@ -280,12 +280,12 @@ fn backoff(cfg: &SshConfig, attempt: &mut u32, err: &Error) {
     *attempt += 1;
 }
 
-/// Splits output into lines for the sink and captures it.
+/// Splits output into lines (core's [`LineSplitter`](hgauto_core::LineSplitter)) and sends
+/// them to the task that feeds the sink.
 struct LineTap {
     stream: Stream,
     tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
-    partial: Vec<u8>,
-    captured: Vec<u8>,
+    lines: hgauto_core::LineSplitter,
 }
 
 impl LineTap {
@@ -293,28 +293,20 @@ impl LineTap {
         LineTap {
             stream,
             tx,
-            partial: Vec::new(),
-            captured: Vec::new(),
+            lines: hgauto_core::LineSplitter::new(),
         }
     }
     fn push(&mut self, data: &[u8]) {
-        self.captured.extend_from_slice(data);
-        let mut rest = data;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            self.partial.extend_from_slice(&rest[..nl]);
-            let _ = self
-                .tx
-                .send((self.stream, std::mem::take(&mut self.partial)));
-            rest = &rest[nl + 1..];
-        }
-        self.partial.extend_from_slice(rest);
+        let (stream, tx) = (self.stream, &self.tx);
+        self.lines.push(data, |l| {
+            let _ = tx.send((stream, l.to_vec()));
+        });
     }
     fn finish(&mut self) {
-        if !self.partial.is_empty() {
-            let _ = self
-                .tx
-                .send((self.stream, std::mem::take(&mut self.partial)));
-        }
+        let (stream, tx) = (self.stream, &self.tx);
+        self.lines.finish(|l| {
+            let _ = tx.send((stream, l.to_vec()));
+        });
     }
 }
 
@@ -364,7 +356,7 @@ impl RemoteMachine for SshMachine {
                 .map_err(|f| OpError::from_exec(f, &inner.id))?;
             out.finish();
             err.finish();
-            Ok((end, out.captured, err.captured))
+            Ok((end, out.lines.into_captured(), err.lines.into_captured()))
         });
         let drain = async {
             while let Some((stream, line)) = rx.recv().await {

@@ -139,15 +139,9 @@ pub(crate) async fn agent_online(ssm: &aws_sdk_ssm::Client, id: &str) -> Result<
         .any(|i| i.ping_status() == Some(&PingStatus::Online)))
 }
 
-/// Passes `data` to `sink` line by line (without the `\n`).
+/// Passes `data` to `sink` line by line (see [`hgauto_core::LineSplitter`]).
 fn emit_lines(sink: LineSink<'_>, stream: Stream, data: &[u8]) {
-    if data.is_empty() {
-        return;
-    }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    for line in body.split(|&b| b == b'\n') {
-        sink(stream, line);
-    }
+    hgauto_core::LineSplitter::split_all(data, |line| sink(stream, line));
 }
 
 #[async_trait]
