@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod backend;
 pub mod background;
 pub mod checkout;
 pub mod cleanup;

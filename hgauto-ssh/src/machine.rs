@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::config::SshConfig;
 use crate::conn::{connect, Conn, TransportError};
 use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, LoginShell, Script};
-use crate::sync;
+use hgauto_core::backend::tree_sync as sync;
 
 /// Why one attempt of an operation failed.
 pub(crate) enum OpError {

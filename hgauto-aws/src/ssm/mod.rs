@@ -242,7 +242,7 @@ impl RemoteMachine for SsmMachine {
             });
         }
         self.transfer("sync_tree")?;
-        hgauto_ssh::sync_over_exec(self, local_dir, remote_dir, options).await
+        hgauto_core::backend::tree_sync::sync_over_exec(self, local_dir, remote_dir, options).await
     }
 
     async fn wait_ready(&self, timeout: Duration) -> Result<()> {
