@@ -19,6 +19,22 @@ pub enum Platform {
     Windows,
 }
 
+/// `linux` or `windows` (any case); anything else is `InvalidInput` naming it.
+impl std::str::FromStr for Platform {
+    type Err = crate::error::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "linux" => Ok(Platform::Linux),
+            "windows" => Ok(Platform::Windows),
+            _ => Err(crate::error::Error::invalid(
+                format!("platform {s:?}"),
+                "must be \"linux\" or \"windows\"",
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

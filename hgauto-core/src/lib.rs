@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod artifact;
+pub mod backend;
 pub mod background;
 pub mod checkout;
 pub mod cleanup;
@@ -39,6 +40,7 @@ pub mod job;
 pub mod job_source;
 pub mod keys;
 pub mod ledger;
+pub mod lines;
 pub mod local;
 pub mod machine;
 pub mod pipeline;
@@ -67,6 +69,7 @@ pub use fanout::{fan_out, HostResult};
 pub use job::{Job, JobFilter, JobOutcome, Lease, Shard};
 pub use job_source::JobSource;
 pub use ledger::{Ledger, LedgerRecord};
+pub use lines::LineSplitter;
 pub use local::{
     DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider, VcsBranchSource,
 };

@@ -22,17 +22,7 @@ pub fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
 
 /// `"linux"` or `"windows"`.
 pub fn platform(py: Python<'_>, name: &str) -> PyResult<Platform> {
-    match name.to_ascii_lowercase().as_str() {
-        "linux" => Ok(Platform::Linux),
-        "windows" => Ok(Platform::Windows),
-        _ => Err(to_py(
-            py,
-            Error::invalid(
-                format!("platform {name:?}"),
-                "must be \"linux\" or \"windows\"",
-            ),
-        )),
-    }
+    name.parse::<Platform>().map_err(|e| to_py(py, e))
 }
 
 /// The Python name of a platform.

@@ -276,14 +276,7 @@ pub fn create_virtualenv(
 
 /// `"git"` or `"hg"` as a [`Vcs`].
 pub fn parse_vcs(py: Python<'_>, vcs: &str) -> PyResult<Vcs> {
-    match vcs {
-        "git" => Ok(Vcs::Git),
-        "hg" => Ok(Vcs::Hg),
-        other => Err(to_py(
-            py,
-            Error::invalid(format!("vcs {other:?}"), "must be \"git\" or \"hg\""),
-        )),
-    }
+    vcs.parse::<Vcs>().map_err(|e| to_py(py, e))
 }
 
 /// `share_base`, else the pooled stores under the state directory.

@@ -108,10 +108,8 @@ fn host_key_policy(py: Python<'_>, v: Option<Bound<'_, PyAny>>) -> PyResult<Host
         return Ok(HostKeyPolicy::Pinned(b.as_bytes().to_vec()));
     }
     if let Ok(s) = v.cast::<PyString>() {
-        match s.extract::<String>()?.as_str() {
-            "strict" => return Ok(HostKeyPolicy::Strict),
-            "accept-new" => return Ok(HostKeyPolicy::AcceptNew),
-            _ => {}
+        if let Ok(policy) = s.extract::<String>()?.parse::<HostKeyPolicy>() {
+            return Ok(policy);
         }
     }
     Err(to_py(

@@ -45,6 +45,23 @@ pub enum HostKeyPolicy {
     Pinned(Vec<u8>),
 }
 
+/// `strict` or `accept-new` (a pinned key is bytes, not text); anything else is
+/// `InvalidInput` naming it.
+impl std::str::FromStr for HostKeyPolicy {
+    type Err = hgauto_core::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(HostKeyPolicy::Strict),
+            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
+            other => Err(hgauto_core::Error::invalid(
+                format!("host key policy {other:?}"),
+                "must be \"strict\" or \"accept-new\"",
+            )),
+        }
+    }
+}
+
 /// Everything needed to connect to one host.
 #[derive(Debug, Clone)]
 pub struct SshConfig {

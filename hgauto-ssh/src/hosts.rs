@@ -110,29 +110,20 @@ impl Inventory {
     }
 
     fn policy(&self, what: &str) -> Result<HostKeyPolicy> {
-        match self.host_keys.as_deref() {
-            None | Some("strict") => Ok(HostKeyPolicy::Strict),
-            Some("accept-new") => Ok(HostKeyPolicy::AcceptNew),
-            Some(other) => Err(Error::invalid(
-                what,
-                format!("host_keys {other:?} is neither \"strict\" nor \"accept-new\""),
-            )),
-        }
+        self.host_keys
+            .as_deref()
+            .unwrap_or("strict")
+            .parse()
+            .map_err(|e: Error| Error::invalid(what, e.to_string()))
     }
 }
 
 fn platform_of(what: &str, h: &Host) -> Result<Platform> {
-    match h.platform.as_deref() {
-        None | Some("linux") => Ok(Platform::Linux),
-        Some("windows") => Ok(Platform::Windows),
-        Some(other) => Err(Error::invalid(
-            what,
-            format!(
-                "host {:?}: platform {other:?} is neither linux nor windows",
-                h.name
-            ),
-        )),
-    }
+    h.platform
+        .as_deref()
+        .unwrap_or("linux")
+        .parse()
+        .map_err(|e: Error| Error::invalid(what, format!("host {:?}: {e}", h.name)))
 }
 
 /// Leases hosts of an [`Inventory`] (see the [module docs](self)).

@@ -23,10 +23,8 @@ pub mod known_hosts;
 pub mod machine;
 mod marker;
 pub mod publisher;
-mod sync;
 
 pub use config::{Auth, HostKeyPolicy, SshConfig};
 pub use hosts::{HostsProvider, Inventory};
 pub use machine::SshMachine;
 pub use publisher::SshPublisher;
-pub use sync::sync_over_exec;

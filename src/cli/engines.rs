@@ -203,19 +203,7 @@ fn updater(path: &Path) -> Result<SelfUpdate> {
         b = b.hook(c);
     }
     for r in f.repositories {
-        let vcs = match r.vcs.as_deref() {
-            None | Some("git") => Vcs::Git,
-            Some("hg") => Vcs::Hg,
-            Some(other) => {
-                return Err(Error::invalid(
-                    &what,
-                    format!(
-                        "repository {:?}: vcs {other:?} is neither git nor hg",
-                        r.name
-                    ),
-                ))
-            }
-        };
+        let vcs: Vcs = r.vcs.as_deref().unwrap_or("git").parse()?;
         b = b.repository(UpdateRepo {
             name: r.name,
             vcs,

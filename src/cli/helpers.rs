@@ -35,7 +35,7 @@ pub async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
 
 /// `checkout URL DEST`.
 pub async fn checkout(ctx: &Context, a: CheckoutArgs) -> Result<i32> {
-    let vcs = if a.vcs == "hg" { Vcs::Hg } else { Vcs::Git };
+    let vcs: Vcs = a.vcs.parse()?;
     let want = match (a.revision, a.branch) {
         (Some(r), _) => Want::Revision(r),
         (None, Some(b)) => Want::Branch(b),

@@ -19,16 +19,7 @@ use super::output::{print_json, run_pipeline, spinner};
 
 /// `run`.
 pub async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
-    let platform = match a.platform.as_str() {
-        "linux" => Platform::Linux,
-        "windows" => Platform::Windows,
-        other => {
-            return Err(Error::invalid(
-                format!("--platform {other:?}"),
-                "must be linux or windows",
-            ))
-        }
-    };
+    let platform: Platform = a.platform.parse()?;
     if a.machines == 0 {
         return Err(Error::invalid("-n 0", "at least one machine is needed"));
     }

@@ -9,10 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{
-    Filter, InstanceType, ResourceType, ShutdownBehavior, Tag, TagSpecification,
-};
-use hgauto_core::ledger::{session_id, Ledger, LedgerRecord};
+use aws_sdk_ec2::types::ShutdownBehavior;
+use hgauto_core::ledger::Ledger;
 use hgauto_core::{
     Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport, RemoteMachine,
     ResourceKind, ResourceProvider, Result,
@@ -30,12 +28,13 @@ const TAG_ROLE: &str = "hgauto:role";
 const TAG_ACCESS: &str = "hgauto:access";
 
 mod access;
-mod deadline;
 mod host_keys;
 mod iam;
 mod images;
 mod launch;
+mod preflight;
 mod sweep;
+mod tags;
 
 pub use host_keys::host_keys_from_console;
 pub(crate) use launch::Launch;
@@ -92,179 +91,6 @@ impl Ec2Provider {
     /// The ledger of this provider.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
-    }
-
-    fn tags(
-        &self,
-        kind: ResourceType,
-        name: &str,
-        deadline: Option<u64>,
-        token: Option<&str>,
-    ) -> TagSpecification {
-        let mut b = TagSpecification::builder()
-            .resource_type(kind)
-            .tags(Tag::builder().key("Name").value(name).build())
-            .tags(
-                Tag::builder()
-                    .key(TAG_PREFIX)
-                    .value(&self.cfg.prefix)
-                    .build(),
-            )
-            .tags(Tag::builder().key(TAG_OWNER).value(&self.cfg.owner).build())
-            .tags(
-                Tag::builder()
-                    .key(TAG_CREATED_BY)
-                    .value(session_id())
-                    .build(),
-            );
-        if let Some(d) = deadline {
-            b = b.tags(
-                Tag::builder()
-                    .key(TAG_DEADLINE)
-                    .value(d.to_string())
-                    .build(),
-            );
-        }
-        if let Some(t) = token {
-            b = b.tags(Tag::builder().key(TAG_TOKEN).value(t).build());
-        }
-        b.build()
-    }
-
-    /// Checks the instance type exists (catches a typo before money is spent).
-    async fn preflight_instance_type(&self, instance_type: &str) -> Result<()> {
-        let found = self
-            .ec2
-            .describe_instance_types()
-            .instance_types(InstanceType::from(instance_type))
-            .send()
-            .await;
-        match found {
-            Ok(out) if !out.instance_types().is_empty() => Ok(()),
-            Ok(_) => Err(Error::invalid(
-                format!("instance type {instance_type:?}"),
-                "does not exist in this region",
-            )),
-            Err(e)
-                if e.as_service_error()
-                    .and_then(|s| s.code())
-                    .is_some_and(|c| c.starts_with("InvalidInstanceType")) =>
-            {
-                Err(Error::invalid(
-                    format!("instance type {instance_type:?}"),
-                    "does not exist in this region",
-                ))
-            }
-            Err(e) => Err(sdk_error("ec2", "describe instance type", instance_type, e)),
-        }
-    }
-
-    /// Resolves an image id (`ami-...`) or a name pattern to one image id, newest first.
-    async fn preflight_image(&self, image: &str) -> Result<String> {
-        let req = self.ec2.describe_images();
-        let req = if image.starts_with("ami-") {
-            req.image_ids(image)
-        } else {
-            if image.is_empty() || image.len() > 128 || image.contains(['\n', '\0']) {
-                return Err(Error::invalid(
-                    format!("image name pattern {image:?}"),
-                    "must be 1-128 printable characters",
-                ));
-            }
-            req.filters(Filter::builder().name("name").values(image).build())
-        };
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .and_then(|s| s.code())
-                    .is_some_and(|c| c.starts_with("InvalidAMIID")) =>
-            {
-                return Err(Error::invalid(format!("image {image:?}"), "does not exist"));
-            }
-            Err(e) => return Err(sdk_error("ec2", "describe images", image, e)),
-        };
-        let mut images = out.images().to_vec();
-        images.sort_by(|a, b| b.creation_date().cmp(&a.creation_date()));
-        images
-            .first()
-            .and_then(|i| i.image_id().map(str::to_owned))
-            .ok_or_else(|| Error::invalid(format!("image {image:?}"), "matches no image"))
-    }
-
-    /// Describes instances with our prefix tag that are not terminated.
-    async fn our_instances(&self) -> Result<Vec<aws_sdk_ec2::types::Instance>> {
-        let out = self
-            .ec2
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{TAG_PREFIX}"))
-                    .values(&self.cfg.prefix)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("instance-state-name")
-                    .values("pending")
-                    .values("running")
-                    .values("stopping")
-                    .values("stopped")
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe instances", &self.cfg.prefix, e))?;
-        Ok(out
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances().to_vec())
-            .collect())
-    }
-
-    /// Names of key pairs with our prefix.
-    async fn our_key_pair_names(&self) -> Result<Vec<String>> {
-        let keys = self
-            .ec2
-            .describe_key_pairs()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe key pairs", "*", e))?;
-        Ok(keys
-            .key_pairs()
-            .iter()
-            .filter_map(|k| k.key_name())
-            .filter(|n| n.starts_with(&self.cfg.prefix))
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// Ids of security groups whose name has our prefix.
-    async fn our_security_group_ids(&self) -> Result<Vec<String>> {
-        let groups = self
-            .ec2
-            .describe_security_groups()
-            .send()
-            .await
-            .map_err(|e| sdk_error("ec2", "describe security groups", "*", e))?;
-        Ok(groups
-            .security_groups()
-            .iter()
-            .filter(|g| {
-                g.group_name()
-                    .is_some_and(|n| n.starts_with(&self.cfg.prefix))
-            })
-            .filter_map(|g| g.group_id().map(str::to_owned))
-            .collect())
-    }
-
-    /// Records a supporting resource (key pair, security group) before creating it.
-    fn record_supporting(&self, name: &str, kind: ResourceKind) -> Result<()> {
-        let mut record = LedgerRecord::new(name, kind);
-        record
-            .details
-            .insert("region".into(), self.cfg.region.clone());
-        self.ledger.record(&record)
     }
 }
 

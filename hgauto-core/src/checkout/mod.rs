@@ -51,6 +51,22 @@ pub enum Vcs {
     Hg,
 }
 
+/// `git` or `hg`; anything else is `InvalidInput` naming it.
+impl std::str::FromStr for Vcs {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "git" => Ok(Vcs::Git),
+            "hg" => Ok(Vcs::Hg),
+            other => Err(Error::invalid(
+                format!("vcs {other:?}"),
+                "must be \"git\" or \"hg\"",
+            )),
+        }
+    }
+}
+
 impl Vcs {
     /// `git` or `hg`.
     pub fn name(self) -> &'static str {

@@ -11,6 +11,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod job_source;
 pub mod machine;
+mod machine_files;
 pub mod moto;
 pub mod ports;
 pub mod publisher;

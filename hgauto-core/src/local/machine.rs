@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
 use crate::env::MACHINE_ID;
@@ -158,24 +158,22 @@ impl Drop for GroupKiller {
     }
 }
 
-/// Reads `reader` to its end, sending each line (without `\n`) to `sink` and capturing all.
+/// Reads one stream of a command to its end, passing each line to `sink` as it arrives
+/// (core's [`LineSplitter`](crate::LineSplitter)), and returns all of it.
 async fn pump(
-    reader: impl AsyncRead + Unpin,
+    mut reader: impl AsyncRead + Unpin,
     stream: Stream,
     sink: LineSink<'_>,
 ) -> std::io::Result<Vec<u8>> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut captured = Vec::new();
-    let mut line = Vec::new();
+    let mut lines = crate::LineSplitter::new();
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        line.clear();
-        let n = reader.read_until(b'\n', &mut line).await?;
+        let n = reader.read(&mut buf).await?;
         if n == 0 {
-            return Ok(captured);
+            lines.finish(|l| sink(stream, l));
+            return Ok(lines.into_captured());
         }
-        captured.extend_from_slice(&line);
-        let text = line.strip_suffix(b"\n").unwrap_or(&line);
-        sink(stream, text);
+        lines.push(&buf[..n], |l| sink(stream, l));
     }
 }
 

@@ -3,16 +3,16 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::command::{Command, Platform};
-use crate::env::{default_state_dir, MACHINE_ID};
+use crate::env::default_state_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::ledger::{unix_now, Ledger, LedgerRecord};
 use crate::local::machine::LocalMachine;
 use crate::local::mirror::{mirror_tree, remove_any};
+use crate::local::processes::kill_machine_processes;
 use crate::machine::{RemoteMachine, SyncOptions};
 use crate::provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
 use crate::spec::{ImageRecipe, MachineSpec};
@@ -439,73 +439,4 @@ fn check_id_chars(id: &str, what: &str) -> Result<()> {
             "must be 1-128 characters of [A-Za-z0-9._-], not starting with '.'",
         ))
     }
-}
-
-/// Sends SIGKILL to every process whose environment carries `HGAUTO_MACHINE_ID=<id>`, until
-/// none is left (bounded, in case of a fork bomb).
-///
-/// A process in the middle of `execve` can show an empty environment for a moment, so the
-/// scan only ends after several consecutive empty passes.
-pub fn kill_machine_processes(id: &str) -> usize {
-    const EMPTY_PASSES: u32 = 3;
-    let marker = format!("{MACHINE_ID}={id}");
-    let me = std::process::id() as i32;
-    let mut killed = 0;
-    let mut empty = 0;
-    for _ in 0..100 {
-        let pids: Vec<i32> = processes_with_env(marker.as_bytes())
-            .into_iter()
-            .filter(|&p| p != me)
-            .collect();
-        if pids.is_empty() {
-            empty += 1;
-            if empty >= EMPTY_PASSES {
-                break;
-            }
-        } else {
-            empty = 0;
-            for pid in &pids {
-                // SAFETY: kill has no memory-safety preconditions.
-                unsafe {
-                    libc::kill(*pid, libc::SIGKILL);
-                }
-            }
-            killed += pids.len();
-        }
-        std::thread::sleep(Duration::from_millis(3));
-    }
-    if killed > 0 {
-        tracing::info!(machine = %id, killed, "killed leftover processes");
-    }
-    killed
-}
-
-/// Pids of live (not zombie) processes whose environment contains the entry `entry`.
-fn processes_with_env(entry: &[u8]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(e.path().join("environ")) else {
-            continue;
-        };
-        if environ.split(|&b| b == 0).any(|kv| kv == entry) && !is_zombie(&e.path()) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn is_zombie(proc_dir: &Path) -> bool {
-    std::fs::read_to_string(proc_dir.join("stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
 }

@@ -252,15 +252,15 @@ impl PipelineFile {
         }
         for (name, w) in self.workers {
             let here = format!("{what}, worker kind {name:?}");
-            let mut spec = match w.platform.as_deref() {
-                None | Some("linux") => MachineSpec::linux(),
-                Some("windows") => MachineSpec::windows(),
-                Some(other) => {
-                    return Err(Error::invalid(
-                        here,
-                        format!("platform {other:?} is neither \"linux\" nor \"windows\""),
-                    ))
-                }
+            let platform: crate::command::Platform = w
+                .platform
+                .as_deref()
+                .unwrap_or("linux")
+                .parse()
+                .map_err(|e: Error| Error::invalid(&here, e.to_string()))?;
+            let mut spec = match platform {
+                crate::command::Platform::Linux => MachineSpec::linux(),
+                crate::command::Platform::Windows => MachineSpec::windows(),
             };
             if let Some(i) = w.image {
                 spec = spec.with_image(i);

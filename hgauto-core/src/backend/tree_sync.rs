@@ -12,12 +12,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use hgauto_core::fsutil::MODE_MASK;
-use hgauto_core::render::posix_path;
-use hgauto_core::{Command, Error, RemoteMachine, Result, SyncOptions, SyncReport};
+use crate::command::Command;
+use crate::error::{Error, Result};
+use crate::fsutil::MODE_MASK;
+use crate::machine::{RemoteMachine, SyncOptions, SyncReport};
+use crate::render::posix_path;
 
 /// The `find` invocation that prints the remote manifest, 6 NUL-terminated fields per entry.
-pub(crate) fn manifest_command(remote_dir: &str) -> Result<String> {
+pub fn manifest_command(remote_dir: &str) -> Result<String> {
     let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
     Ok(format!(
         "mkdir -p {dir} && cd {dir} && LC_ALL=C find . -mindepth 1 -printf '%P\\0%y\\0%s\\0%T@\\0%m\\0%l\\0'"
@@ -26,16 +28,21 @@ pub(crate) fn manifest_command(remote_dir: &str) -> Result<String> {
 
 /// One remote entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RemoteEntry {
+pub struct RemoteEntry {
+    /// `find -printf %y`: `f` file, `d` directory, `l` symlink, ...
     pub kind: u8,
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, whole seconds since the Unix epoch.
     pub mtime: i64,
+    /// Permission bits.
     pub mode: u32,
+    /// A symlink's target.
     pub link: Vec<u8>,
 }
 
 /// Parses the output of [`manifest_command`].
-pub(crate) fn parse_manifest(out: &[u8]) -> HashMap<Vec<u8>, RemoteEntry> {
+pub fn parse_manifest(out: &[u8]) -> HashMap<Vec<u8>, RemoteEntry> {
     let fields: Vec<&[u8]> = out.split(|&b| b == 0).collect();
     let mut map = HashMap::new();
     for rec in fields.chunks(6).filter(|c| c.len() == 6) {
@@ -61,39 +68,51 @@ pub(crate) fn parse_manifest(out: &[u8]) -> HashMap<Vec<u8>, RemoteEntry> {
 
 /// A local entry to send.
 #[derive(Debug, Clone)]
-pub(crate) enum Item {
+pub enum Item {
+    /// A directory.
     Dir {
+        /// Its path relative to the tree's root.
         rel: PathBuf,
+        /// Permission bits.
         mode: u32,
+        /// Modification time (Unix seconds).
         mtime: i64,
     },
+    /// A regular file.
     File {
+        /// Its path relative to the tree's root.
         rel: PathBuf,
+        /// Its path on this host.
         abs: PathBuf,
+        /// Permission bits.
         mode: u32,
+        /// Modification time (Unix seconds).
         mtime: i64,
+        /// Size in bytes.
         size: u64,
     },
+    /// A symbolic link.
     Symlink {
+        /// Its path relative to the tree's root.
         rel: PathBuf,
+        /// Where it points.
         target: PathBuf,
     },
 }
 
 /// What to do to make the remote tree match.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub struct Plan {
+    /// Entries to send (new or changed), parents before children.
     pub send: Vec<Item>,
+    /// Remote paths to delete (with `delete`).
     pub delete: Vec<Vec<u8>>,
+    /// What the sync will have done.
     pub report: SyncReport,
 }
 
 /// Walks `root` and compares it with `remote`.
-pub(crate) fn plan(
-    root: &Path,
-    remote: &HashMap<Vec<u8>, RemoteEntry>,
-    delete: bool,
-) -> Result<Plan> {
+pub fn plan(root: &Path, remote: &HashMap<Vec<u8>, RemoteEntry>, delete: bool) -> Result<Plan> {
     let mut plan = Plan::default();
     let mut local: HashSet<Vec<u8>> = HashSet::new();
     let mut stack = vec![PathBuf::new()];
@@ -197,13 +216,13 @@ fn item_rel(i: &Item) -> &Path {
 }
 
 /// The remote command that removes the NUL-separated paths on stdin (relative to `dir`).
-pub(crate) fn delete_command(remote_dir: &str) -> Result<String> {
+pub fn delete_command(remote_dir: &str) -> Result<String> {
     let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
     Ok(format!("cd {dir} && xargs -0 -r rm -rf --"))
 }
 
 /// The remote command that extracts the tar on stdin into `dir`.
-pub(crate) fn extract_command(remote_dir: &str, gzip: bool) -> Result<String> {
+pub fn extract_command(remote_dir: &str, gzip: bool) -> Result<String> {
     let dir = posix_path(OsStr::new(remote_dir), "remote directory")?;
     let z = if gzip { "z" } else { "" };
     Ok(format!(
@@ -234,8 +253,7 @@ pub async fn sync_over_exec(
     let remote = parse_manifest(&listing.stdout);
     let root = local_dir.to_owned();
     let delete = options.delete;
-    let plan =
-        hgauto_core::task::run_blocking("sync", move || plan(&root, &remote, delete)).await?;
+    let plan = crate::task::run_blocking("sync", move || plan(&root, &remote, delete)).await?;
     if !plan.delete.is_empty() {
         let mut list = Vec::new();
         for p in &plan.delete {
@@ -252,7 +270,7 @@ pub async fn sync_over_exec(
         .map_err(|e| Error::io("open", archive.path(), "localhost", e))?;
     let items = plan.send.clone();
     let compress = options.compress;
-    hgauto_core::task::run_blocking("sync", move || {
+    crate::task::run_blocking("sync", move || {
         let out = std::io::BufWriter::new(file);
         let written = if compress {
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -286,7 +304,7 @@ pub async fn sync_over_exec(
 }
 
 /// Writes the tar stream of `items` into `out`.
-pub(crate) fn write_tar(items: &[Item], out: impl Write) -> std::io::Result<()> {
+pub fn write_tar(items: &[Item], out: impl Write) -> std::io::Result<()> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     for item in items {
