@@ -122,9 +122,11 @@ async fn ssh_host_keys_are_recorded_by_instance_id_and_go_with_the_instance() {
         "keys are recorded under the instance id"
     );
     // What accept-new would have recorded on the first connection.
+    // (An ed25519 public key blob: the type, then the 32-byte key, each length-prefixed.)
     let blob = {
         let mut b = 11u32.to_be_bytes().to_vec();
         b.extend_from_slice(b"ssh-ed25519");
+        b.extend_from_slice(&32u32.to_be_bytes());
         b.extend_from_slice(&[7; 32]);
         b
     };
