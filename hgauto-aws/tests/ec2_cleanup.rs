@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hgauto_aws::Ec2Provider;
-use hgauto_core::{background, ApiErrorClass, MachineSpec, ResourceProvider, TemporaryMachines};
+use hgauto_core::backend::background;
+use hgauto_core::{ApiErrorClass, MachineSpec, ResourceProvider, TemporaryMachines};
 use support::{live_instances, some_image, Moto};
 
 fn ledger_entries(state: &std::path::Path) -> Vec<String> {

@@ -69,6 +69,25 @@ impl Sharing {
     }
 }
 
+impl std::str::FromStr for Sharing {
+    type Err = Error;
+
+    /// `shards` or `claims`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "shards" => Ok(Sharing::Shards),
+            "claims" => Ok(Sharing::Claims),
+            other => Err(Error::invalid(
+                format!("sharing {other:?}"),
+                format!(
+                    "must be claims or shards{}",
+                    crate::suggest::closest(other, ["claims", "shards"].into_iter())
+                ),
+            )),
+        }
+    }
+}
+
 /// What a build gets besides its job.
 #[derive(Clone)]
 pub struct AgentContext {
