@@ -24,14 +24,8 @@ impl std::str::FromStr for Platform {
     type Err = crate::error::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "linux" => Ok(Platform::Linux),
-            "windows" => Ok(Platform::Windows),
-            _ => Err(crate::error::Error::invalid(
-                format!("platform {s:?}"),
-                "must be \"linux\" or \"windows\"",
-            )),
-        }
+        let choices = [("linux", Platform::Linux), ("windows", Platform::Windows)];
+        crate::suggest::one_of("platform", &s.to_ascii_lowercase(), &choices)
     }
 }
 

@@ -74,17 +74,8 @@ impl std::str::FromStr for Sharing {
 
     /// `shards` or `claims`.
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "shards" => Ok(Sharing::Shards),
-            "claims" => Ok(Sharing::Claims),
-            other => Err(Error::invalid(
-                format!("sharing {other:?}"),
-                format!(
-                    "must be claims or shards{}",
-                    crate::suggest::closest(other, ["claims", "shards"].into_iter())
-                ),
-            )),
-        }
+        let choices = [("claims", Sharing::Claims), ("shards", Sharing::Shards)];
+        crate::suggest::one_of("sharing", s, &choices)
     }
 }
 

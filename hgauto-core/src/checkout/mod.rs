@@ -56,14 +56,7 @@ impl std::str::FromStr for Vcs {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "git" => Ok(Vcs::Git),
-            "hg" => Ok(Vcs::Hg),
-            other => Err(Error::invalid(
-                format!("vcs {other:?}"),
-                "must be \"git\" or \"hg\"",
-            )),
-        }
+        crate::suggest::one_of("vcs", s, &[("git", Vcs::Git), ("hg", Vcs::Hg)])
     }
 }
 

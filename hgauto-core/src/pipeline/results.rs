@@ -33,18 +33,12 @@ impl std::str::FromStr for Mode {
 
     /// `normal`, `fake` or `local`.
     fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "normal" => Ok(Mode::Normal),
-            "fake" => Ok(Mode::Fake),
-            "local" => Ok(Mode::Local),
-            other => Err(crate::Error::invalid(
-                format!("mode {other:?}"),
-                format!(
-                    "must be normal, fake or local{}",
-                    crate::suggest::closest(other, ["normal", "fake", "local"].into_iter())
-                ),
-            )),
-        }
+        let choices = [
+            ("normal", Mode::Normal),
+            ("fake", Mode::Fake),
+            ("local", Mode::Local),
+        ];
+        crate::suggest::one_of("mode", s, &choices)
     }
 }
 
