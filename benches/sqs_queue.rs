@@ -21,7 +21,7 @@ use hgauto::{Job, JobFilter, JobOutcome, JobSource};
 
 const RUNS: usize = 3;
 
-async fn fill(client: &aws_sdk_sqs::Client, name: &str, jobs: usize) -> String {
+async fn fill(client: &hgauto::aws::sdk::sqs::Client, name: &str, jobs: usize) -> String {
     let url = client
         .create_queue()
         .queue_name(name)
@@ -35,7 +35,7 @@ async fn fill(client: &aws_sdk_sqs::Client, name: &str, jobs: usize) -> String {
         let entries = (start..(start + 10).min(jobs))
             .map(|i| {
                 let job = Job::new(format!("job-{i}"), "build").with_revision(format!("{i:040x}"));
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                hgauto::aws::sdk::sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(serde_json::to_string(&job).unwrap())
                     .build()
@@ -65,7 +65,7 @@ async fn drain(source: Arc<SqsJobSource>) -> usize {
     n
 }
 
-async fn ours(client: &aws_sdk_sqs::Client, url: &str, consumers: usize) -> Duration {
+async fn ours(client: &hgauto::aws::sdk::sqs::Client, url: &str, consumers: usize) -> Duration {
     let t = Instant::now();
     let tasks: Vec<_> = (0..consumers)
         .map(|_| {

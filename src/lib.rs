@@ -26,6 +26,9 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
 pub use hgauto_core;
 pub use hgauto_core::*;
 

@@ -562,20 +562,20 @@ fn ec2_commands_on_moto() {
     );
 }
 
-fn ec2_client(endpoint: &str) -> aws_sdk_ec2::Client {
-    let conf = aws_sdk_ec2::Config::builder()
-        .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-        .region(aws_sdk_ec2::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+fn ec2_client(endpoint: &str) -> hgauto::aws::sdk::ec2::Client {
+    let conf = hgauto::aws::sdk::ec2::Config::builder()
+        .behavior_version(hgauto::aws::sdk::ec2::config::BehaviorVersion::latest())
+        .region(hgauto::aws::sdk::ec2::config::Region::new("us-east-1"))
+        .credentials_provider(hgauto::aws::sdk::ec2::config::Credentials::new(
             "testing", "testing", None, None, "test",
         ))
         .endpoint_url(endpoint)
         .build();
-    aws_sdk_ec2::Client::from_conf(conf)
+    hgauto::aws::sdk::ec2::Client::from_conf(conf)
 }
 
 /// A Linux image moto knows.
-async fn linux_image(client: &aws_sdk_ec2::Client) -> String {
+async fn linux_image(client: &hgauto::aws::sdk::ec2::Client) -> String {
     let out = client
         .describe_images()
         .owners("amazon")
@@ -591,8 +591,8 @@ async fn linux_image(client: &aws_sdk_ec2::Client) -> String {
 }
 
 /// Stops running image-build instances, as their bootstrap's power-off would.
-async fn stop_build_instances(client: &aws_sdk_ec2::Client) {
-    use aws_sdk_ec2::types::Filter;
+async fn stop_build_instances(client: &hgauto::aws::sdk::ec2::Client) {
+    use hgauto::aws::sdk::ec2::types::Filter;
     let Ok(out) = client
         .describe_instances()
         .filters(

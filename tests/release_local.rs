@@ -29,7 +29,7 @@ async fn build_test_collect_publish_on_two_machines() {
                     .arg("dist")
                     .arg(format!("VARIANT={variant}"))
                     .current_dir("src");
-                let output = m.exec(&make).await?.check(m.id(), &make)?;
+                let output = m.exec_checked(&make).await?;
                 assert!(output
                     .stdout_str()
                     .contains("ok   - long names are refused"));

@@ -215,6 +215,27 @@ impl AwsConfig {
         Ok(cfg)
     }
 
+    /// A config from explicit `settings` (this struct's fields by name, as JSON values),
+    /// checked like a TOML file. Without a `region` among them, they apply on top of
+    /// [`from_env`](Self::from_env): the environment supplies the rest, and an explicit
+    /// setting wins. With one, the environment is not read at all, so a fully described
+    /// config means the same on every machine.
+    pub fn from_settings(settings: serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+        let mut base = if settings.contains_key("region") {
+            serde_json::Map::new()
+        } else {
+            match serde_json::to_value(AwsConfig::from_env()?) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            }
+        };
+        base.extend(settings);
+        let cfg: AwsConfig = serde_json::from_value(serde_json::Value::Object(base))
+            .map_err(|e| Error::invalid("AWS settings", e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// Reads a TOML file whose keys are this struct's fields.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text =

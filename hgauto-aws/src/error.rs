@@ -8,7 +8,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use hgauto_core::{ApiErrorClass, Error};
 
 /// The class of a service error `code` (with the HTTP `status` when the code says nothing).
-pub fn classify(code: &str, status: Option<u16>) -> ApiErrorClass {
+pub(crate) fn classify(code: &str, status: Option<u16>) -> ApiErrorClass {
     use ApiErrorClass as C;
     const NOT_FOUND: &[&str] = &[
         "NoSuchEntity",

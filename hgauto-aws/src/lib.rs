@@ -10,6 +10,7 @@
 //! (`hgauto-` by default) and carry tags, so `purge` and sweeps find what a crashed run left.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod config;
 pub mod ec2;
@@ -18,6 +19,13 @@ pub mod s3;
 pub mod sfn;
 pub mod sqs;
 pub mod ssm;
+
+/// The AWS SDK crates this backend is built on, re-exported: a program or a test that needs
+/// a raw client gets the same versions and features, so nothing builds the SDK twice.
+pub mod sdk {
+    pub use aws_sdk_ec2 as ec2;
+    pub use aws_sdk_sqs as sqs;
+}
 
 pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use base64::Engine as _;
-use hgauto_core::artifact::{sha256_file, validate_batch, validate_name};
+use hgauto_core::artifact::{sha256_file, validate_name};
+use hgauto_core::backend::publish::publish_async;
 use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
 
 use crate::error::sdk_error;
@@ -222,19 +223,13 @@ impl Publisher for S3Publisher {
     }
 
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
-        validate_batch(artifacts)?;
-        for a in artifacts {
-            self.check_existing(a).await?;
-        }
-        let mut report = PublishReport::default();
-        for a in artifacts {
-            if self.publish_one(a).await? {
-                tracing::info!(artifact = %a.name, bucket = %self.bucket, "published to s3");
-                report.published.push(a.name.clone());
-            } else {
-                report.already_present.push(a.name.clone());
-            }
-        }
-        Ok(report)
+        publish_async(
+            &self.destination(),
+            artifacts,
+            1,
+            |a| self.check_existing(a),
+            |a| self.publish_one(a),
+        )
+        .await
     }
 }

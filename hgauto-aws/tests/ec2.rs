@@ -618,3 +618,31 @@ async fn windows_images_are_built_from_powershell_user_data() {
     assert_eq!(p.ensure_image(&recipe).await.unwrap(), image, "cache hit");
     p.purge().await.unwrap();
 }
+
+/// The shared ResourceProvider suite, on moto: machines, a refused spec (an image that
+/// does not exist), a fingerprinted image built once (the build instance's bootstrap is
+/// played by the test, as moto's instances run nothing), and purge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2_provider_passes_the_provider_suite() {
+    use hgauto_core::conformance::provider::{self, ProviderCase};
+    let moto = Moto::start();
+    let state = tempfile::tempdir().unwrap();
+    let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();
+    let base = some_image(&p, false).await;
+    let player = support::play_build_instances(Duration::ZERO, p.client().clone());
+    let mut recipe =
+        hgauto_core::ImageRecipe::new("conformance", hgauto_core::Platform::Linux, &base)
+            .with_script("echo built > built.txt");
+    recipe.instance_type = Some("t3.micro".into());
+    let case = ProviderCase {
+        spec: MachineSpec::linux()
+            .with_image(&base)
+            .with_instance_type("t3.micro"),
+        bad_spec: MachineSpec::linux()
+            .with_image("ami-00000000deadbeef0")
+            .with_instance_type("t3.micro"),
+        recipe: Some(recipe),
+    };
+    provider::run_all(&p, &case).await;
+    player.abort();
+}

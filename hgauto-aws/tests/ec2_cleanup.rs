@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hgauto_aws::Ec2Provider;
-use hgauto_core::{background, ApiErrorClass, MachineSpec, ResourceProvider, TemporaryMachines};
+use hgauto_core::backend::background;
+use hgauto_core::{ApiErrorClass, MachineSpec, ResourceProvider, TemporaryMachines};
 use support::{live_instances, some_image, Moto};
 
 fn ledger_entries(state: &std::path::Path) -> Vec<String> {
@@ -122,9 +123,11 @@ async fn ssh_host_keys_are_recorded_by_instance_id_and_go_with_the_instance() {
         "keys are recorded under the instance id"
     );
     // What accept-new would have recorded on the first connection.
+    // (An ed25519 public key blob: the type, then the 32-byte key, each length-prefixed.)
     let blob = {
         let mut b = 11u32.to_be_bytes().to_vec();
         b.extend_from_slice(b"ssh-ed25519");
+        b.extend_from_slice(&32u32.to_be_bytes());
         b.extend_from_slice(&[7; 32]);
         b
     };

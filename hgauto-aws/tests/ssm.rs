@@ -110,7 +110,7 @@ async fn abandoned_transfers_leave_no_objects_behind() {
         let _ = tokio::time::timeout(after, m.exec(&stdin)).await;
     }
     assert!(
-        hgauto_core::background::drain(Duration::from_secs(60)).await,
+        hgauto_core::backend::background::drain(Duration::from_secs(60)).await,
         "background cleanup did not finish"
     );
     // The agent may still be finishing a command sent just before its caller left; the

@@ -24,23 +24,24 @@ impl std::str::FromStr for Platform {
     type Err = crate::error::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "linux" => Ok(Platform::Linux),
-            "windows" => Ok(Platform::Windows),
-            _ => Err(crate::error::Error::invalid(
-                format!("platform {s:?}"),
-                "must be \"linux\" or \"windows\"",
-            )),
+        let choices = [("linux", Platform::Linux), ("windows", Platform::Windows)];
+        crate::suggest::one_of("platform", &s.to_ascii_lowercase(), &choices)
+    }
+}
+
+impl Platform {
+    /// `linux` or `windows`: the name [`FromStr`](std::str::FromStr) reads back.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Linux => "linux",
+            Platform::Windows => "windows",
         }
     }
 }
 
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Platform::Linux => "linux",
-            Platform::Windows => "windows",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -252,7 +253,11 @@ pub enum Stream {
 
 /// Receives output lines as they arrive, without their trailing newline. Lines are raw
 /// bytes: remote programs owe us no UTF-8.
-pub type LineSink<'a> = &'a (dyn Fn(Stream, &[u8]) + Send + Sync);
+///
+/// A sink is called once per line, never twice at once, so it may keep state of its own
+/// (`let mut lines = Vec::new(); m.exec_streaming(&cmd, &mut |s, l| lines.push(..))`)
+/// without a lock.
+pub type LineSink<'a> = &'a mut (dyn FnMut(Stream, &[u8]) + Send);
 
 /// The result of a finished command. A non-zero exit is data, not an error; call
 /// [`Output::check`] to turn it into one.

@@ -380,7 +380,7 @@ fn is_transient_io(e: &std::io::Error) -> bool {
 }
 
 /// Extension for attaching location to `std::io::Result`s.
-pub(crate) trait IoContext<T> {
+pub trait IoContext<T> {
     /// Wraps an I/O error with the operation, path and machine.
     fn at(self, op: &'static str, path: &std::path::Path, machine: &str) -> Result<T>;
 }

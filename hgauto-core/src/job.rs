@@ -153,6 +153,23 @@ pub enum JobOutcome {
 }
 
 impl JobOutcome {
+    /// An outcome from its [`status`](Self::status) name and a summary (the reason, for a
+    /// skip); `retryable` applies to a failure only.
+    pub fn from_status(status: &str, summary: String, retryable: bool) -> crate::Result<Self> {
+        match status {
+            "succeeded" => Ok(JobOutcome::Succeeded { summary }),
+            "failed" => Ok(JobOutcome::Failed { summary, retryable }),
+            "skipped" => Ok(JobOutcome::Skipped { reason: summary }),
+            other => Err(crate::Error::invalid(
+                format!("job status {other:?}"),
+                format!(
+                    "must be succeeded, failed or skipped{}",
+                    crate::suggest::closest(other, ["succeeded", "failed", "skipped"].into_iter())
+                ),
+            )),
+        }
+    }
+
     /// `succeeded`, `failed` or `skipped`.
     pub fn status(&self) -> &'static str {
         match self {

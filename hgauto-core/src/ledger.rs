@@ -6,12 +6,12 @@
 //! crashed run left behind; a record is removed only after its resource is gone.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::fs::write_atomic;
 use crate::error::{Error, IoContext, Result};
 use crate::provider::ResourceKind;
 
@@ -154,73 +154,6 @@ fn encode_file_name(id: &str) -> String {
         }
     }
     out
-}
-
-/// Writes `data` to `path` by rename from a temporary file beside it, without fsync: a
-/// reader never sees half a file, but a crash may lose the write (for status files,
-/// claims and caches, whose loss is harmless).
-pub fn write_unsynced(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let (tmp, mut f) = tempfile_in(dir, 0o644)?;
-    let written = f.write_all(data).at("write", &tmp, "localhost");
-    drop(f);
-    match written
-        .and_then(|()| std::fs::rename(&tmp, path).at("rename into place", path, "localhost"))
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Writes `data` to `path` by writing a sibling temporary file, syncing it, and renaming.
-/// The file gets the usual mode for new files (0666 less the umask).
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    write_atomic_mode(path, data, 0o666)
-}
-
-/// [`write_atomic`] for a file only its owner may read: it is 0600 from its first byte.
-pub fn write_atomic_private(path: &Path, data: &[u8]) -> Result<()> {
-    write_atomic_mode(path, data, 0o600)
-}
-
-fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, mode)?;
-    tmp.1.write_all(data).at("write", &tmp.0, "localhost")?;
-    tmp.1.sync_all().at("sync", &tmp.0, "localhost")?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path).at("rename into place", path, "localhost")?;
-    // Make the rename itself durable.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`) with
-/// `mode` (less the umask).
-pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> Result<(PathBuf, std::fs::File)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    for _ in 0..16 {
-        let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-        {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("create temporary file", path, "localhost", e)),
-        }
-    }
-    Err(Error::invalid(
-        format!("directory {}", dir.display()),
-        "could not create a unique temporary file",
-    ))
 }
 
 /// Seconds since the Unix epoch.

@@ -18,45 +18,43 @@
 //! `conformance`).
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod agent;
 pub mod artifact;
 pub mod backend;
-pub mod background;
 pub mod checkout;
 pub mod cleanup;
 pub mod clock;
-pub mod command;
+mod command;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod download;
 pub mod env;
 pub mod error;
-pub mod fanout;
-pub mod fsutil;
+mod fanout;
 #[cfg(feature = "github")]
 pub mod github;
 pub mod job;
 pub mod job_source;
 pub mod keys;
 pub mod ledger;
-pub mod lines;
+mod lines;
 pub mod local;
 pub mod machine;
 pub mod pipeline;
-pub mod progress;
+mod poll;
+mod progress;
 pub mod provider;
-pub mod publisher;
+mod publisher;
 pub mod pypi;
 pub mod redact;
 pub mod release;
-pub mod render;
 pub mod retry;
 pub mod selfupdate;
 pub mod session;
 pub mod spec;
 pub mod suggest;
-pub mod task;
 pub mod venv;
 
 pub use artifact::Artifact;
@@ -74,11 +72,14 @@ pub use local::{
     DirJobSource, DirPublisher, ListJobSource, LocalMachine, LocalProvider, VcsBranchSource,
 };
 pub use machine::{RemoteMachine, SyncOptions, SyncReport};
+pub use poll::Poll;
 pub use progress::StepProgress;
 pub use provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
+#[cfg(feature = "mocks")]
+pub use publisher::MockPublisher;
 pub use publisher::{PublishReport, Publisher};
 pub use pypi::{PypiPublisher, PypiPublisherBuilder};
 pub use release::{Release, ReleaseReport, SigningKey};
-pub use retry::{poll_until, poll_until_capped, Jitter, RetryPolicy};
+pub use retry::{Jitter, RetryPolicy};
 pub use spec::{ImageRecipe, MachineSpec};
 pub use venv::{create_virtualenv, Installer, VenvOptions, VenvReport};

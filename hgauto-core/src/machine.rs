@@ -26,6 +26,9 @@ use crate::error::Result;
 /// - `sync_tree` makes a remote directory hold what a local one holds (files, modes,
 ///   symlinks, any file names), sending only what changed since the last sync.
 /// - Every method may be called concurrently from many tasks.
+///
+/// No generated mock: mockall cannot mock a function-object argument (the line sink,
+/// asomers/mockall#139). Tests drive the local machine, a real one.
 #[async_trait]
 pub trait RemoteMachine: Send + Sync + fmt::Debug {
     /// A stable id, unique within its provider (e.g. `local-3f2a9c`, `i-0abc...`).
@@ -39,7 +42,14 @@ pub trait RemoteMachine: Send + Sync + fmt::Debug {
 
     /// Runs `cmd` and captures its output.
     async fn exec(&self, cmd: &Command) -> Result<Output> {
-        self.exec_streaming(cmd, &|_, _| {}).await
+        self.exec_streaming(cmd, &mut |_, _| {}).await
+    }
+
+    /// Runs `cmd` and captures its output; a non-zero exit is
+    /// [`Error::CommandFailed`](crate::Error::CommandFailed), naming this machine, the
+    /// command and the last lines of its stderr.
+    async fn exec_checked(&self, cmd: &Command) -> Result<Output> {
+        self.exec(cmd).await?.check(self.id(), cmd)
     }
 
     /// Copies the local file `local` to `remote`, keeping its permission bits.
@@ -84,17 +94,41 @@ pub struct SyncReport {
     pub deleted: u64,
 }
 
+/// One file [`matching_files`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedFile {
+    /// Its path on the machine, relative to the directory searched.
+    pub path: String,
+    /// Its base name: one path component, never empty, `.` or `..`, so it is safe to join
+    /// to a local directory.
+    pub name: String,
+}
+
+impl MatchedFile {
+    fn new(path: String) -> Result<Self> {
+        let name = path.rsplit(['/', '\\']).next().unwrap_or("").to_owned();
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(crate::Error::invalid(
+                format!("remote file {path:?}"),
+                "has no usable file name",
+            ));
+        }
+        Ok(MatchedFile { path, name })
+    }
+}
+
 /// The regular files on `machine` that `pattern` (a path, or a `*`/`?` pattern) matches,
 /// relative to `dir` (the machine's home when `None`), in the shell's order. On Windows the
 /// pattern is taken as a literal path. The pattern reaches `sh` as an argument and is
-/// expanded by globbing only: no word splitting and no command substitution.
+/// expanded by globbing only: no word splitting and no command substitution. A match
+/// without a usable base name (a Windows path ending in a separator) is an error.
 pub async fn matching_files(
     machine: &dyn RemoteMachine,
     pattern: &str,
     dir: Option<&str>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<MatchedFile>> {
     if machine.platform() == Platform::Windows {
-        return Ok(vec![pattern.to_owned()]);
+        return Ok(vec![MatchedFile::new(pattern.to_owned())?]);
     }
     let mut list = Command::new("sh")
         .args([
@@ -108,5 +142,8 @@ pub async fn matching_files(
         list = list.current_dir(dir);
     }
     let out = machine.exec(&list).await?;
-    Ok(out.stdout_str().lines().map(str::to_owned).collect())
+    out.stdout_str()
+        .lines()
+        .map(|l| MatchedFile::new(l.to_owned()))
+        .collect()
 }

@@ -16,6 +16,7 @@ use crate::error::Result;
 ///   any of them.
 /// - No reader ever sees a partial file: uploads land by rename (or the destination's
 ///   atomic equivalent), and content is verified against the artifact's sha256.
+#[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait Publisher: Send + Sync {
     /// A description of the destination for logs ("dir:/srv/dist", "sftp://host/path").
@@ -37,6 +38,25 @@ pub trait Publisher: Send + Sync {
             present.push(self.exists(a).await?);
         }
         Ok(present)
+    }
+
+    /// `Ok(true)` when a file of this name is published, whatever its content: what a
+    /// pipeline's "skip if published" asks, knowing only a name.
+    ///
+    /// The default asks [`exists`](Self::exists) with no digest: by the contract, a name
+    /// that holds a file answers with a conflict.
+    async fn name_taken(&self, name: &str) -> Result<bool> {
+        let probe = Artifact {
+            path: std::path::PathBuf::new(),
+            name: name.to_owned(),
+            sha256: String::new(),
+            size: 0,
+        };
+        match self.exists(&probe).await {
+            Ok(present) => Ok(present),
+            Err(crate::Error::Conflict { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Publishes `artifacts`, skipping those already present.

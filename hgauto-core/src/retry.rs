@@ -60,6 +60,29 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Checks that the policy can be followed: `factor` is a finite number of at least 1
+    /// (a policy whose delays shrink or explode into infinity is a typo), and `base_delay`
+    /// is not above `max_delay`. `what` names the policy in the error (e.g. `"retry"`, or a
+    /// pipeline step).
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(Error::invalid(
+                format!("{what} factor"),
+                format!("{} must be a number >= 1", self.factor),
+            ));
+        }
+        if self.base_delay > self.max_delay {
+            return Err(Error::invalid(
+                format!("{what} base_delay"),
+                format!(
+                    "{:?} is above max_delay ({:?})",
+                    self.base_delay, self.max_delay
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Cheap, often-flaky operations (API calls that get throttled): 5 retries after
     /// 5, 10, 20, 40 and 80 s. HHVM's policy for its Lambda steps.
     pub fn cheap() -> Self {
@@ -139,17 +162,52 @@ impl RetryPolicy {
         clock: &dyn Clock,
         rng: &dyn UnitRng,
         what: &str,
-        mut op: F,
+        op: F,
     ) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.run_if_with(clock, rng, what, Error::is_retryable, op)
+            .await
+    }
+
+    /// Runs `op` (given the 0-based attempt number), retrying under this policy the
+    /// failures `retry_if` picks, whatever their error type: for a backend whose one
+    /// transient failure is specific (an instance profile IAM has not propagated yet).
+    pub async fn run_if<T, E, F, Fut>(
+        &self,
+        what: &str,
+        retry_if: impl Fn(&E) -> bool,
+        op: F,
+    ) -> std::result::Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        self.run_if_with(&TokioClock, &ThreadRng, what, retry_if, op)
+            .await
+    }
+
+    async fn run_if_with<T, E, F, Fut>(
+        &self,
+        clock: &dyn Clock,
+        rng: &dyn UnitRng,
+        what: &str,
+        retry_if: impl Fn(&E) -> bool,
+        mut op: F,
+    ) -> std::result::Result<T, E>
+    where
+        E: std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
         let mut attempt = 0u32;
         loop {
             match op(attempt).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && attempt < self.max_retries => {
+                Err(e) if retry_if(&e) && attempt < self.max_retries => {
                     let delay = self.delay(attempt, rng.unit());
                     tracing::warn!(
                         %what, attempt = attempt + 1, retry_in = ?delay, error = %e,
@@ -179,71 +237,6 @@ impl RetryPolicy {
                 Err(e) => return Err(e),
             }
         }
-    }
-}
-
-/// Polls `check` until it returns `Ok(Some(value))`, with exponential backoff from
-/// `first_delay` (doubling, at most 15 s) and a hard deadline of `limit`. `check` returns
-/// `Ok(None)` to keep waiting and `Err` to stop at once. On the deadline the error is
-/// [`Error::Timeout`] naming `resource` and `what` was awaited; a check still running at
-/// the deadline is abandoned, so a hung call cannot hold the wait past it.
-pub async fn poll_until<T, F, Fut>(
-    resource: &str,
-    what: &str,
-    limit: Duration,
-    first_delay: Duration,
-    check: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    poll_until_capped(
-        resource,
-        what,
-        limit,
-        first_delay,
-        Duration::from_secs(15),
-        check,
-    )
-    .await
-}
-
-/// [`poll_until`] with the longest delay between checks set to `max_delay`. The last check
-/// happens at the deadline itself, not one delay before it.
-pub async fn poll_until_capped<T, F, Fut>(
-    resource: &str,
-    what: &str,
-    limit: Duration,
-    first_delay: Duration,
-    max_delay: Duration,
-    mut check: F,
-) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    let timed_out = || Error::Timeout {
-        machine: resource.to_owned(),
-        what: what.to_owned(),
-        after: limit,
-    };
-    let mut delay = first_delay;
-    loop {
-        match tokio::time::timeout_at(deadline, check()).await {
-            Ok(Ok(Some(v))) => return Ok(v),
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(timed_out()),
-        }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
-            return Err(timed_out());
-        }
-        // The last sleep is cut to the deadline, so the final check happens at the deadline.
-        tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(max_delay);
     }
 }
 
@@ -417,61 +410,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn poll_until_backs_off_and_stops_at_the_deadline() {
-        let calls = Mutex::new(0u32);
-        let started = std::time::Instant::now();
-        let r: Result<()> = poll_until(
-            "i-1",
-            "running",
-            Duration::from_millis(200),
-            Duration::from_millis(20),
-            || {
-                *calls.lock().unwrap() += 1;
-                async { Ok(None) }
-            },
-        )
-        .await;
-        assert!(matches!(r, Err(Error::Timeout { ref machine, .. }) if machine == "i-1"));
-        // Checks at 0, 20, 60 and 140 ms; the next sleep (160 ms) is cut to the deadline,
-        // where the last check happens: never before it, never long after.
-        let n_calls = *calls.lock().unwrap();
-        assert!((4..=5).contains(&n_calls), "{n_calls} calls");
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert!(started.elapsed() < Duration::from_secs(2));
-        let n = Mutex::new(0);
-        let v = poll_until(
-            "x",
-            "ready",
-            Duration::from_secs(60),
-            Duration::from_millis(10),
-            || {
-                *n.lock().unwrap() += 1;
-                let done = *n.lock().unwrap() == 3;
-                async move { Ok(done.then_some(42)) }
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(v, 42);
-    }
-
-    #[tokio::test]
-    async fn a_check_that_never_answers_is_abandoned_at_the_deadline() {
-        let started = std::time::Instant::now();
-        let r: Result<()> = poll_until(
-            "i-1",
-            "running",
-            Duration::from_millis(300),
-            Duration::from_millis(10),
-            std::future::pending,
-        )
-        .await;
-        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
+    async fn run_if_retries_only_the_failures_it_picks() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_millis(1),
+            factor: 1.0,
+            max_delay: Duration::from_millis(1),
+            jitter: Jitter::None,
+        };
+        // "not yet" twice, then success: three attempts.
+        let r: std::result::Result<u32, String> = p
+            .run_if(
+                "t",
+                |e: &String| e == "not yet",
+                |n| async move {
+                    if n < 2 {
+                        Err("not yet".to_owned())
+                    } else {
+                        Ok(n)
+                    }
+                },
+            )
+            .await;
+        assert_eq!(r, Ok(2));
+        // Any other failure ends at once.
+        let mut calls = 0;
+        let r: std::result::Result<(), String> = p
+            .run_if(
+                "t",
+                |e: &String| e == "not yet",
+                |_| {
+                    calls += 1;
+                    async { Err("denied".to_owned()) }
+                },
+            )
+            .await;
+        assert_eq!((r, calls), (Err("denied".to_owned()), 1));
     }
 
     #[test]

@@ -1,5 +1,29 @@
 //! "Did you mean" suggestions for names a user got wrong (steps, dimensions, config keys).
 
+/// The value `s` names among `choices` (name, value), or [`Error::InvalidInput`] naming
+/// `what` and `s`, listing the names and suggesting the closest: the one shape of every
+/// `FromStr` over a fixed set of names (platforms, VCS, modes, policies).
+///
+/// [`Error::InvalidInput`]: crate::Error::InvalidInput
+pub fn one_of<T: Clone>(what: &str, s: &str, choices: &[(&str, T)]) -> crate::Result<T> {
+    if let Some((_, v)) = choices.iter().find(|(name, _)| *name == s) {
+        return Ok(v.clone());
+    }
+    let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+    let list = match names.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(crate::Error::invalid(
+        format!("{what} {s:?}"),
+        format!(
+            "must be {list}{}",
+            closest(s, choices.iter().map(|(n, _)| *n))
+        ),
+    ))
+}
+
 /// `" (did you mean \"x\"?)"` for the candidate closest to `wrong`, or an empty string
 /// when none is close (Jaro-Winkler similarity above 0.75).
 pub fn closest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
@@ -41,4 +65,26 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
         .span()
         .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
     unknown_field(e.message(), line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_of_names_the_choices_and_the_closest() {
+        let choices = [("normal", 0), ("fake", 1), ("local", 2)];
+        assert_eq!(one_of("mode", "fake", &choices).unwrap(), 1);
+        let e = one_of("mode", "locl", &choices).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"mode "locl""#)
+                && e.contains(r#"must be "normal", "fake" or "local""#)
+                && e.contains(r#"did you mean "local"?"#),
+            "{e}"
+        );
+        let e = one_of("vcs", "svn", &[("git", 0), ("hg", 1)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"must be "git" or "hg""#), "{e}");
+    }
 }

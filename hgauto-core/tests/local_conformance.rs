@@ -1,9 +1,27 @@
-//! The local backend passes the shared RemoteMachine and Publisher suites.
+//! The local backend passes the shared RemoteMachine, ResourceProvider and Publisher suites.
 
 use std::sync::Arc;
 
+use hgauto_core::conformance::provider::{self, ProviderCase};
 use hgauto_core::conformance::{machine, publisher};
-use hgauto_core::{DirPublisher, LocalProvider, MachineSpec, ResourceProvider};
+use hgauto_core::{
+    DirPublisher, ImageRecipe, LocalProvider, MachineSpec, Platform, ResourceProvider,
+};
+
+#[tokio::test]
+async fn local_provider_passes_the_provider_suite() {
+    let state = tempfile::tempdir().unwrap();
+    let p = LocalProvider::new(state.path()).unwrap();
+    let case = ProviderCase {
+        spec: MachineSpec::linux(),
+        bad_spec: MachineSpec::linux().with_image("no-such-image"),
+        recipe: Some(
+            ImageRecipe::new("conformance", Platform::Linux, "host")
+                .with_script("echo built > built.txt"),
+        ),
+    };
+    provider::run_all(&p, &case).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_machine_passes_the_machine_suite() {

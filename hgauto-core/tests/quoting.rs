@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
-use hgauto_core::render::{render_posix, windows_argv_quote, windows_bat_command_line};
+use hgauto_core::backend::render::{render_posix, windows_argv_quote, windows_bat_command_line};
 use hgauto_core::Command;
 use proptest::prelude::*;
 
@@ -237,7 +237,7 @@ fn powershell_script_decodes_and_quotes_arguments() {
         .arg("")
         .env("K", "v'1")
         .current_dir("C:\\work dir");
-    let line = hgauto_core::render::render_powershell(&cmd).unwrap();
+    let line = hgauto_core::backend::render::render_powershell(&cmd).unwrap();
     let b64 = line.rsplit(' ').next().unwrap();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -270,7 +270,7 @@ fn a_batch_program_is_started_through_cmd_exe_with_escaped_arguments() {
     let cmd = Command::new("C:\\ci\\build.bat")
         .arg("x\" & calc.exe & \"")
         .arg("%PATH%");
-    let script = hgauto_core::render::powershell_script(&cmd).unwrap();
+    let script = hgauto_core::backend::render::powershell_script(&cmd).unwrap();
     assert!(script.contains("$si.FileName = 'cmd.exe'"), "{script}");
     let args = script
         .lines()
@@ -280,8 +280,8 @@ fn a_batch_program_is_started_through_cmd_exe_with_escaped_arguments() {
         .replace("''", "'");
     cmd_exe_would_run_only_the_batch_file(&format!("cmd.exe {args}")).unwrap();
     for bad in ["a\nb", "a\rb"] {
-        let e =
-            hgauto_core::render::powershell_script(&Command::new("b.cmd").arg(bad)).unwrap_err();
+        let e = hgauto_core::backend::render::powershell_script(&Command::new("b.cmd").arg(bad))
+            .unwrap_err();
         assert!(matches!(e, hgauto_core::Error::InvalidInput { .. }), "{e}");
     }
 }

@@ -68,17 +68,8 @@ fn outcome_of(value: &Bound<'_, PyAny>) -> PyResult<JobOutcome> {
             "a build returns None, a bool, a summary string or a (status, summary) pair",
         )
     })?;
-    match status.as_str() {
-        "succeeded" => Ok(JobOutcome::Succeeded { summary }),
-        "failed" => Ok(JobOutcome::Failed {
-            summary,
-            retryable: false,
-        }),
-        "skipped" => Ok(JobOutcome::Skipped { reason: summary }),
-        other => Err(PyException::new_err(format!(
-            "build status {other:?} must be succeeded, failed or skipped"
-        ))),
-    }
+    JobOutcome::from_status(&status, summary, false)
+        .map_err(|e| PyException::new_err(e.to_string()))
 }
 
 fn iteration_to_py(py: Python<'_>, it: Iteration) -> PyResult<Option<Py<PyAny>>> {
@@ -168,17 +159,7 @@ impl PyAgent {
         name: Option<String>,
         stop_bound: f64,
     ) -> PyResult<Self> {
-        let sharing = match sharing {
-            "claims" => Sharing::Claims,
-            "shards" => Sharing::Shards,
-            other => {
-                return Err(Error::invalid(
-                    format!("sharing {other:?}"),
-                    "must be claims or shards",
-                ))
-                .py_err(py)
-            }
-        };
+        let sharing: Sharing = sharing.parse().py_err(py)?;
         let slot: Slot = Arc::default();
         let calls = slot.clone();
         let mut b = Agent::builder(source.get().inner.clone(), state_dir)

@@ -47,20 +47,7 @@ fn config(py: Python<'_>, settings: Option<&Bound<'_, PyDict>>) -> PyResult<AwsC
             fields.insert(key, value);
         }
     }
-    let mut base = if fields.contains_key("region") {
-        serde_json::Map::new()
-    } else {
-        // Start from the environment's settings; explicit arguments win.
-        match serde_json::to_value(AwsConfig::from_env().py_err(py)?) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        }
-    };
-    base.extend(fields);
-    let cfg: AwsConfig = serde_json::from_value(serde_json::Value::Object(base))
-        .map_err(|e| to_py(py, Error::invalid("AWS settings", e.to_string())))?;
-    cfg.validate().py_err(py)?;
-    Ok(cfg)
+    AwsConfig::from_settings(fields).py_err(py)
 }
 
 /// Machines on EC2 (Linux over SSH or SSM, Windows over SSM), from fingerprinted images,

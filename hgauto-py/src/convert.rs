@@ -11,7 +11,7 @@ use hgauto_core::{Command, Error, Jitter, Platform, RetryPolicy};
 use crate::errors::{to_py, IntoPyResult};
 
 /// A non-negative, finite number of seconds as a [`Duration`].
-pub fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(secs).map_err(|_| {
         to_py(
             py,
@@ -21,21 +21,18 @@ pub fn seconds(py: Python<'_>, what: &str, secs: f64) -> PyResult<Duration> {
 }
 
 /// `"linux"` or `"windows"`.
-pub fn platform(py: Python<'_>, name: &str) -> PyResult<Platform> {
+pub(crate) fn platform(py: Python<'_>, name: &str) -> PyResult<Platform> {
     name.parse::<Platform>().map_err(|e| to_py(py, e))
 }
 
-/// The Python name of a platform.
-pub fn platform_name(p: Platform) -> &'static str {
-    match p {
-        Platform::Linux => "linux",
-        Platform::Windows => "windows",
-    }
+/// The Python name of a platform (core's own).
+pub(crate) fn platform_name(p: Platform) -> &'static str {
+    p.name()
 }
 
 /// Builds a [`Command`]: a string is a script for the machine's shell (`sh` or PowerShell),
 /// a sequence is a program and its arguments, passed verbatim (never through a shell).
-pub struct CommandArgs<'a, 'py> {
+pub(crate) struct CommandArgs<'a, 'py> {
     /// The command.
     pub cmd: &'a Bound<'py, PyAny>,
     /// Extra environment variables.
@@ -52,7 +49,7 @@ pub struct CommandArgs<'a, 'py> {
 
 impl CommandArgs<'_, '_> {
     /// The [`Command`] these arguments describe.
-    pub fn build(self, py: Python<'_>) -> PyResult<Command> {
+    pub(crate) fn build(self, py: Python<'_>) -> PyResult<Command> {
         let mut command = if let Ok(s) = self.cmd.cast::<PyString>() {
             Command::script(s.extract::<String>()?)
         } else {
@@ -118,21 +115,15 @@ impl PyRetryPolicy {
         max_delay: f64,
         jitter: bool,
     ) -> PyResult<Self> {
-        if !(factor.is_finite() && factor >= 1.0) {
-            return Err(to_py(
-                py,
-                Error::invalid("factor", format!("{factor} must be a number >= 1")),
-            ));
-        }
-        Ok(PyRetryPolicy {
-            inner: RetryPolicy {
-                max_retries,
-                base_delay: seconds(py, "base_delay", base_delay)?,
-                factor,
-                max_delay: seconds(py, "max_delay", max_delay)?,
-                jitter: if jitter { Jitter::Full } else { Jitter::None },
-            },
-        })
+        let inner = RetryPolicy {
+            max_retries,
+            base_delay: seconds(py, "base_delay", base_delay)?,
+            factor,
+            max_delay: seconds(py, "max_delay", max_delay)?,
+            jitter: if jitter { Jitter::Full } else { Jitter::None },
+        };
+        inner.validate("RetryPolicy").map_err(|e| to_py(py, e))?;
+        Ok(PyRetryPolicy { inner })
     }
 
     /// Network operations (downloads, SSH reconnects).
@@ -202,12 +193,12 @@ impl PyRetryPolicy {
 }
 
 /// A JSON text as the Python value `json.loads` makes of it.
-pub fn json_to_py(py: Python<'_>, text: &str) -> PyResult<Py<PyAny>> {
+pub(crate) fn json_to_py(py: Python<'_>, text: &str) -> PyResult<Py<PyAny>> {
     Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
 /// A Python value as JSON, through `json.dumps`; `what` names it in the error.
-pub fn py_to_json(
+pub(crate) fn py_to_json(
     py: Python<'_>,
     what: &str,
     value: &Bound<'_, PyAny>,
@@ -222,7 +213,7 @@ pub fn py_to_json(
 }
 
 /// A serializable value (a status, a result tree) as the Python value of its JSON.
-pub fn serialized_to_py<T: serde::Serialize>(
+pub(crate) fn serialized_to_py<T: serde::Serialize>(
     py: Python<'_>,
     what: &str,
     value: &T,

@@ -11,12 +11,12 @@ use pyo3::types::PyDict;
 use hgauto_core::{ApiErrorClass, Error};
 
 /// Converts an hgauto error into the matching `hgauto.errors` exception.
-pub fn to_py(py: Python<'_>, err: Error) -> PyErr {
+pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     to_py_with(py, err, |_| Ok(()))
 }
 
 /// Like [`to_py`], letting `extra` add attributes (e.g. the failed command's result).
-pub fn to_py_with(
+pub(crate) fn to_py_with(
     py: Python<'_>,
     err: Error,
     extra: impl FnOnce(&Bound<'_, PyDict>) -> PyResult<()>,
@@ -225,7 +225,7 @@ fn describe(err: &Error, a: &Bound<'_, PyDict>) -> PyResult<&'static str> {
 }
 
 /// Turns `Result<T, Error>` into `PyResult<T>`.
-pub trait IntoPyResult<T> {
+pub(crate) trait IntoPyResult<T> {
     /// Converts the error side with [`to_py`].
     fn py_err(self, py: Python<'_>) -> PyResult<T>;
 }

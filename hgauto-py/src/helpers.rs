@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use hgauto_core::download::ArchiveFormat;
 use hgauto_core::{
-    CheckoutOptions, DownloadOptions, Error, Installer, StepProgress, Vcs, VenvOptions, Want,
+    CheckoutOptions, DownloadOptions, Installer, StepProgress, Vcs, VenvOptions, Want,
 };
 
 use crate::convert::{seconds, PyRetryPolicy};
@@ -52,7 +52,7 @@ impl DownloadReport {
 #[pyfunction]
 #[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn download(
+pub(crate) fn download(
     py: Python<'_>,
     url: String,
     dest: PathBuf,
@@ -146,13 +146,14 @@ impl CheckoutReport {
     }
 }
 
-/// Checks out `revision` (a full hash) or `branch` of `url` into `dest`, sharing one
+/// Checks out `revision` (a full hash) or `branch` (neither: the default branch) of `url`
+/// into `dest`, sharing one
 /// pooled store per repository under `share_base`, repairing interrupted clones.
 /// `progress(step)` gets a line per step (cloning, pulling, updating) on this thread.
 #[pyfunction]
 #[pyo3(signature = (url, dest, *, vcs="git", revision=None, branch=None, share_base=None, purge=false, retry=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn checkout(
+pub(crate) fn checkout(
     py: Python<'_>,
     url: String,
     dest: PathBuf,
@@ -165,18 +166,9 @@ pub fn checkout(
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<CheckoutReport> {
     let vcs = parse_vcs(py, vcs)?;
-    let want = match (revision, branch) {
-        (Some(r), None) => Want::Revision(r),
-        (None, Some(b)) => Want::Branch(b),
-        _ => {
-            return Err(to_py(
-                py,
-                Error::invalid("checkout", "give exactly one of revision= or branch="),
-            ))
-        }
-    };
-    let share_base = share_base_or_default(py, share_base)?;
-    let mut opts = CheckoutOptions::new(share_base).with_purge(purge);
+    let want = Want::from_options(vcs, revision, branch).py_err(py)?;
+    let opts = CheckoutOptions::with_share_base_or_default(share_base).py_err(py)?;
+    let mut opts = opts.with_purge(purge);
     if let Some(r) = retry {
         opts.retry = r.inner;
     }
@@ -227,7 +219,7 @@ impl VenvReport {
 #[pyfunction]
 #[pyo3(signature = (path, *, python=None, requirements=Vec::new(), constraints=Vec::new(), find_links=Vec::new(), index_url=None, no_index=false, installer="auto", timeout=1800.0, retry=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
-pub fn create_virtualenv(
+pub(crate) fn create_virtualenv(
     py: Python<'_>,
     path: PathBuf,
     python: Option<PathBuf>,
@@ -241,12 +233,7 @@ pub fn create_virtualenv(
     retry: Option<PyRetryPolicy>,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<VenvReport> {
-    let installer = match installer {
-        "auto" => Installer::Auto,
-        "pip" => Installer::Pip,
-        "uv" => Installer::Uv(PathBuf::from("uv")),
-        path => Installer::Uv(PathBuf::from(path)),
-    };
+    let installer: Installer = installer.parse().map_err(|e| to_py(py, e))?;
     let mut opts = VenvOptions {
         python,
         requirements,
@@ -275,16 +262,6 @@ pub fn create_virtualenv(
 }
 
 /// `"git"` or `"hg"` as a [`Vcs`].
-pub fn parse_vcs(py: Python<'_>, vcs: &str) -> PyResult<Vcs> {
+pub(crate) fn parse_vcs(py: Python<'_>, vcs: &str) -> PyResult<Vcs> {
     vcs.parse::<Vcs>().map_err(|e| to_py(py, e))
-}
-
-/// `share_base`, else the pooled stores under the state directory.
-pub fn share_base_or_default(py: Python<'_>, share_base: Option<PathBuf>) -> PyResult<PathBuf> {
-    match share_base {
-        Some(dir) => Ok(dir),
-        None => Ok(hgauto_core::env::default_state_dir()
-            .py_err(py)?
-            .join("vcs-stores")),
-    }
 }

@@ -16,7 +16,7 @@ use hgauto_core::{
 
 use crate::convert::{json_to_py, py_to_json, seconds};
 use crate::errors::IntoPyResult;
-use crate::helpers::{parse_vcs, share_base_or_default};
+use crate::helpers::parse_vcs;
 use crate::runtime::wait;
 
 /// One unit of work from a job source.
@@ -122,16 +122,7 @@ impl PyJob {
 }
 
 fn outcome(py: Python<'_>, status: &str, summary: String, retryable: bool) -> PyResult<JobOutcome> {
-    match status {
-        "succeeded" => Ok(JobOutcome::Succeeded { summary }),
-        "failed" => Ok(JobOutcome::Failed { summary, retryable }),
-        "skipped" => Ok(JobOutcome::Skipped { reason: summary }),
-        other => Err(Error::invalid(
-            format!("job status {other:?}"),
-            "must be succeeded, failed or skipped",
-        ))
-        .py_err(py),
-    }
+    JobOutcome::from_status(status, summary, retryable).py_err(py)
 }
 
 /// Where work comes from: jobs handed out under a lease (see the Rust `JobSource` trait).
@@ -296,7 +287,7 @@ impl PyVcsBranchSource {
     ) -> PyResult<PyClassInitializer<Self>> {
         let every = seconds(py, "poll_interval", poll_interval)?;
         let ttl = seconds(py, "lease_ttl", lease_ttl)?;
-        let opts = CheckoutOptions::new(share_base_or_default(py, share_base)?);
+        let opts = CheckoutOptions::with_share_base_or_default(share_base).py_err(py)?;
         let source = Arc::new(
             VcsBranchSource::new(state_dir, opts)
                 .py_err(py)?

@@ -6,6 +6,8 @@
 //! ([`logging`]). The Python package (`python/hgauto/`) re-exports these classes and
 //! carries the type stubs.
 
+#![warn(unreachable_pub)]
+
 mod agent;
 mod convert;
 mod errors;
@@ -38,6 +40,10 @@ fn _cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 #[pymodule]
 fn _hgauto(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::install();
+    // Python owns its signals (KeyboardInterrupt, and hgauto._signals for SIGTERM and
+    // SIGHUP): core's guards must not install a handler of their own.
+    hgauto_core::cleanup::set_signal_handling(hgauto_core::cleanup::SignalHandling::Manual)
+        .map_err(|e| errors::to_py(m.py(), e))?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(_cli_main, m)?)?;
     #[allow(unused_mut)] // without features, nothing is pushed

@@ -19,7 +19,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the bridge as the process's tracing subscriber (once; a no-op if the host
 /// program installed its own).
-pub fn install() {
+pub(crate) fn install() {
     let targets = Targets::new()
         .with_target("hgauto_core", LevelFilter::TRACE)
         .with_target("hgauto_ssh", LevelFilter::TRACE)

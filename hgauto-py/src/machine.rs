@@ -72,8 +72,9 @@ impl PyMachine {
                 match events {
                     None => machine.exec(&cmd2).await,
                     Some(events) => {
-                        let sink = move |s: Stream, line: &[u8]| events.send((s, line.to_vec()));
-                        machine.exec_streaming(&cmd2, &sink).await
+                        let mut sink =
+                            move |s: Stream, line: &[u8]| events.send((s, line.to_vec()));
+                        machine.exec_streaming(&cmd2, &mut sink).await
                     }
                 }
             },
@@ -317,7 +318,7 @@ impl HostResult {
 #[pyfunction]
 #[pyo3(signature = (machines, cmd, *, parallelism=32, env=None, cwd=None, timeout=None, idempotent=false))]
 #[allow(clippy::too_many_arguments)]
-pub fn fan_out(
+pub(crate) fn fan_out(
     py: Python<'_>,
     machines: Vec<Bound<'_, PyMachine>>,
     cmd: &Bound<'_, PyAny>,

@@ -180,18 +180,7 @@ impl PyPipeline {
         idle_timeout: f64,
         retry_time_scale: f64,
     ) -> PyResult<Py<PyAny>> {
-        let mode = match mode {
-            "normal" => Mode::Normal,
-            "fake" => Mode::Fake,
-            "local" => Mode::Local,
-            other => {
-                return Err(Error::invalid(
-                    format!("mode {other:?}"),
-                    "must be normal, fake or local",
-                ))
-                .py_err(py)
-            }
-        };
+        let mode: Mode = mode.parse().py_err(py)?;
         let slot: Arc<std::sync::Mutex<Option<Events<FunctionCall>>>> = Arc::default();
         let pipeline = self.build(py, slot.clone())?;
         let mut runner = Runner::new(pipeline, out_dir)

@@ -12,7 +12,7 @@ use pyo3::types::{PyList, PyString};
 use hgauto_core::spec::ImageFile;
 use hgauto_core::{
     Error, ImageRecipe, LocalProvider, MachineSpec, ManagedResource, RemoteMachine,
-    ResourceProvider,
+    ResourceProvider, TemporaryMachines,
 };
 
 use crate::convert::{platform_name, seconds};
@@ -187,7 +187,7 @@ impl PyProvider {
             provider: self.inner.clone(),
             spec: spec_or_default(spec),
             count,
-            live: std::sync::Mutex::new(Vec::new()),
+            guard: std::sync::Mutex::new(None),
             entered: AtomicBool::new(false),
         }
     }
@@ -239,14 +239,60 @@ impl PyProvider {
     }
 }
 
-/// Machines that exist only inside a `with` block.
+/// Machines that exist only inside a `with` block: a thin wrapper over core's
+/// [`TemporaryMachines`] guard, so the block's machines are registered like every Rust
+/// caller's (a dropped set, or one the garbage collector takes without `__exit__`, still
+/// terminates them).
 #[pyclass(frozen, module = "hgauto")]
 pub struct MachineSet {
     provider: Arc<dyn ResourceProvider>,
     spec: MachineSpec,
     count: usize,
-    live: std::sync::Mutex<Vec<String>>,
+    guard: std::sync::Mutex<Option<TemporaryMachines>>,
     entered: AtomicBool,
+}
+
+impl MachineSet {
+    fn guard(&self) -> std::sync::MutexGuard<'_, Option<TemporaryMachines>> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for MachineSet {
+    /// A set dropped while its machines live (never exited) lets core's guard terminate
+    /// them, with the GIL released: the guard waits for a helper thread whose log records
+    /// reach Python's `logging`, which needs the GIL.
+    fn drop(&mut self) {
+        let Some(set) = self.guard().take() else {
+            return;
+        };
+        Python::attach(|py| py.detach(move || drop(set)));
+    }
+}
+
+/// Provisions a guarded set under [`OnInterrupt::Finish`](crate::runtime::OnInterrupt):
+/// Ctrl-C lets the provision complete, then the guard terminates what it made, so nothing
+/// is left half-created.
+fn provision_set(
+    py: Python<'_>,
+    provider: Arc<dyn ResourceProvider>,
+    spec: MachineSpec,
+    count: usize,
+) -> PyResult<TemporaryMachines> {
+    wait_finishing(py, |cancelled| async move {
+        let made = TemporaryMachines::provision(provider, &spec, count).await?;
+        if cancelled.is_set() {
+            let ids = made.ids();
+            if let Err(e) = made.terminate().await {
+                tracing::error!(machines = ?ids, error = %e, "interrupted: terminate failed; run purge");
+            }
+            return Err(Error::Interrupted {
+                signal: libc::SIGINT,
+            });
+        }
+        Ok(made)
+    })?
+    .py_err(py)
 }
 
 #[pymethods]
@@ -261,19 +307,19 @@ impl MachineSet {
         // SIGTERM/SIGHUP clean up like Ctrl-C while the block is open (hgauto._signals).
         let signals = py.import("hgauto._signals")?;
         signals.call_method0("enter")?;
-        let ms = match provision_guarded(py, self.provider.clone(), self.spec.clone(), self.count) {
-            Ok(ms) => ms,
+        let set = match provision_set(py, self.provider.clone(), self.spec.clone(), self.count) {
+            Ok(set) => set,
             Err(e) => {
                 signals.call_method0("leave")?;
                 return Err(e);
             }
         };
-        *self.live.lock().unwrap_or_else(|p| p.into_inner()) =
-            ms.iter().map(|m| m.id().to_owned()).collect();
-        let objs = ms
-            .into_iter()
-            .map(|m| Py::new(py, PyMachine::new(m)))
+        let objs = set
+            .machines()
+            .iter()
+            .map(|m| Py::new(py, PyMachine::new(m.clone())))
             .collect::<PyResult<Vec<_>>>()?;
+        *self.guard() = Some(set);
         PyList::new(py, objs)
     }
 
@@ -285,12 +331,13 @@ impl MachineSet {
         _exc: Option<Bound<'_, PyAny>>,
         _tb: Option<Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let ids = std::mem::take(&mut *self.live.lock().unwrap_or_else(|p| p.into_inner()));
-        if ids.is_empty() {
+        let Some(set) = self.guard().take() else {
             py.import("hgauto._signals")?.call_method0("leave")?;
             return Ok(false);
-        }
-        let result = terminate_guarded(py, self.provider.clone(), ids.clone());
+        };
+        let ids = set.ids();
+        let result =
+            wait_finishing(py, |_| async move { set.terminate().await }).and_then(|r| r.py_err(py));
         py.import("hgauto._signals")?.call_method0("leave")?;
         match (result, exc_type) {
             (Ok(()), _) => Ok(false),
@@ -306,11 +353,13 @@ impl MachineSet {
     /// The ids of the machines alive in this block.
     #[getter]
     fn ids(&self) -> Vec<String> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.guard()
+            .as_ref()
+            .map(TemporaryMachines::ids)
+            .unwrap_or_default()
     }
 }
 
-/// One resource a provider manages.
 #[pyclass(frozen, get_all, module = "hgauto", name = "ManagedResource")]
 pub struct PyManagedResource {
     id: String,

@@ -70,7 +70,7 @@ impl PyArtifact {
 
 /// An `Artifact`, or a path to describe as one.
 #[derive(FromPyObject)]
-pub enum ArtifactLike {
+pub(crate) enum ArtifactLike {
     Artifact(PyArtifact),
     Path(PathBuf),
 }

@@ -94,7 +94,7 @@ impl PyPypiPublisher {
 
 /// An expected artifact: a name, a glob pattern (at least one match), or `(pattern, count)`.
 #[derive(FromPyObject)]
-pub enum ExpectedLike {
+pub(crate) enum ExpectedLike {
     Counted(String, usize),
     Text(String),
 }
@@ -161,13 +161,7 @@ impl PyRelease {
                 "give sign_key or sign_key_env, not both",
             )),
             (Some(path), None) => SigningKey::from_file(path, password).map(Some),
-            (None, Some(var)) => match std::env::var(&var) {
-                Ok(text) => SigningKey::from_text(&text, password, format!("${var}")).map(Some),
-                Err(_) => Err(Error::invalid(
-                    format!("environment variable {var}"),
-                    "is not set: it must hold a minisign secret key",
-                )),
-            },
+            (None, Some(var)) => SigningKey::from_env_with_password(&var, password).map(Some),
             (None, None) => Ok(None),
         }
         .py_err(py)?;

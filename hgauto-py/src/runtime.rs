@@ -48,21 +48,21 @@ fn runtime() -> Arc<Runtime> {
 
 /// How long interpreter exit waits for cancelled work to wind down: a command interrupted
 /// over SSH is killed by its blocking thread, an SSM command by a background task
-/// ([`hgauto_core::background`]), and either must get to run.
+/// ([`hgauto_core::backend::background`]), and either must get to run.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Stops the runtime at interpreter exit (registered with `atexit` by `hgauto/__init__.py`),
 /// giving background cleanup and blocking work, such as the remote kill of a command
 /// interrupted by Ctrl-C, up to [`SHUTDOWN_GRACE`] each to finish.
 #[pyfunction]
-pub fn _shutdown(py: Python<'_>) {
+pub(crate) fn _shutdown(py: Python<'_>) {
     let taken = RT.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some((owner, rt)) = taken {
         if owner != std::process::id() {
             std::mem::forget(rt);
             return;
         }
-        py.detach(|| rt.block_on(hgauto_core::background::drain(SHUTDOWN_GRACE)));
+        py.detach(|| rt.block_on(hgauto_core::backend::background::drain(SHUTDOWN_GRACE)));
         if let Ok(rt) = Arc::try_unwrap(rt) {
             py.detach(move || rt.shutdown_timeout(SHUTDOWN_GRACE));
         }
@@ -71,7 +71,7 @@ pub fn _shutdown(py: Python<'_>) {
 
 /// What to do when Ctrl-C arrives while a call is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnInterrupt {
+pub(crate) enum OnInterrupt {
     /// Drop the operation (which kills a running command) and raise `KeyboardInterrupt`
     /// once it is gone.
     Cancel,
@@ -83,11 +83,11 @@ pub enum OnInterrupt {
 
 /// Set when the caller was interrupted under [`OnInterrupt::Finish`].
 #[derive(Debug, Clone, Default)]
-pub struct Cancelled(Arc<AtomicBool>);
+pub(crate) struct Cancelled(Arc<AtomicBool>);
 
 impl Cancelled {
     /// True once the caller was interrupted.
-    pub fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
 }
@@ -98,7 +98,7 @@ enum Msg<E, T> {
 }
 
 /// Sends events from the operation to the waiting Python thread.
-pub struct Events<E>(Arc<dyn Fn(E) + Send + Sync>);
+pub(crate) struct Events<E>(Arc<dyn Fn(E) + Send + Sync>);
 
 impl<E> Clone for Events<E> {
     fn clone(&self) -> Self {
@@ -108,13 +108,13 @@ impl<E> Clone for Events<E> {
 
 impl<E> Events<E> {
     /// Queues an event for the caller's thread (dropped if the caller is gone).
-    pub fn send(&self, event: E) {
+    pub(crate) fn send(&self, event: E) {
         (self.0)(event)
     }
 }
 
 /// Runs `fut` on the runtime and waits for it with the GIL released; Ctrl-C cancels it.
-pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+pub(crate) fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
@@ -129,7 +129,7 @@ where
 
 /// Runs the future `make(cancelled)` builds under [`OnInterrupt::Finish`]: Ctrl-C sets
 /// `cancelled` and is raised once the future has completed.
-pub fn wait_finishing<T, F>(py: Python<'_>, make: impl FnOnce(Cancelled) -> F) -> PyResult<T>
+pub(crate) fn wait_finishing<T, F>(py: Python<'_>, make: impl FnOnce(Cancelled) -> F) -> PyResult<T>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
@@ -145,7 +145,7 @@ where
 /// Runs the future `make(events)` builds, handing each event to the optional Python
 /// `callback` through `call` on this thread. Without a callback `make` gets `None`, so the
 /// operation can skip producing events.
-pub fn wait_calling<'py, E, T, F>(
+pub(crate) fn wait_calling<'py, E, T, F>(
     py: Python<'py>,
     callback: Option<Bound<'py, PyAny>>,
     make: impl FnOnce(Option<Events<E>>) -> F,
@@ -171,7 +171,7 @@ where
 /// thread (with the GIL) for every event it sends, in order, before the result. An error
 /// from `on_event`, or Ctrl-C under [`OnInterrupt::Cancel`], cancels the operation; the
 /// error is raised once the operation is gone (a running command has been killed).
-pub fn wait_with<E, T, F, M>(
+pub(crate) fn wait_with<E, T, F, M>(
     py: Python<'_>,
     policy: OnInterrupt,
     make: M,

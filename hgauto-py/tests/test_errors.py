@@ -93,8 +93,12 @@ def test_bad_arguments_name_what_was_wrong(tmp_path: Path) -> None:
         hgauto.ssh.SshMachine("h", user="u", key_file="k", host_keys="yolo", state_dir=tmp_path)
     with pytest.raises(hgauto.InvalidInput, match="factor"):
         hgauto.RetryPolicy(factor=0.5)
-    with pytest.raises(hgauto.InvalidInput, match="revision= or branch="):
-        hgauto.checkout("file:///nowhere", tmp_path / "co")
+    with pytest.raises(hgauto.InvalidInput, match="base_delay"):
+        hgauto.RetryPolicy(base_delay=60.0, max_delay=30.0)
+    with pytest.raises(hgauto.InvalidInput, match="not both"):
+        hgauto.checkout("file:///nowhere", tmp_path / "co", revision="a" * 40, branch="main")
+    with pytest.raises(hgauto.InvalidInput, match='did you mean "pip"'):
+        hgauto.create_virtualenv(tmp_path / "venv", installer="pipx")
     with pytest.raises(FileNotFoundError):
         hgauto.Artifact(tmp_path / "missing.whl")
     with pytest.raises(TypeError):

@@ -198,3 +198,24 @@ def test_threads_run_in_parallel_gil_released(machine: hgauto.Machine) -> None:
     assert not errors
     assert 0.95 <= elapsed < 2.0, elapsed
     assert spins > 20
+
+
+def test_a_machine_set_dropped_without_exit_still_terminates(tmp_path: Path) -> None:
+    # The set holds core's guard: entered and then dropped without __exit__ (a script that
+    # called __enter__ by hand, or lost the object), its machines still go.
+    import gc
+
+    from hgauto import _signals
+
+    provider = hgauto.LocalProvider(tmp_path / "state")
+    machine_set = provider.machines(count=2)
+    machines = machine_set.__enter__()
+    try:
+        assert len(machines) == 2
+        assert sorted(machine_set.ids) == sorted(m.id for m in machines)
+        assert len([r for r in provider.list_managed() if r.exists]) == 2
+        del machines, machine_set
+        gc.collect()
+        assert provider.list_managed() == []
+    finally:
+        _signals.leave()

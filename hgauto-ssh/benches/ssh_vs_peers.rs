@@ -5,9 +5,11 @@
 //! ./benches/ssh.sh          # installs the peers (rsync, parallel-ssh), then runs this
 //! ```
 //!
-//! 1. `true` on 32 hosts from a cold start: fan_out vs parallel-ssh vs `xargs -P 32 ssh`.
-//!    Wall time and client CPU time.
-//! 2. 1,000 sequential `true` on one connected host vs OpenSSH ControlMaster.
+//! 1. `true` on 32 hosts from a cold start: fan_out vs parallel-ssh vs `xargs -P 32 ssh`;
+//!    then over 256 connections (eight handles per host) vs parallel-ssh. Wall time, client
+//!    CPU time, and client CPU per connection.
+//! 2. 1,000 sequential `true` scripts on one connected host vs a bare libssh2 loop in this
+//!    benchmark (the floor: channel, exec, read, exit status) and OpenSSH ControlMaster.
 //! 3. A 5,000-file, 100 MB tree: sync_tree vs `tar c | ssh tar x` and `rsync -a`; then a
 //!    re-sync after one file changed vs `rsync -a`.
 //! 4. A 256 MB file: put and get vs `scp`.
@@ -120,6 +122,92 @@ fn ssh_opts(keys: &UserKeys) -> String {
     )
 }
 
+/// The floor for section 2: the least a libssh2 client does per command on a connected
+/// session (open a channel, exec, read to the end, close, read the exit status), on the
+/// calling thread, with no marker, no pool and no async hand-off.
+struct BareLoop {
+    sess: ssh2::Session,
+    _tcp: std::net::TcpStream,
+}
+
+impl BareLoop {
+    fn connect(ip: &str, port: u16, user: &str, key: &std::path::Path) -> Self {
+        let tcp = std::net::TcpStream::connect((ip, port)).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut sess = ssh2::Session::new().unwrap();
+        sess.set_tcp_stream(tcp.try_clone().unwrap());
+        sess.handshake().unwrap();
+        sess.userauth_pubkey_file(user, None, key, None).unwrap();
+        BareLoop { sess, _tcp: tcp }
+    }
+
+    fn run(&mut self, n: usize) -> Cost {
+        use std::io::Read;
+        let (t, c) = (Instant::now(), rusage(libc::RUSAGE_SELF));
+        let mut sink = Vec::new();
+        for _ in 0..n {
+            let mut ch = self.sess.channel_session().unwrap();
+            ch.exec("true").unwrap();
+            sink.clear();
+            ch.read_to_end(&mut sink).unwrap();
+            ch.wait_close().unwrap();
+            assert_eq!(ch.exit_status().unwrap(), 0);
+        }
+        Cost {
+            wall: t.elapsed(),
+            cpu: rusage(libc::RUSAGE_SELF) - c,
+        }
+    }
+}
+
+/// Prints the client CPU per connection of a fan-out over `handles` connections.
+fn per_connection_cpu(us: Cost, peer_name: &str, them: Option<Cost>, handles: usize) {
+    let each = |c: Cost| ms(c.cpu) / handles as f64;
+    print!("client CPU per connection: hgauto {:.2} ms", each(us));
+    if let Some(them) = them {
+        print!(" | {peer_name} {:.2} ms", each(them));
+    }
+    println!();
+}
+
+/// Runs parallel-ssh's script over `targets` (HOST:PORT, repeated for several connections
+/// to one host): the time it reports from inside, and the whole process's.
+fn pssh_run(
+    python: &str,
+    script: &std::path::Path,
+    user: &str,
+    keys: &UserKeys,
+    targets: &[String],
+) -> (Cost, Cost) {
+    let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(user)
+        .arg(keys.private())
+        .args(targets)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let process = Cost {
+        wall: t.elapsed(),
+        cpu: rusage(libc::RUSAGE_CHILDREN) - c,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nums: Vec<f64> = text
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let inside = Cost {
+        wall: Duration::from_secs_f64(nums[0] / 1e3),
+        cpu: Duration::from_secs_f64(nums[1] / 1e3),
+    };
+    (inside, process)
+}
+
 /// parallel-ssh's side of section 1, shared with the Python module's benchmark.
 const PSSH: &str = include_str!("../../benches/peers/pssh_true.py");
 
@@ -151,94 +239,73 @@ async fn main() {
             .all(|r| r.result.is_ok()));
         let pssh_script = work.path().join("pssh_true.py");
         std::fs::write(&pssh_script, PSSH).unwrap();
-        let targets: Vec<String> = servers
-            .iter()
-            .map(|s| format!("{}:{}", s.ip, s.port))
-            .collect();
         let have_pssh = std::process::Command::new(&python)
             .args(["-c", "import pssh"])
             .status()
             .is_ok_and(|s| s.success());
-        let (mut h, mut p_in, mut p_proc, mut x) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..RUNS {
-            let machines: Vec<Arc<dyn RemoteMachine>> = servers
-                .iter()
-                .map(|s| Arc::new(SshMachine::from_config(s.config(&keys, state.path()))) as _)
-                .collect();
-            h.push(
-                ours(async {
-                    let results = fan_out(&machines, &Command::new("true"), 32).await;
-                    assert!(results
-                        .iter()
-                        .all(|r| r.result.as_ref().is_ok_and(|o| o.status.success())));
-                })
-                .await,
-            );
-            if have_pssh {
-                let cmd = format!(
-                    "{python} {} {user} {} {}",
-                    pssh_script.display(),
-                    keys.private().display(),
-                    targets.join(" ")
-                );
-                let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
-                let out = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(&cmd)
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                p_proc.push(Cost {
-                    wall: t.elapsed(),
-                    cpu: rusage(libc::RUSAGE_CHILDREN) - c,
-                });
-                let text = String::from_utf8_lossy(&out.stdout);
-                let nums: Vec<f64> = text
-                    .split_whitespace()
-                    .map(|n| n.parse().unwrap())
+        // 32 handles (one per host), then 256 (eight per host, each its own connection).
+        for per_host in [1usize, 8] {
+            let handles = servers.len() * per_host;
+            let each = || {
+                servers
+                    .iter()
+                    .flat_map(|s| std::iter::repeat_n(s, per_host))
+            };
+            let targets: Vec<String> = each().map(|s| format!("{}:{}", s.ip, s.port)).collect();
+            let (mut h, mut p_in, mut p_proc, mut x) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..RUNS {
+                let machines: Vec<Arc<dyn RemoteMachine>> = each()
+                    .map(|s| Arc::new(SshMachine::from_config(s.config(&keys, state.path()))) as _)
                     .collect();
-                p_in.push(Cost {
-                    wall: Duration::from_secs_f64(nums[0] / 1e3),
-                    cpu: Duration::from_secs_f64(nums[1] / 1e3),
-                });
+                h.push(
+                    ours(async {
+                        let results = fan_out(&machines, &Command::new("true"), handles).await;
+                        assert!(results
+                            .iter()
+                            .all(|r| r.result.as_ref().is_ok_and(|o| o.status.success())));
+                    })
+                    .await,
+                );
+                if have_pssh {
+                    let (inside, process) = pssh_run(&python, &pssh_script, &user, &keys, &targets);
+                    p_in.push(inside);
+                    p_proc.push(process);
+                }
+                if per_host == 1 {
+                    let list: Vec<String> = servers
+                        .iter()
+                        .map(|s| format!("'{} {}'", s.port, s.ip))
+                        .collect();
+                    x.push(peer(&format!(
+                        "printf '%s\\n' {} | xargs -P 32 -L 1 sh -c 'ssh {opts} -p \"$0\" {user}@\"$1\" true'",
+                        list.join(" ")
+                    )));
+                }
             }
-            let list: Vec<String> = servers
-                .iter()
-                .map(|s| format!("{} {}", s.port, s.ip))
-                .collect();
-            x.push(peer(&format!(
-            "printf '%s\\n' {} | xargs -P 32 -L 1 sh -c 'ssh {opts} -p \"$0\" {user}@\"$1\" true'",
-            list.iter()
-                .map(|l| format!("'{l}'"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        )));
+            println!("\n== 1. `true` over {handles} connections to 32 hosts, cold start ==");
+            let h = median(h);
+            if have_pssh {
+                let p_in = median(p_in);
+                per_connection_cpu(h, "parallel-ssh (in-proc)", Some(p_in), handles);
+                row("in-process", h, "parallel-ssh (in-proc)", p_in, true);
+                row(
+                    "whole process",
+                    h,
+                    "parallel-ssh (process)",
+                    median(p_proc),
+                    true,
+                );
+            } else {
+                per_connection_cpu(h, "", None, handles);
+                println!(
+                    "parallel-ssh not importable by {python}: rows skipped (run benches/ssh.sh)"
+                );
+            }
+            if !x.is_empty() {
+                row("cold", h, "xargs -P 32 ssh", median(x), true);
+            }
         }
-        println!("\n== 1. `true` on 32 hosts, cold start ==");
-        let h = median(h);
-        if have_pssh {
-            row(
-                "32 hosts (in-process)",
-                h,
-                "parallel-ssh (in-proc)",
-                median(p_in),
-                true,
-            );
-            row(
-                "32 hosts (whole process)",
-                h,
-                "parallel-ssh (process)",
-                median(p_proc),
-                true,
-            );
-        } else {
-            println!("parallel-ssh not importable by {python}: row skipped (run benches/ssh.sh)");
-        }
-        row("32 hosts", h, "xargs -P 32 ssh", median(x), true);
     }
 
     // ---- 2. 1,000 sequential commands on one connected host --------------------------------
@@ -257,13 +324,15 @@ async fn main() {
         .unwrap()
         .success());
     if run_section("2") {
-        let (mut h, mut cm) = (Vec::new(), Vec::new());
+        let (mut h, mut bare, mut cm) = (Vec::new(), Vec::new(), Vec::new());
+        let mut floor = BareLoop::connect(&sshd.ip, sshd.port, &user, &keys.private());
         for _ in 0..RUNS {
+            bare.push(floor.run(1000));
             h.push(
                 ours(async {
                     for _ in 0..1000 {
                         assert!(m
-                            .exec(&Command::new("true"))
+                            .exec(&Command::script("true"))
                             .await
                             .unwrap()
                             .status
@@ -298,13 +367,9 @@ async fn main() {
             .stderr(Stdio::null())
             .status();
         println!("\n== 2. 1,000 sequential `true`, one connected host ==");
-        row(
-            "1000 x true",
-            median(h),
-            "ssh ControlMaster",
-            median(cm),
-            true,
-        );
+        let h = median(h);
+        row("1000 x true", h, "bare libssh2 loop", median(bare), true);
+        row("1000 x true", h, "ssh ControlMaster", median(cm), true);
     }
 
     let src = work.path().join("tree");

@@ -51,14 +51,11 @@ impl std::str::FromStr for HostKeyPolicy {
     type Err = hgauto_core::Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "strict" => Ok(HostKeyPolicy::Strict),
-            "accept-new" => Ok(HostKeyPolicy::AcceptNew),
-            other => Err(hgauto_core::Error::invalid(
-                format!("host key policy {other:?}"),
-                "must be \"strict\" or \"accept-new\"",
-            )),
-        }
+        let choices = [
+            ("strict", HostKeyPolicy::Strict),
+            ("accept-new", HostKeyPolicy::AcceptNew),
+        ];
+        hgauto_core::suggest::one_of("host key policy", s, &choices)
     }
 }
 

@@ -20,13 +20,13 @@ pub(crate) struct Conn {
 
 /// libssh2 error codes we act on.
 pub(crate) mod codes {
-    pub const SOCKET_SEND: i32 = -7;
-    pub const TIMEOUT: i32 = -9;
-    pub const SOCKET_DISCONNECT: i32 = -13;
-    pub const AUTHENTICATION_FAILED: i32 = -18;
-    pub const PUBLICKEY_UNVERIFIED: i32 = -19;
-    pub const EAGAIN: i32 = -37;
-    pub const SOCKET_RECV: i32 = -43;
+    pub(crate) const SOCKET_SEND: i32 = -7;
+    pub(crate) const TIMEOUT: i32 = -9;
+    pub(crate) const SOCKET_DISCONNECT: i32 = -13;
+    pub(crate) const AUTHENTICATION_FAILED: i32 = -18;
+    pub(crate) const PUBLICKEY_UNVERIFIED: i32 = -19;
+    pub(crate) const EAGAIN: i32 = -37;
+    pub(crate) const SOCKET_RECV: i32 = -43;
 }
 
 /// What a transport failure was doing, with the libssh2 or OS error that ended it as its
@@ -219,6 +219,12 @@ fn verify_host_key(cfg: &SshConfig, sess: &Session) -> Result<()> {
                 expected: None,
                 actual,
             }),
+            Verdict::Revoked => Err(Error::HostKey {
+                host: name,
+                reason: format!("is marked @revoked in {}", cfg.known_hosts.display()),
+                expected: None,
+                actual,
+            }),
             Verdict::Unknown if *policy == HostKeyPolicy::AcceptNew => {
                 tracing::info!(host = %name, fingerprint = %actual, "trusting new host key");
                 known_hosts::add(&cfg.known_hosts, &name, blob)
@@ -280,7 +286,7 @@ fn auth_error(cfg: &SshConfig, reason: &str) -> Error {
 
 impl Conn {
     /// Sends a keepalive if one is due (non-blocking callers ignore `EAGAIN`).
-    pub fn keepalive_if_due(&mut self, interval: std::time::Duration) {
+    pub(crate) fn keepalive_if_due(&mut self, interval: std::time::Duration) {
         if self.last_keepalive.elapsed() >= interval {
             let _ = self.sess.keepalive_send();
             self.last_keepalive = Instant::now();
@@ -289,7 +295,7 @@ impl Conn {
 
     /// Waits until the socket is ready in the directions libssh2 is blocked on, at most
     /// `timeout`.
-    pub fn wait_socket(&self, timeout: std::time::Duration) {
+    pub(crate) fn wait_socket(&self, timeout: std::time::Duration) {
         use std::os::unix::io::AsRawFd;
         let dirs = self.sess.block_directions();
         let mut events = 0;

@@ -9,19 +9,18 @@
 //!   algorithm and delayed ACKs add ~40 ms to each channel request.
 //! - Host keys are checked against hgauto's own known_hosts (in its state directory), never
 //!   `~/.ssh/known_hosts`: strict by default, accept-new, or a key pinned by the caller.
-//! - Commands are rendered by `hgauto_core::render`, so arguments arrive byte for byte. A
+//! - Commands are rendered by `hgauto_core::backend::render`, so arguments arrive byte for byte. A
 //!   timeout kills the *remote* process group (sshd starts each command in its own session).
 //! - `sync_tree` sends a tar of only what changed, over one channel.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod config;
 mod conn;
-mod exec;
 pub mod hosts;
 pub mod known_hosts;
 pub mod machine;
-mod marker;
 pub mod publisher;
 
 pub use config::{Auth, HostKeyPolicy, SshConfig};

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use hgauto_core::artifact::{validate_batch, validate_name};
+use hgauto_core::backend::publish::publish_blocking;
 use hgauto_core::{Artifact, Error, PublishReport, Publisher, Result};
 use sha2::{Digest, Sha256};
 use ssh2::{OpenFlags, OpenType, RenameFlags, Sftp};
@@ -43,7 +44,7 @@ impl SshPublisher {
     /// Sets the mode of published files (Mercurial publishes with 0664). Only the
     /// permission bits (0o777) are used.
     pub fn with_mode(mut self, mode: i32) -> Self {
-        self.mode = mode & hgauto_core::fsutil::MODE_MASK as i32;
+        self.mode = mode & hgauto_core::backend::fs::MODE_MASK as i32;
         self
     }
 }
@@ -249,24 +250,18 @@ impl Publisher for SshPublisher {
         validate_batch(artifacts)?;
         let dir = self.dir.clone();
         let mode = self.mode;
+        let destination = self.destination();
         let artifacts = artifacts.to_vec();
         self.machine
             .with_conn(true, move |conn| {
                 let sftp = open_sftp(conn)?;
                 mkdir_p(&sftp, &dir)?;
-                for a in &artifacts {
-                    check_existing(&sftp, &join(&dir, &a.name), a)?;
-                }
-                let mut report = PublishReport::default();
-                for a in &artifacts {
-                    if upload(&sftp, &dir, a, mode)? {
-                        tracing::info!(artifact = %a.name, dir = %dir, "published over sftp");
-                        report.published.push(a.name.clone());
-                    } else {
-                        report.already_present.push(a.name.clone());
-                    }
-                }
-                Ok(report)
+                publish_blocking(
+                    &destination,
+                    &artifacts,
+                    |a| check_existing(&sftp, &join(&dir, &a.name), a),
+                    |a| upload(&sftp, &dir, a, mode),
+                )
             })
             .await
     }

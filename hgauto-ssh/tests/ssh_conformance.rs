@@ -23,6 +23,47 @@ async fn ssh_machine_passes_the_machine_suite() {
         .await;
 }
 
+/// HostsProvider over an inventory of two real sshd: leases are its machines, a Windows
+/// spec is refused (the inventory has none), and it has no images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_provider_passes_the_provider_suite() {
+    use hgauto_core::conformance::provider::{self, ProviderCase};
+    use hgauto_core::MachineSpec;
+    let keys = UserKeys::new();
+    let servers = [
+        Sshd::start("127.0.0.2", &keys),
+        Sshd::start("127.0.0.3", &keys),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: String = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            format!(
+                "[[hosts]]\nname = \"build{i}\"\naddress = \"{}\"\nport = {}\nuser = \"{}\"\n\
+                 key_file = \"{}\"\n",
+                s.ip,
+                s.port,
+                support::user(),
+                keys.private().display()
+            )
+        })
+        .collect();
+    let file = dir.path().join("hosts.toml");
+    std::fs::write(&file, format!("host_keys = \"accept-new\"\n{hosts}")).unwrap();
+    let p = hgauto_ssh::HostsProvider::new(
+        hgauto_ssh::Inventory::read(&file).unwrap(),
+        dir.path().join("state"),
+    )
+    .unwrap();
+    let case = ProviderCase {
+        spec: MachineSpec::linux(),
+        bad_spec: MachineSpec::windows(),
+        recipe: None,
+    };
+    provider::run_all(&p, &case).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_publisher_passes_the_publisher_suite() {
     let keys = UserKeys::new();

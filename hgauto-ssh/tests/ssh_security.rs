@@ -13,14 +13,20 @@ fn true_cmd() -> Command {
     Command::new("true")
 }
 
-#[tokio::test]
-async fn strict_refuses_an_unknown_host_naming_it_and_its_fingerprint() {
+/// A running sshd, and a client config that checks its key strictly (nothing recorded yet).
+fn strict_host(ip: &str) -> (UserKeys, Sshd, tempfile::TempDir, hgauto_ssh::SshConfig) {
     let keys = UserKeys::new();
-    let sshd = Sshd::start("127.0.0.3", &keys);
+    let sshd = Sshd::start(ip, &keys);
     let state = tempfile::tempdir().unwrap();
     let cfg = sshd
         .config(&keys, state.path())
         .with_host_keys(HostKeyPolicy::Strict);
+    (keys, sshd, state, cfg)
+}
+
+#[tokio::test]
+async fn strict_refuses_an_unknown_host_naming_it_and_its_fingerprint() {
+    let (_keys, sshd, _state, cfg) = strict_host("127.0.0.3");
     let err = SshMachine::from_config(cfg.clone())
         .exec(&true_cmd())
         .await
@@ -38,6 +44,48 @@ async fn strict_refuses_an_unknown_host_naming_it_and_its_fingerprint() {
     assert!(
         !cfg.known_hosts.exists(),
         "strict mode must not record anything"
+    );
+}
+
+/// A known_hosts file OpenSSH wrote, hashed names and all (`ssh-keyscan -H`), is trusted
+/// under strict checking; what hgauto records, OpenSSH's own tools find.
+#[tokio::test]
+async fn known_hosts_files_are_shared_with_openssh_both_ways() {
+    let (_keys, sshd, _state, cfg) = strict_host("127.0.0.3");
+    let scan = std::process::Command::new("ssh-keyscan")
+        .args([
+            "-H",
+            "-t",
+            &sshd.host_key_type,
+            "-p",
+            &sshd.port.to_string(),
+            &sshd.ip,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&scan.stdout).into_owned();
+    assert!(text.starts_with("|1|"), "not hashed: {text:?}");
+    std::fs::create_dir_all(cfg.known_hosts.parent().unwrap()).unwrap();
+    std::fs::write(&cfg.known_hosts, format!("# from ssh-keyscan -H\n{text}")).unwrap();
+    let out = SshMachine::from_config(cfg.clone())
+        .exec(&true_cmd())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+
+    // The other way: a key hgauto records (accept-new) is one `ssh-keygen -F` finds.
+    let (_keys, sshd2, _state, cfg2) = known_host("127.0.0.4").await;
+    let name = format!("[{}]:{}", sshd2.ip, sshd2.port);
+    let found = std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(&name)
+        .arg("-f")
+        .arg(&cfg2.known_hosts)
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success() && String::from_utf8_lossy(&found.stdout).contains(&name),
+        "{found:?}"
     );
 }
 

@@ -15,7 +15,7 @@ use super::args::{Cli, ProviderKind};
 /// The `[run_tests]` table: the seed's test workflow.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RunTestsConfig {
+pub(super) struct RunTestsConfig {
     /// The test command (program and arguments).
     pub command: Vec<String>,
     /// The directory pushed first [default: `.`].
@@ -32,7 +32,7 @@ pub struct RunTestsConfig {
 /// The config file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     /// `local`, `ssh` or `ec2`.
     #[serde(default)]
     pub provider: Option<ProviderKind>,
@@ -52,7 +52,7 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Reads `path`, naming it (and the line) in any error.
-    pub fn read(path: &Path) -> Result<FileConfig> {
+    pub(super) fn read(path: &Path) -> Result<FileConfig> {
         let what = format!("config file {}", path.display());
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::invalid(&what, e.to_string()))?;
@@ -62,7 +62,7 @@ impl FileConfig {
 }
 
 /// What every command gets: the settings, and the provider once asked for.
-pub struct Context {
+pub(super) struct Context {
     /// The provider kind in effect.
     pub kind: ProviderKind,
     /// The state directory in effect.
@@ -80,7 +80,7 @@ pub struct Context {
 
 impl Context {
     /// Settings from the config file, the environment and `cli`'s flags, in rising order.
-    pub fn load(cli: &Cli) -> Result<Context> {
+    pub(super) fn load(cli: &Cli) -> Result<Context> {
         let path = match &cli.config {
             Some(p) if !p.exists() => {
                 return Err(Error::invalid(
@@ -123,7 +123,7 @@ impl Context {
     }
 
     /// The AWS settings: the config's `[aws]` table, else `HGAUTO_AWS_*` / `AWS_*`.
-    pub fn aws_config(&self) -> Result<hgauto_aws::AwsConfig> {
+    pub(super) fn aws_config(&self) -> Result<hgauto_aws::AwsConfig> {
         let cfg = match &self.file.aws {
             Some(table) => table.clone().try_into().map_err(|e: toml::de::Error| {
                 Error::invalid(
@@ -140,7 +140,7 @@ impl Context {
     }
 
     /// The EC2 provider (`--provider ec2`).
-    pub async fn ec2(&self) -> Result<Arc<hgauto_aws::Ec2Provider>> {
+    pub(super) async fn ec2(&self) -> Result<Arc<hgauto_aws::Ec2Provider>> {
         self.ec2
             .get_or_try_init(|| async {
                 Ok(Arc::new(
@@ -152,7 +152,7 @@ impl Context {
     }
 
     /// The provider in effect, made on first use.
-    pub async fn provider(&self) -> Result<Arc<dyn ResourceProvider>> {
+    pub(super) async fn provider(&self) -> Result<Arc<dyn ResourceProvider>> {
         self.provider
             .get_or_try_init(|| async {
                 let p: Arc<dyn ResourceProvider> = match self.kind {

@@ -45,7 +45,7 @@ fn show_result(ctx: &Context, command: &str, result: &RunResult, out: Option<&Pa
 }
 
 /// `pipeline ...`.
-pub async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
+pub(super) async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
     match cmd {
         PipelineCmd::Run {
             file,
@@ -60,11 +60,7 @@ pub async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
             for (dim, value) in only {
                 selection.values.entry(dim).or_default().push(value);
             }
-            let mode = match mode.as_str() {
-                "fake" => Mode::Fake,
-                "local" => Mode::Local,
-                _ => Mode::Normal,
-            };
+            let mode: Mode = mode.parse()?;
             let mut runner = Runner::new(pipeline, &out)
                 .selection(selection)
                 .mode(mode)
@@ -73,11 +69,11 @@ pub async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
                 runner = runner.input(k, v);
             }
             // Checked before any machine: the selection and every placeholder.
-            runner.plan()?;
+            let tasks = runner.plan()?.len();
             if mode != Mode::Local {
                 runner = runner.provider(ctx.provider().await?);
             }
-            let result = run_pipeline(runner, ctx.json, ctx.quiet).await?;
+            let result = run_pipeline(runner, tasks, ctx.json, ctx.quiet).await?;
             Ok(show_result(ctx, "pipeline run", &result, Some(&out)))
         }
         PipelineCmd::Export {
@@ -108,7 +104,7 @@ pub async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
 }
 
 /// `agent run DIR --queue Q -- CMD...`.
-pub async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
+pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
     let AgentCmd::Run {
         dir,
         queue,
@@ -227,7 +223,7 @@ fn outcome_json(o: &PollOutcome) -> serde_json::Value {
 }
 
 /// `self-update check|watch`.
-pub async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
+pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
     let (config, every) = match cmd {
         SelfUpdateCmd::Check { file } => (file, None),
         SelfUpdateCmd::Watch { file, every } => (file, Some(every)),

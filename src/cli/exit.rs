@@ -40,7 +40,7 @@ pub fn code_for(e: &Error) -> i32 {
 
 /// A remote command's status as an exit code: its own code (clamped to 1-255), or 128+N
 /// for signal N.
-pub fn status_code(status: hgauto_core::ExitStatus) -> i32 {
+pub(super) fn status_code(status: hgauto_core::ExitStatus) -> i32 {
     match status {
         hgauto_core::ExitStatus::Code(0) => 0,
         hgauto_core::ExitStatus::Code(c) => {

@@ -12,7 +12,7 @@ use super::config::Context;
 use super::output::{print_json, spinner};
 
 /// `download URL DEST`.
-pub async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
+pub(super) async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
     let opts = DownloadOptions {
         sha256: a.sha256,
         extract_to: a.extract_to,
@@ -34,18 +34,10 @@ pub async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
 }
 
 /// `checkout URL DEST`.
-pub async fn checkout(ctx: &Context, a: CheckoutArgs) -> Result<i32> {
+pub(super) async fn checkout(ctx: &Context, a: CheckoutArgs) -> Result<i32> {
     let vcs: Vcs = a.vcs.parse()?;
-    let want = match (a.revision, a.branch) {
-        (Some(r), _) => Want::Revision(r),
-        (None, Some(b)) => Want::Branch(b),
-        (None, None) => Want::Branch(if vcs == Vcs::Hg {
-            "default".into()
-        } else {
-            "main".into()
-        }),
-    };
-    let opts = CheckoutOptions::new(ctx.state_dir.join("checkouts"));
+    let want = Want::from_options(vcs, a.revision, a.branch)?;
+    let opts = CheckoutOptions::new(hgauto_core::checkout::share_base_in(&ctx.state_dir));
     let progress = spinner(
         ctx.json,
         ctx.quiet,
@@ -68,7 +60,7 @@ pub async fn checkout(ctx: &Context, a: CheckoutArgs) -> Result<i32> {
 }
 
 /// `venv DIR -r requirements.txt`.
-pub async fn venv(ctx: &Context, a: VenvArgs) -> Result<i32> {
+pub(super) async fn venv(ctx: &Context, a: VenvArgs) -> Result<i32> {
     let opts = VenvOptions {
         requirements: a.requirements,
         ..VenvOptions::default()

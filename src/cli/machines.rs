@@ -38,7 +38,7 @@ fn print_resources(resources: &[ManagedResource]) {
 }
 
 /// `list`.
-pub async fn list(ctx: &Context) -> Result<i32> {
+pub(super) async fn list(ctx: &Context) -> Result<i32> {
     let resources = ctx.provider().await?.list_managed().await?;
     if ctx.json {
         print_json(
@@ -52,7 +52,7 @@ pub async fn list(ctx: &Context) -> Result<i32> {
 }
 
 /// `terminate IDS` or `terminate --all`.
-pub async fn terminate(ctx: &Context, ids: Vec<String>, all: bool) -> Result<i32> {
+pub(super) async fn terminate(ctx: &Context, ids: Vec<String>, all: bool) -> Result<i32> {
     let p = ctx.provider().await?;
     let ids = if all {
         p.list_managed()
@@ -82,7 +82,7 @@ pub async fn terminate(ctx: &Context, ids: Vec<String>, all: bool) -> Result<i32
 }
 
 /// `purge`.
-pub async fn purge(ctx: &Context) -> Result<i32> {
+pub(super) async fn purge(ctx: &Context) -> Result<i32> {
     let bar = spinner(ctx.json, ctx.quiet, "purging");
     let report = ctx.provider().await?.purge().await?;
     bar.finish_and_clear();
@@ -98,7 +98,7 @@ pub async fn purge(ctx: &Context) -> Result<i32> {
 }
 
 /// `sweep`: EC2's own sweep (tags, reachability); elsewhere, machines past their deadline.
-pub async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
+pub(super) async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
     let bar = spinner(ctx.json, ctx.quiet, "sweeping");
     let removed = match ctx.kind {
         ProviderKind::Ec2 => {
@@ -137,7 +137,7 @@ pub async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
 }
 
 /// `extend IDS --hours N`.
-pub async fn extend(ctx: &Context, ids: Vec<String>, hours: u64) -> Result<i32> {
+pub(super) async fn extend(ctx: &Context, ids: Vec<String>, hours: u64) -> Result<i32> {
     let until = unix_now() + hours * 3600;
     ctx.provider().await?.extend_deadline(&ids, until).await?;
     if ctx.json {
@@ -154,7 +154,7 @@ pub async fn extend(ctx: &Context, ids: Vec<String>, hours: u64) -> Result<i32> 
 
 /// `status`: every provider's ledger under this state directory, without touching a
 /// service.
-pub async fn status(ctx: &Context) -> Result<i32> {
+pub(super) async fn status(ctx: &Context) -> Result<i32> {
     let ledgers = ctx.state_dir.join("ledger");
     let mut providers = serde_json::Map::new();
     if let Ok(entries) = std::fs::read_dir(&ledgers) {
@@ -194,7 +194,7 @@ pub async fn status(ctx: &Context) -> Result<i32> {
 }
 
 /// `image build RECIPE`.
-pub async fn image(ctx: &Context, cmd: ImageCmd) -> Result<i32> {
+pub(super) async fn image(ctx: &Context, cmd: ImageCmd) -> Result<i32> {
     let ImageCmd::Build { recipe } = cmd;
     let what = format!("image recipe {}", recipe.display());
     let text =

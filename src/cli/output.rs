@@ -8,10 +8,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 /// The `hgauto` field of every JSON document: bumped when a document's shape changes.
-pub const JSON_VERSION: u32 = 1;
+pub(super) const JSON_VERSION: u32 = 1;
 
 /// `-q` shows errors only, the default warnings, `-v` info, `-vv` debug (`RUST_LOG` wins).
-pub fn init_logging(quiet: bool, verbose: u8) {
+pub(super) fn init_logging(quiet: bool, verbose: u8) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -27,7 +27,7 @@ pub fn init_logging(quiet: bool, verbose: u8) {
 }
 
 /// Prints `{"hgauto": 1, "command": command, ...data}` on one line.
-pub fn print_json(command: &str, data: &impl Serialize) {
+pub(super) fn print_json(command: &str, data: &impl Serialize) {
     let mut doc = serde_json::json!({"hgauto": JSON_VERSION, "command": command});
     if let (Some(d), Ok(serde_json::Value::Object(extra))) =
         (doc.as_object_mut(), serde_json::to_value(data))
@@ -53,7 +53,7 @@ fn drawn(bar: ProgressBar, json: bool, quiet: bool, template: &str) -> ProgressB
 }
 
 /// A spinner with a message (see [`drawn`]).
-pub fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressBar {
+pub(super) fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressBar {
     let bar = drawn(
         ProgressBar::new_spinner(),
         json,
@@ -65,7 +65,7 @@ pub fn spinner(json: bool, quiet: bool, message: impl Into<String>) -> ProgressB
 }
 
 /// A bar of `len` steps (see [`drawn`]).
-pub fn bar(json: bool, quiet: bool, len: u64) -> ProgressBar {
+pub(super) fn bar(json: bool, quiet: bool, len: u64) -> ProgressBar {
     drawn(
         ProgressBar::new(len),
         json,
@@ -74,14 +74,18 @@ pub fn bar(json: bool, quiet: bool, len: u64) -> ProgressBar {
     )
 }
 
-/// Runs a pipeline with a bar of its tasks and every output line printed, prefixed by its
-/// task (none with `--json`).
-pub async fn run_pipeline(
+/// Runs a pipeline of `tasks` tasks (the length of the caller's [`Runner::plan`], which
+/// checked the run before any machine) with a bar of its tasks and every output line
+/// printed, prefixed by its task (none with `--json`).
+///
+/// [`Runner::plan`]: hgauto_core::pipeline::Runner::plan
+pub(super) async fn run_pipeline(
     runner: hgauto_core::pipeline::Runner,
+    tasks: usize,
     json: bool,
     quiet: bool,
 ) -> hgauto_core::Result<hgauto_core::pipeline::RunResult> {
-    let progress = bar(json, quiet, runner.plan()?.len() as u64);
+    let progress = bar(json, quiet, tasks as u64);
     let (lines, done) = (progress.clone(), progress.clone());
     let result = runner
         .on_line(move |task, stream, line| {

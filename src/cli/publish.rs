@@ -38,7 +38,7 @@ fn sftp_target(ctx: &Context, spec: &str, key: Option<&std::path::Path>) -> Resu
 }
 
 /// `publish`.
-pub async fn publish(ctx: &Context, a: PublishArgs) -> Result<i32> {
+pub(super) async fn publish(ctx: &Context, a: PublishArgs) -> Result<i32> {
     if !a.dir.is_dir() {
         return Err(Error::invalid(
             format!("release directory {}", a.dir.display()),

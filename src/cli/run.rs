@@ -18,7 +18,7 @@ use super::exit::status_code;
 use super::output::{print_json, run_pipeline, spinner};
 
 /// `run`.
-pub async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
+pub(super) async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
     let platform: Platform = a.platform.parse()?;
     if a.machines == 0 {
         return Err(Error::invalid("-n 0", "at least one machine is needed"));
@@ -134,7 +134,7 @@ async fn on_machine(
         .await?;
     }
     let id = m.id().to_owned();
-    let sink = |s: Stream, line: &[u8]| {
+    let mut sink = |s: Stream, line: &[u8]| {
         if json {
             return;
         }
@@ -144,7 +144,7 @@ async fn on_machine(
             Stream::Stderr => eprintln!("[{id}] {line}"),
         });
     };
-    let out = m.exec_streaming(cmd, &sink).await?;
+    let out = m.exec_streaming(cmd, &mut sink).await?;
     if !json {
         progress.suspend(|| eprintln!("[{id}] {}", out.status));
     }
@@ -168,19 +168,15 @@ async fn collect(
     dest: &Path,
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io("create", dest, "localhost", e))?;
-    let names = hgauto_core::machine::matching_files(m, pattern, in_src.then_some("src")).await?;
+    let files = hgauto_core::machine::matching_files(m, pattern, in_src.then_some("src")).await?;
     let mut got = Vec::new();
-    for name in names {
-        let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-        if base.is_empty() || base == "." || base == ".." {
-            continue;
-        }
+    for f in files {
         let remote = if in_src {
-            format!("src/{name}")
+            format!("src/{}", f.path)
         } else {
-            name.clone()
+            f.path.clone()
         };
-        let local = dest.join(base);
+        let local = dest.join(&f.name);
         m.get(&remote, &local).await?;
         got.push(local);
     }
@@ -188,7 +184,7 @@ async fn collect(
 }
 
 /// `run-tests`: `run` with the config's `[run_tests]`.
-pub async fn run_tests(ctx: &Context, a: RunTestsArgs) -> Result<i32> {
+pub(super) async fn run_tests(ctx: &Context, a: RunTestsArgs) -> Result<i32> {
     let t = ctx.file.run_tests.clone().ok_or_else(|| {
         Error::invalid(
             "run-tests",
@@ -213,15 +209,16 @@ pub async fn run_tests(ctx: &Context, a: RunTestsArgs) -> Result<i32> {
 
 /// `build RECIPE`: a pipeline whose steps collect artifacts, on the provider; everything
 /// collected lands in `--dist`.
-pub async fn build(ctx: &Context, a: BuildArgs) -> Result<i32> {
+pub(super) async fn build(ctx: &Context, a: BuildArgs) -> Result<i32> {
     let pipeline = PipelineFile::read(&a.recipe)?.into_pipeline(&Default::default())?;
     let mut runner = Runner::new(pipeline, &a.out);
     if let Some(r) = &a.revision {
         runner = runner.input("revision", r);
     }
     // Checked before any machine: the recipe's placeholders and the revision.
-    runner.plan()?;
-    let result = run_pipeline(runner.provider(ctx.provider().await?), ctx.json, ctx.quiet).await?;
+    let tasks = runner.plan()?.len();
+    let runner = runner.provider(ctx.provider().await?);
+    let result = run_pipeline(runner, tasks, ctx.json, ctx.quiet).await?;
     std::fs::create_dir_all(&a.dist).map_err(|e| Error::io("create", &a.dist, "localhost", e))?;
     let mut artifacts = Vec::new();
     for t in result.tasks().filter(|t| t.state == TaskState::Succeeded) {

@@ -26,7 +26,7 @@ struct FileLock(#[allow(dead_code)] std::fs::File);
 impl FileLock {
     /// Waits (on a blocking thread) for the lock at `path`.
     async fn acquire(path: PathBuf) -> Result<FileLock> {
-        hgauto_core::task::run_blocking("ec2", move || {
+        hgauto_core::backend::task::run_blocking("ec2", move || {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| Error::io("create directory", dir, "localhost", e))?;
@@ -162,7 +162,7 @@ impl Ec2Provider {
                 retryable: false,
             })?;
             hgauto_core::keys::write_private_key(&pem, material.as_bytes())?;
-            hgauto_core::ledger::write_atomic(
+            hgauto_core::backend::fs::write_atomic(
                 &fp_path,
                 created.key_fingerprint().unwrap_or("").as_bytes(),
             )?;

@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine as _;
 use hgauto_core::ledger::LedgerRecord;
-use hgauto_core::{poll_until, Error, ImageRecipe, Platform, ResourceKind, Result};
+use hgauto_core::{Error, ImageRecipe, Platform, Poll, ResourceKind, Result};
 
 use super::{Ec2Provider, Launch, TAG_PREFIX};
 use crate::error::sdk_error;
@@ -35,12 +35,12 @@ pub(crate) fn user_data_script(recipe: &ImageRecipe, login_user: &str) -> Result
     let mut script = String::from("#!/bin/sh\nset -eu\n");
     script.push_str(&format!(
         "home=$(getent passwd {} | cut -d: -f6)\nhome=${{home:-/root}}\ncd \"$home\"\n",
-        hgauto_core::render::quote_posix(std::ffi::OsStr::new(login_user), "login user")?
+        hgauto_core::backend::render::quote_posix(std::ffi::OsStr::new(login_user), "login user")?
     ));
     for f in &recipe.files {
         let data = std::fs::read(&f.source)
             .map_err(|e| Error::io("read image file", &f.source, "localhost", e))?;
-        let dest = hgauto_core::render::quote_posix(
+        let dest = hgauto_core::backend::render::quote_posix(
             std::ffi::OsStr::new(&f.dest),
             "image file destination",
         )?;
@@ -68,7 +68,7 @@ pub(crate) fn user_data_script(recipe: &ImageRecipe, login_user: &str) -> Result
 /// The Windows user data (run by EC2Launch as SYSTEM on first boot) that performs
 /// `recipe` in `C:\hgauto` (the SSM machine's home) and shuts the machine down.
 pub(crate) fn user_data_powershell(recipe: &ImageRecipe) -> Result<String> {
-    use hgauto_core::render::quote_powershell;
+    use hgauto_core::backend::render::quote_powershell;
     let mut script = String::from(
         "<powershell>\n$ErrorActionPreference = 'Stop'\n\
          New-Item -ItemType Directory -Force -Path 'C:\\hgauto' | Out-Null\n\
@@ -306,12 +306,10 @@ impl Ec2Provider {
         want: InstanceStateName,
         limit: Duration,
     ) -> Result<()> {
-        poll_until(
-            id,
-            &format!("waiting for state {want}"),
-            limit,
-            Duration::from_millis(500),
-            || async {
+        Poll::new(id, &format!("waiting for state {want}"))
+            .within(limit)
+            .first_delay(Duration::from_millis(500))
+            .until(|| async {
                 let out = self
                     .ec2
                     .describe_instances()
@@ -340,18 +338,15 @@ impl Ec2Provider {
                     }
                     _ => Ok(None),
                 }
-            },
-        )
-        .await
+            })
+            .await
     }
 
     async fn wait_image_available(&self, id: &str) -> Result<()> {
-        poll_until(
-            id,
-            "waiting for the image",
-            IMAGE_TIMEOUT,
-            Duration::from_millis(500),
-            || async {
+        Poll::new(id, "waiting for the image")
+            .within(IMAGE_TIMEOUT)
+            .first_delay(Duration::from_millis(500))
+            .until(|| async {
                 let out = self
                     .ec2
                     .describe_images()
@@ -372,9 +367,8 @@ impl Ec2Provider {
                     }
                     _ => Ok(None),
                 }
-            },
-        )
-        .await
+            })
+            .await
     }
 }
 

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::run_instances::RunInstancesError;
 use aws_sdk_ec2::types::{
     Filter, InstanceStateName, InstanceType, ResourceType, ShutdownBehavior, Tag,
 };
 use hgauto_core::ledger::{unix_now, Ledger, LedgerRecord};
-use hgauto_core::{poll_until, Error, Platform, RemoteMachine, ResourceKind, Result};
+use hgauto_core::{Error, Platform, Poll, RemoteMachine, ResourceKind, Result};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
 use super::host_keys::host_keys_from_console;
@@ -42,7 +43,7 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Terminates the instances of one launch (found by its idempotency token, so even those
 /// whose `RunInstances` answer never arrived) unless [`disarm`](Self::disarm)ed first. The
-/// work runs in the background (`hgauto_core::background`), since `Drop` cannot await.
+/// work runs in the background (`hgauto_core::backend::background`), since `Drop` cannot await.
 pub(crate) struct LaunchGuard {
     ec2: aws_sdk_ec2::Client,
     ledger: Ledger,
@@ -66,7 +67,7 @@ impl Drop for LaunchGuard {
         let (ec2, ledger) = (self.ec2.clone(), self.ledger.clone());
         let (prefix, token) = (self.prefix.clone(), self.token.clone());
         let what = format!("terminating the instances of abandoned launch {token}");
-        hgauto_core::background::spawn(what, async move {
+        hgauto_core::backend::background::spawn(what, async move {
             if let Err(e) = undo_launch(&ec2, &ledger, &prefix, &token).await {
                 tracing::error!(token = %token, error = %e, "could not undo an abandoned launch; run purge or sweep");
             }
@@ -201,35 +202,33 @@ impl Ec2Provider {
             max_delay: Duration::from_secs(5),
             jitter: hgauto_core::Jitter::None,
         };
-        let mut attempt = 0;
-        let result = loop {
-            let result = self
-                .ec2
-                .run_instances()
-                .image_id(image)
-                .instance_type(InstanceType::from(instance_type))
-                .min_count(count as i32)
-                .max_count(count as i32)
-                .key_name(&key_name)
-                .security_group_ids(&group)
-                .client_token(&token)
-                .instance_initiated_shutdown_behavior(shutdown.clone())
-                .set_user_data(user_data.clone())
-                .set_iam_instance_profile(profile.clone())
-                .tag_specifications(tags.clone())
-                .send()
-                .await;
-            let profile_not_ready = matches!(&result, Err(e) if e
-                .as_service_error()
+        let profile_not_ready = |e: &SdkError<RunInstancesError, _>| {
+            e.as_service_error()
                 .and_then(|s| s.message())
-                .is_some_and(|m| m.contains("Instance Profile")));
-            if profile_not_ready && attempt < profile_wait.max_retries {
-                tokio::time::sleep(profile_wait.delay(attempt, 0.0)).await;
-                attempt += 1;
-                continue;
-            }
-            break result;
+                .is_some_and(|m| m.contains("Instance Profile"))
         };
+        let result = profile_wait
+            .run_if(
+                "run instances (instance profile)",
+                profile_not_ready,
+                |_| {
+                    self.ec2
+                        .run_instances()
+                        .image_id(image)
+                        .instance_type(InstanceType::from(instance_type))
+                        .min_count(count as i32)
+                        .max_count(count as i32)
+                        .key_name(&key_name)
+                        .security_group_ids(&group)
+                        .client_token(&token)
+                        .instance_initiated_shutdown_behavior(shutdown.clone())
+                        .set_user_data(user_data.clone())
+                        .set_iam_instance_profile(profile.clone())
+                        .tag_specifications(tags.clone())
+                        .send()
+                },
+            )
+            .await;
         let out = match result {
             Ok(out) => out,
             Err(e) => {
@@ -261,12 +260,10 @@ impl Ec2Provider {
     /// Waits until every instance runs and has an address; returns (id, address) pairs.
     pub(crate) async fn wait_running(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
         let resource = ids.join(",");
-        poll_until(
-            &resource,
-            "waiting for instances to run",
-            READY_TIMEOUT,
-            Duration::from_millis(500),
-            || async {
+        Poll::new(&resource, "waiting for instances to run")
+            .within(READY_TIMEOUT)
+            .first_delay(Duration::from_millis(500))
+            .until(|| async {
                 let out = self
                     .ec2
                     .describe_instances()
@@ -304,9 +301,8 @@ impl Ec2Provider {
                     })
                     .collect();
                 Ok((ready.len() == ids.len()).then_some(ready))
-            },
-        )
-        .await
+            })
+            .await
     }
 
     /// An SSM machine for instance `id`, using the configured output/transfer bucket.
@@ -346,14 +342,11 @@ impl Ec2Provider {
     /// keys late in the first boot).
     async fn wait_console_host_key(&self, id: &str) -> Option<Vec<u8>> {
         let limit = Duration::from_secs(self.cfg.host_key_wait);
-        let found = poll_until(
-            id,
-            "waiting for the host keys on the console",
-            limit,
-            Duration::from_secs(2),
-            || async { Ok::<_, Error>(self.console_host_key(id).await) },
-        )
-        .await;
+        let found = Poll::new(id, "waiting for the host keys on the console")
+            .within(limit)
+            .first_delay(Duration::from_secs(2))
+            .until(|| async { Ok::<_, Error>(self.console_host_key(id).await) })
+            .await;
         found.ok()
     }
 

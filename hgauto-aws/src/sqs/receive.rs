@@ -62,6 +62,11 @@ impl SqsJobSource {
             10
         };
         while chosen.is_none() {
+            // SQS starts the visibility timeout when it takes the request, so a lease runs
+            // out at most TTL after we sent it: counting from the reply instead would
+            // promise a prefetched message time it does not have (a slow reply on a busy
+            // host made the suite hand one job out twice).
+            let sent_ms = self.clock.now_ms();
             let out = self
                 .client
                 .receive_message()
@@ -75,7 +80,7 @@ impl SqsJobSource {
                 .map_err(|e| sdk_error("sqs", "receive messages", &self.queue_url, e))?;
             // Only the first receive waits: later ones just sweep what is visible.
             wait = 0;
-            let deadline_ms = self.clock.now_ms() + u64::from(self.ttl_secs() as u32) * 1000;
+            let deadline_ms = sent_ms + u64::from(self.ttl_secs() as u32) * 1000;
             let messages = out.messages();
             let mut fresh = false;
             for m in messages {

@@ -427,8 +427,8 @@ impl SsmMachine {
         if truncated {
             tracing::warn!(machine = %self.id, command = command_id, "SSM truncated the output; configure SsmOptions::bucket for all of it");
         }
-        emit_lines(sink, Stream::Stdout, &stdout);
-        emit_lines(sink, Stream::Stderr, &stderr);
+        emit_lines(&mut *sink, Stream::Stdout, &stdout);
+        emit_lines(&mut *sink, Stream::Stderr, &stderr);
         Ok(Output {
             status: ExitStatus::Code(code),
             stdout,

@@ -12,7 +12,7 @@ const UPLOAD_SETTLE: Duration = Duration::from_secs(2);
 /// recorded before the thing it names is created and cleared once the operation has
 /// cleaned it up itself. Whatever is still recorded when the guard drops (the caller
 /// stopped waiting mid-operation) is undone by a background task (see
-/// [`hgauto_core::background`]): the command is killed and cancelled, its output and the
+/// [`hgauto_core::backend::background`]): the command is killed and cancelled, its output and the
 /// staged objects are deleted.
 pub(super) struct Leftovers {
     pub(super) machine: SsmMachine,
@@ -63,7 +63,7 @@ impl Drop for Leftovers {
             Some(Started::Ended { id }) => format!("removing output of SSM command {id}"),
             None => format!("removing {} staged object(s) of {}", objects.len(), m.id),
         };
-        hgauto_core::background::spawn(what, async move {
+        hgauto_core::backend::background::spawn(what, async move {
             match command {
                 Some(Started::Running { id, token }) => m.stop(id.as_deref(), &token).await,
                 Some(Started::Ended { id }) => m.discard_output(&id).await,

@@ -19,8 +19,8 @@
 //! A caller that stops waiting (drops the future of `exec`, `put` or `get`) leaves nothing
 //! behind either: the operation records what it started before starting it, and what is
 //! still recorded when the future drops is undone in the background through
-//! [`hgauto_core::background`] (the command killed and cancelled, staged objects and
-//! output deleted). Call [`hgauto_core::background::drain`] before exiting to let it finish.
+//! [`hgauto_core::backend::background`] (the command killed and cancelled, staged objects and
+//! output deleted). Call [`hgauto_core::backend::background::drain`] before exiting to let it finish.
 
 mod invocation;
 mod leftovers;
@@ -246,15 +246,12 @@ impl RemoteMachine for SsmMachine {
     }
 
     async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        hgauto_core::poll_until_capped(
-            &self.id,
-            "SSM agent to come online",
-            timeout,
-            self.opts.poll_first,
-            Duration::from_secs(5),
-            || async { Ok(agent_online(&self.ssm, &self.id).await?.then_some(())) },
-        )
-        .await
+        hgauto_core::Poll::new(&self.id, "SSM agent to come online")
+            .within(timeout)
+            .first_delay(self.opts.poll_first)
+            .max_delay(Duration::from_secs(5))
+            .until(|| async { Ok(agent_online(&self.ssm, &self.id).await?.then_some(())) })
+            .await
     }
 }
 
@@ -264,12 +261,11 @@ mod tests {
 
     #[test]
     fn emit_lines_splits_like_the_other_backends() {
-        let got = std::sync::Mutex::new(Vec::new());
-        let sink = |s: Stream, l: &[u8]| got.lock().unwrap().push((s, l.to_vec()));
-        emit_lines(&sink, Stream::Stdout, b"a\n\nb");
-        emit_lines(&sink, Stream::Stderr, b"c\n");
-        emit_lines(&sink, Stream::Stderr, b"");
-        let got = got.into_inner().unwrap();
+        let mut got = Vec::new();
+        let mut sink = |s: Stream, l: &[u8]| got.push((s, l.to_vec()));
+        emit_lines(&mut sink, Stream::Stdout, b"a\n\nb");
+        emit_lines(&mut sink, Stream::Stderr, b"c\n");
+        emit_lines(&mut sink, Stream::Stderr, b"");
         assert_eq!(
             got,
             vec![

@@ -4,7 +4,9 @@
 use std::ffi::OsStr;
 
 use base64::Engine as _;
-use hgauto_core::render::{powershell_script, quote_posix, quote_powershell, render_posix};
+use hgauto_core::backend::render::{
+    powershell_script, quote_posix, quote_powershell, render_posix,
+};
 use hgauto_core::{Command, Result};
 
 /// Where a command's stdin comes from.
@@ -38,7 +40,7 @@ fn stop_file(token: &str) -> String {
 /// command's, or 137 when the kill came first.
 pub(crate) fn posix(cmd: &Command, home: &str, token: &str, stdin: &Stdin) -> Result<String> {
     let rendered = q(&render_posix(cmd)?, "command")?;
-    let home = hgauto_core::render::posix_path(OsStr::new(home), "home directory")?;
+    let home = hgauto_core::backend::render::posix_path(OsStr::new(home), "home directory")?;
     let pid = pid_file(token);
     let stop = stop_file(token);
     let input = match stdin {
@@ -101,8 +103,8 @@ pub(crate) fn powershell(cmd: &Command, home: &str) -> Result<String> {
 
 /// Exit codes of the transfer helpers: 3 = source missing, 4 = sha256 mismatch.
 pub(crate) fn put_posix(remote: &str, url: &str, sha: &str, mode: u32) -> Result<String> {
-    let dest = hgauto_core::render::posix_path(OsStr::new(remote), "remote path")?;
-    let mode = mode & hgauto_core::fsutil::MODE_MASK;
+    let dest = hgauto_core::backend::render::posix_path(OsStr::new(remote), "remote path")?;
+    let mode = mode & hgauto_core::backend::fs::MODE_MASK;
     let url = q(url, "download URL")?;
     Ok(format!(
         "umask 077\nd={dest}\n\
@@ -118,7 +120,7 @@ pub(crate) fn put_posix(remote: &str, url: &str, sha: &str, mode: u32) -> Result
 
 /// Uploads `remote` to the presigned PUT `url`; prints its mode and sha256.
 pub(crate) fn get_posix(remote: &str, url: &str) -> Result<String> {
-    let src = hgauto_core::render::posix_path(OsStr::new(remote), "remote path")?;
+    let src = hgauto_core::backend::render::posix_path(OsStr::new(remote), "remote path")?;
     let url = q(url, "upload URL")?;
     Ok(format!(
         "s={src}\n\

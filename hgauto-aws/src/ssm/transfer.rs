@@ -112,7 +112,7 @@ impl SsmMachine {
         left: &mut Leftovers,
     ) -> Result<Output> {
         let cmd = Command::script(script).idempotent(true);
-        let out = self.exec_recorded(&cmd, &|_, _| {}, left).await?;
+        let out = self.exec_recorded(&cmd, &mut |_, _| {}, left).await?;
         match out.status {
             ExitStatus::Code(0) => Ok(out),
             ExitStatus::Code(3) => Err(Error::NotFound {
@@ -144,7 +144,7 @@ pub(super) fn file_mode(path: &Path) -> Result<u32> {
         .map_err(|e| Error::io("stat", path, "localhost", e))?
         .permissions()
         .mode()
-        & hgauto_core::fsutil::MODE_MASK)
+        & hgauto_core::backend::fs::MODE_MASK)
 }
 
 /// Streams `body` into a temp file next to `local`, checks its sha256 against `sha` (when
@@ -197,7 +197,7 @@ pub(super) async fn download_to(
     // permission bits of the remote mode land.
     std::fs::set_permissions(
         tmp.path(),
-        std::fs::Permissions::from_mode(mode & hgauto_core::fsutil::MODE_MASK),
+        std::fs::Permissions::from_mode(mode & hgauto_core::backend::fs::MODE_MASK),
     )
     .map_err(|e| Error::io("chmod", tmp.path(), "localhost", e))?;
     tmp.persist(local)

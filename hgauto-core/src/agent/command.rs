@@ -15,7 +15,7 @@
 //! the last line of stderr.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
@@ -134,18 +134,16 @@ impl CommandBuild {
         let machine = guard.machines()[0].clone();
         drop(held);
         let cmd = self.command_for(&job);
-        let log = Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&ctx.log)
-                .ok(),
-        );
-        let last_err = Mutex::new(String::new());
-        let sink = |stream: Stream, line: &[u8]| {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&ctx.log)
+            .ok();
+        let mut last_err = String::new();
+        let mut sink = |stream: Stream, line: &[u8]| {
             let text = String::from_utf8_lossy(line);
             let text = text.trim_end_matches(['\n', '\r']);
-            if let Some(f) = log.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            if let Some(f) = log.as_mut() {
                 let tag = if stream == Stream::Stderr {
                     "err"
                 } else {
@@ -154,17 +152,17 @@ impl CommandBuild {
                 let _ = writeln!(f, "{tag} {text}");
             }
             if stream == Stream::Stderr && !text.trim().is_empty() {
-                *last_err.lock().unwrap_or_else(|p| p.into_inner()) = text.to_owned();
+                last_err = text.to_owned();
             }
         };
-        let out = machine.exec_streaming(&cmd, &sink).await?;
+        let out = machine.exec_streaming(&cmd, &mut sink).await?;
         let code = out.status.code();
         if out.status.success() {
             return Ok(JobOutcome::Succeeded {
                 summary: format!("{} exited 0", inner.program),
             });
         }
-        let last = last_err.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let last = last_err;
         let how = code.map_or_else(|| "was killed".to_owned(), |c| format!("exited {c}"));
         Ok(JobOutcome::Failed {
             summary: if last.is_empty() {

@@ -69,6 +69,16 @@ impl Sharing {
     }
 }
 
+impl std::str::FromStr for Sharing {
+    type Err = Error;
+
+    /// `shards` or `claims`.
+    fn from_str(s: &str) -> Result<Self> {
+        let choices = [("claims", Sharing::Claims), ("shards", Sharing::Shards)];
+        crate::suggest::one_of("sharing", s, &choices)
+    }
+}
+
 /// What a build gets besides its job.
 #[derive(Clone)]
 pub struct AgentContext {

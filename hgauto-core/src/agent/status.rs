@@ -215,11 +215,11 @@ impl AgentStatus {
         self.updated_ms = now_ms;
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| crate::Error::invalid("agent status", e.to_string()))?;
-        crate::ledger::write_unsynced(&state_dir.join("status.json"), &json)?;
+        crate::backend::fs::write_unsynced(&state_dir.join("status.json"), &json)?;
         let prom = self.metrics(now_ms, source_requests, rate_limit_waits);
-        crate::ledger::write_unsynced(&state_dir.join("metrics.prom"), prom.as_bytes())?;
+        crate::backend::fs::write_unsynced(&state_dir.join("metrics.prom"), prom.as_bytes())?;
         if self.ready && !state_dir.join("ready").exists() {
-            crate::ledger::write_unsynced(&state_dir.join("ready"), b"")?;
+            crate::backend::fs::write_unsynced(&state_dir.join("ready"), b"")?;
         }
         Ok(())
     }

@@ -12,11 +12,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::backend::fs::MODE_MASK;
+use crate::backend::render::posix_path;
 use crate::command::Command;
 use crate::error::{Error, Result};
-use crate::fsutil::MODE_MASK;
 use crate::machine::{RemoteMachine, SyncOptions, SyncReport};
-use crate::render::posix_path;
 
 /// The `find` invocation that prints the remote manifest, 6 NUL-terminated fields per entry.
 pub fn manifest_command(remote_dir: &str) -> Result<String> {
@@ -249,11 +249,12 @@ pub async fn sync_over_exec(
         ));
     }
     let list = Command::script(manifest_command(remote_dir)?).idempotent(true);
-    let listing = machine.exec(&list).await?.check(machine.id(), &list)?;
+    let listing = machine.exec_checked(&list).await?;
     let remote = parse_manifest(&listing.stdout);
     let root = local_dir.to_owned();
     let delete = options.delete;
-    let plan = crate::task::run_blocking("sync", move || plan(&root, &remote, delete)).await?;
+    let plan =
+        crate::backend::task::run_blocking("sync", move || plan(&root, &remote, delete)).await?;
     if !plan.delete.is_empty() {
         let mut list = Vec::new();
         for p in &plan.delete {
@@ -261,7 +262,7 @@ pub async fn sync_over_exec(
             list.push(0);
         }
         let cmd = Command::script(delete_command(remote_dir)?).stdin(list);
-        machine.exec(&cmd).await?.check(machine.id(), &cmd)?;
+        machine.exec_checked(&cmd).await?;
     }
     let archive = tempfile::NamedTempFile::new()
         .map_err(|e| Error::io("create", std::env::temp_dir(), "localhost", e))?;
@@ -270,7 +271,7 @@ pub async fn sync_over_exec(
         .map_err(|e| Error::io("open", archive.path(), "localhost", e))?;
     let items = plan.send.clone();
     let compress = options.compress;
-    crate::task::run_blocking("sync", move || {
+    crate::backend::task::run_blocking("sync", move || {
         let out = std::io::BufWriter::new(file);
         let written = if compress {
             let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
@@ -296,10 +297,7 @@ pub async fn sync_over_exec(
          tar -x{z}pf \"$a\" --no-same-owner --delay-directory-restore\n\
          rc=$?; rm -f \"$a\"; exit $rc"
     ));
-    machine
-        .exec(&extract)
-        .await?
-        .check(machine.id(), &extract)?;
+    machine.exec_checked(&extract).await?;
     Ok(plan.report)
 }
 

@@ -56,14 +56,7 @@ impl std::str::FromStr for Vcs {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "git" => Ok(Vcs::Git),
-            "hg" => Ok(Vcs::Hg),
-            other => Err(Error::invalid(
-                format!("vcs {other:?}"),
-                "must be \"git\" or \"hg\"",
-            )),
-        }
+        crate::suggest::one_of("vcs", s, &[("git", Vcs::Git), ("hg", Vcs::Hg)])
     }
 }
 
@@ -86,6 +79,33 @@ pub enum Want {
     Branch(String),
 }
 
+impl Want {
+    /// What a caller's optional `revision` and `branch` ask for: the revision, else the
+    /// branch, else the repository's usual default branch (`main` for git, `default` for
+    /// hg). Giving both is an error: which one wins would be a guess.
+    pub fn from_options(
+        vcs: Vcs,
+        revision: Option<String>,
+        branch: Option<String>,
+    ) -> Result<Self> {
+        match (revision, branch) {
+            (Some(_), Some(_)) => Err(Error::invalid(
+                "checkout",
+                "give a revision or a branch, not both",
+            )),
+            (Some(r), None) => Ok(Want::Revision(r)),
+            (None, Some(b)) => Ok(Want::Branch(b)),
+            (None, None) => Ok(Want::Branch(
+                match vcs {
+                    Vcs::Git => "main",
+                    Vcs::Hg => "default",
+                }
+                .into(),
+            )),
+        }
+    }
+}
+
 /// How to check out.
 #[derive(Debug, Clone)]
 pub struct CheckoutOptions {
@@ -106,7 +126,33 @@ pub struct CheckoutOptions {
     pub stale_lock_age: Duration,
 }
 
+/// The pooled stores' default home: `vcs-stores` under the state directory
+/// ([`default_state_dir`](crate::env::default_state_dir)), so every checkout on a machine
+/// (from Rust, Python or the `hgauto` command) shares one store per repository unless told
+/// otherwise.
+pub fn default_share_base() -> Result<PathBuf> {
+    Ok(share_base_in(&crate::env::default_state_dir()?))
+}
+
+/// The pooled stores' home under the state directory `state_dir`.
+pub fn share_base_in(state_dir: &Path) -> PathBuf {
+    state_dir.join("vcs-stores")
+}
+
 impl CheckoutOptions {
+    /// Stores under [`default_share_base`], no purge, network retries.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self::new(default_share_base()?))
+    }
+
+    /// Stores under `share_base` (or, when `None`, [`default_share_base`]).
+    pub fn with_share_base_or_default(share_base: Option<PathBuf>) -> Result<Self> {
+        match share_base {
+            Some(dir) => Ok(Self::new(dir)),
+            None => Self::from_env(),
+        }
+    }
+
     /// Stores under `share_base`, no purge, network retries.
     pub fn new(share_base: impl Into<PathBuf>) -> Self {
         CheckoutOptions {
@@ -225,7 +271,7 @@ pub async fn checkout(
             shown: shown.clone(),
             stale_lock_age: opts.stale_lock_age,
         };
-        let result = crate::task::run_blocking("checkout", move || {
+        let result = crate::backend::task::run_blocking("checkout", move || {
             checkout_blocking(&cx, vcs, &url2, &dest2, &want2, &opts2)
         })
         .await

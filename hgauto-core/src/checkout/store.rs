@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{backend, CheckoutOptions, Ctx, Vcs, STORE_OK};
+use crate::backend::fs::ExclusiveLock;
 use crate::error::{Error, Result};
-use crate::fsutil::ExclusiveLock;
 use crate::progress::step;
 use crate::redact::{redact_url, Secrets};
 
@@ -67,7 +67,7 @@ pub(super) fn open(
                     let _ = std::fs::remove_dir_all(&store);
                     std::fs::rename(scratch.path().join("repo"), &store)
                         .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-                    crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
+                    crate::backend::fs::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
                     cloned = true;
                 }
                 let known = Known {
@@ -75,7 +75,7 @@ pub(super) fn open(
                     url: shown.to_owned(),
                 };
                 index.insert(url_key(url), known);
-                crate::ledger::write_atomic(
+                crate::backend::fs::write_atomic(
                     &index_path,
                     &serde_json::to_vec_pretty(&index).unwrap_or_default(),
                 )?;
@@ -115,7 +115,7 @@ pub(super) fn open(
         be.clone_store(cx, url, &staged)?;
         std::fs::rename(&staged, &store)
             .map_err(|e| Error::io("rename into", &store, "localhost", e))?;
-        crate::ledger::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
+        crate::backend::fs::write_atomic(&store.join(STORE_OK), shown.as_bytes())?;
         cloned = true;
     }
     Ok((store, _lock, cloned))
@@ -130,7 +130,7 @@ pub async fn working_revision(vcs: Vcs, dest: &Path, opts: &CheckoutOptions) -> 
         stale_lock_age: opts.stale_lock_age,
     };
     let dest = dest.to_owned();
-    let rev = crate::task::run_blocking("checkout", move || {
+    let rev = crate::backend::task::run_blocking("checkout", move || {
         backend(vcs).checked_out(&cx, &dest).map(|r| (r, dest))
     })
     .await?;
@@ -170,7 +170,7 @@ pub async fn resolve_heads(
     loop {
         let (cx2, url2, branches2, opts2) =
             (cx.clone(), url.to_owned(), branches.to_vec(), opts.clone());
-        let result = crate::task::run_blocking("checkout", move || {
+        let result = crate::backend::task::run_blocking("checkout", move || {
             let mut recovered = Vec::new();
             let (store, _lock, cloned) = open(&cx2, vcs, &url2, &opts2, &mut recovered)?;
             let be = backend(vcs);

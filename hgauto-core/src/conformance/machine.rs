@@ -6,8 +6,6 @@
 //! against the local backend, SSH and SSM.
 
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::command::{Command, ExitStatus, Output, Stream};
@@ -116,13 +114,15 @@ pub async fn signals(m: &dyn RemoteMachine) {
 
 /// Stdout and stderr are captured separately and streamed line by line.
 pub async fn stdout_and_stderr(m: &dyn RemoteMachine) {
-    let lines: Mutex<Vec<(Stream, Vec<u8>)>> = Mutex::new(Vec::new());
-    let sink = |s: Stream, l: &[u8]| lines.lock().unwrap().push((s, l.to_vec()));
+    let mut lines: Vec<(Stream, Vec<u8>)> = Vec::new();
     let cmd = Command::script("echo out1; echo err1 >&2; printf 'out2'; printf 'err2' >&2");
-    let out = m.exec_streaming(&cmd, &sink).await.expect("exec");
+    let out = m
+        .exec_streaming(&cmd, &mut |s, l| lines.push((s, l.to_vec())))
+        .await
+        .expect("exec");
     assert_eq!(out.stdout, b"out1\nout2", "[{}] stdout", m.id());
     assert_eq!(out.stderr, b"err1\nerr2", "[{}] stderr", m.id());
-    let mut got = lines.lock().unwrap().clone();
+    let mut got = lines.clone();
     got.sort();
     let mut want = vec![
         (Stream::Stdout, b"out1".to_vec()),
@@ -242,7 +242,7 @@ async fn assert_dies(m: &dyn RemoteMachine, dir: &str, names: &[&str], secs: u32
 
 /// A caller that stops waiting (drops the `exec` future) leaves no process behind: the
 /// command and its background child are killed, possibly by work the backend hands to
-/// [`crate::background`], which is drained here as a program would before exiting.
+/// [`crate::backend::background`], which is drained here as a program would before exiting.
 pub async fn abandoned_exec_kills_process_tree(m: &dyn RemoteMachine) {
     let dir = scratch(m, "abandoned").await;
     let script = format!("sleep 60 & echo $! > {dir}/bg.pid; echo $$ > {dir}/sh.pid; sleep 60");
@@ -264,7 +264,7 @@ pub async fn abandoned_exec_kills_process_tree(m: &dyn RemoteMachine) {
         r = m.exec(&cmd) => panic!("[{}] the 60 s command ended early: {r:?}", m.id()),
         () = started => {}
     }
-    crate::background::drain(Duration::from_secs(60)).await;
+    crate::backend::background::drain(Duration::from_secs(60)).await;
     let what = "the abandoned command or its background child survived";
     assert_dies(m, &dir, &["bg", "sh"], 10, what).await;
 }
@@ -276,29 +276,28 @@ pub async fn large_output(m: &dyn RemoteMachine) {
         "yes 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee' | head -n 100000 >&2 & \
          yes '{line}' | head -n 500000; wait"
     );
-    let out_lines = AtomicUsize::new(0);
-    let err_lines = AtomicUsize::new(0);
-    let sink = |s: Stream, l: &[u8]| {
+    let (mut out_lines, mut err_lines) = (0usize, 0usize);
+    let mut sink = |s: Stream, l: &[u8]| {
         let counter = match s {
-            Stream::Stdout => &out_lines,
-            Stream::Stderr => &err_lines,
+            Stream::Stdout => &mut out_lines,
+            Stream::Stderr => &mut err_lines,
         };
         if !l.is_empty() {
-            counter.fetch_add(1, Ordering::Relaxed);
+            *counter += 1;
         }
     };
     let out = m
         .exec_streaming(
             &Command::script(script).timeout(Duration::from_secs(300)),
-            &sink,
+            &mut sink,
         )
         .await
         .expect("large output");
     assert!(out.status.success(), "[{}] {}", m.id(), out.status);
     assert_eq!(out.stdout.len(), 500_000 * 100, "[{}] stdout bytes", m.id());
     assert_eq!(out.stderr.len(), 100_000 * 41, "[{}] stderr bytes", m.id());
-    assert_eq!(out_lines.load(Ordering::Relaxed), 500_000);
-    assert_eq!(err_lines.load(Ordering::Relaxed), 100_000);
+    assert_eq!(out_lines, 500_000);
+    assert_eq!(err_lines, 100_000);
 }
 
 /// Arguments that would be shell code if pasted into a command line arrive as plain bytes,

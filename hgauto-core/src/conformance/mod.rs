@@ -14,5 +14,6 @@ pub mod machine;
 mod machine_files;
 pub mod moto;
 pub mod ports;
+pub mod provider;
 pub mod publisher;
 pub mod pypiserver;

@@ -84,6 +84,19 @@ pub async fn publish_then_exists(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
         "[{}] missing after publish",
         p.destination()
     );
+    assert!(
+        p.name_taken(&a.name).await.expect("name_taken after"),
+        "[{}] name_taken is false for a published name",
+        p.destination()
+    );
+    let free = stem("free");
+    assert!(
+        !p.name_taken(&format!("{free}.tar.gz"))
+            .await
+            .expect("name_taken"),
+        "[{}] name_taken is true for a free name",
+        p.destination()
+    );
 }
 
 /// Publishing the same artifact again changes nothing and says so.

@@ -241,7 +241,7 @@ pub(super) async fn attempt(
                 validator: v,
             };
             let json = serde_json::to_vec(&s).unwrap_or_default();
-            crate::ledger::write_atomic_private(&p.state, &json)?;
+            crate::backend::fs::write_atomic_private(&p.state, &json)?;
         }
         None => {
             let _ = std::fs::remove_file(&p.state);

@@ -22,12 +22,12 @@ pub(super) struct PartLock {
 impl PartLock {
     /// Waits (on a blocking thread) until this process holds the lock at `path`.
     pub(super) async fn acquire(path: PathBuf) -> Result<PartLock> {
-        crate::task::run_blocking("download", move || Self::acquire_blocking(&path)).await
+        crate::backend::task::run_blocking("download", move || Self::acquire_blocking(&path)).await
     }
 
     fn acquire_blocking(path: &Path) -> Result<PartLock> {
         loop {
-            let opened = match crate::fsutil::create_private(path) {
+            let opened = match crate::backend::fs::create_private(path) {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => File::open(path),
                 other => other,
             };

@@ -260,7 +260,8 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
             })?,
         };
         let (archive, to) = (dest.to_owned(), to.clone());
-        crate::task::run_blocking("extract", move || extract(&archive, &to, format)).await?;
+        crate::backend::task::run_blocking("extract", move || extract(&archive, &to, format))
+            .await?;
     }
     Ok(report)
 }

@@ -45,7 +45,7 @@ fn now_ms() -> u64 {
 
 impl EtagCache {
     /// The cache kept in `path`; an unreadable file is an empty cache (it is only a cache).
-    pub fn load(path: &Path) -> EtagCache {
+    pub(super) fn load(path: &Path) -> EtagCache {
         let entries = match std::fs::read(path) {
             Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
                 tracing::warn!(file = %path.display(), error = %e, "ignoring an unreadable GitHub cache");
@@ -61,27 +61,27 @@ impl EtagCache {
     }
 
     /// The entry for `url`, marked used.
-    pub fn get(&mut self, url: &str) -> Option<Cached> {
+    pub(super) fn get(&mut self, url: &str) -> Option<Cached> {
         let e = self.entries.get_mut(url)?;
         e.used_ms = now_ms();
         Some(e.clone())
     }
 
     /// Stores `entry` for `url`.
-    pub fn put(&mut self, url: &str, mut entry: Cached) {
+    pub(super) fn put(&mut self, url: &str, mut entry: Cached) {
         entry.used_ms = now_ms();
         self.entries.insert(url.to_owned(), entry);
         self.dirty = true;
     }
 
     /// Drops the entry for `url` (its body turned out unusable).
-    pub fn forget(&mut self, url: &str) {
+    pub(super) fn forget(&mut self, url: &str) {
         self.dirty |= self.entries.remove(url).is_some();
     }
 
     /// Writes the cache if it changed, by atomic rename, readable by its owner only (the
     /// bodies may come from private repositories).
-    pub fn save(&mut self) -> Result<()> {
+    pub(super) fn save(&mut self) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -89,7 +89,7 @@ impl EtagCache {
         self.entries.retain(|_, e| e.used_ms >= cutoff);
         let data = serde_json::to_vec(&self.entries)
             .map_err(|e| crate::Error::invalid("GitHub cache", e.to_string()))?;
-        crate::ledger::write_atomic_private(&self.path, &data)?;
+        crate::backend::fs::write_atomic_private(&self.path, &data)?;
         self.dirty = false;
         Ok(())
     }

@@ -103,7 +103,7 @@ fn epoch(secs: u64) -> SystemTime {
 
 impl Client {
     /// A client for the API at `api` (see [`parse_api_url`]), caching in `cache_path`.
-    pub fn new(
+    pub(crate) fn new(
         api: Url,
         token: Option<SecretString>,
         cache_path: &std::path::Path,
@@ -128,7 +128,7 @@ impl Client {
     }
 
     /// The figures so far.
-    pub fn stats(&self) -> GithubStats {
+    pub(crate) fn stats(&self) -> GithubStats {
         *self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -137,17 +137,17 @@ impl Client {
     }
 
     /// Counts a status written.
-    pub fn count_write(&self) {
+    pub(crate) fn count_write(&self) {
         self.count(|s| s.status_writes += 1);
     }
 
     /// Counts a status write that was skipped.
-    pub fn skipped_write(&self) {
+    pub(crate) fn skipped_write(&self) {
         self.count(|s| s.status_writes_skipped += 1);
     }
 
     /// How long requests must still wait for a rate limit to reset, if they must.
-    pub fn paused_for(&self) -> Option<Duration> {
+    pub(crate) fn paused_for(&self) -> Option<Duration> {
         let until = (*self.paused_until.lock().unwrap_or_else(|p| p.into_inner()))?;
         until.duration_since(SystemTime::now()).ok()
     }
@@ -160,14 +160,14 @@ impl Client {
     }
 
     /// `path` (e.g. `repos/o/r/pulls`) under the API base.
-    pub fn url(&self, path: &str) -> Result<Url> {
+    pub(crate) fn url(&self, path: &str) -> Result<Url> {
         self.api
             .join(path.trim_start_matches('/'))
             .map_err(|e| Error::invalid(format!("GitHub API path {path:?}"), e.to_string()))
     }
 
     /// Writes the conditional-request cache if it changed.
-    pub fn save_cache(&self) {
+    pub(crate) fn save_cache(&self) {
         if let Err(e) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).save() {
             tracing::warn!(error = %e, "could not save the GitHub cache");
         }
@@ -369,7 +369,7 @@ impl Client {
     }
 
     /// Every item of the list at `path`, following `rel="next"` pages on the same server.
-    pub async fn get_list(&self, path: &str) -> Result<Listing> {
+    pub(crate) async fn get_list(&self, path: &str) -> Result<Listing> {
         let mut url = self.url(path)?;
         let (mut items, mut changed) = (Vec::new(), false);
         for _ in 0..1000 {
@@ -418,7 +418,7 @@ impl Client {
     }
 
     /// The JSON object at `path`, conditionally.
-    pub async fn get_object(&self, path: &str) -> Result<serde_json::Value> {
+    pub(crate) async fn get_object(&self, path: &str) -> Result<serde_json::Value> {
         let url = self.url(path)?;
         let (body, _, _) = self.get_page(&url, path).await?;
         serde_json::from_str(&body).map_err(|e| {
@@ -431,7 +431,7 @@ impl Client {
     }
 
     /// POSTs `body` to `path`.
-    pub async fn post_json(
+    pub(crate) async fn post_json(
         &self,
         action: &'static str,
         path: &str,

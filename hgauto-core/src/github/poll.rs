@@ -160,7 +160,7 @@ impl GithubPrSource {
             }
             let job = self.job_for(repo, pr, check, priority, String::new());
             let queue = self.queue.clone();
-            if crate::task::blocking(move || queue.enqueue(job)).await? {
+            if crate::backend::task::blocking(move || queue.enqueue(job)).await? {
                 added += 1;
             }
         }
@@ -393,7 +393,7 @@ impl GithubPrSource {
             }
         }
         let queue = self.queue.clone();
-        crate::task::blocking(move || {
+        crate::backend::task::blocking(move || {
             let mut added = 0;
             for j in jobs {
                 added += usize::from(queue.enqueue(j)?);
@@ -414,8 +414,8 @@ impl GithubPrSource {
         }
         tracing::warn!(repository = %repo.full_name(), %reason, file = %path.display(), "quarantined a pull request payload");
         let reason_path = path.with_file_name(format!("{stem}.reason"));
-        let _ = crate::ledger::write_atomic(&reason_path, format!("{reason}\n").as_bytes());
-        let _ = crate::ledger::write_atomic(&path, &data);
+        let _ = crate::backend::fs::write_atomic(&reason_path, format!("{reason}\n").as_bytes());
+        let _ = crate::backend::fs::write_atomic(&path, &data);
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) struct Review {
 
 impl PullRequest {
     /// Reads one list item; the error names what is missing or wrong.
-    pub fn parse(item: &serde_json::Value) -> Result<PullRequest, String> {
+    pub(crate) fn parse(item: &serde_json::Value) -> Result<PullRequest, String> {
         let pr = PullRequest::deserialize(item).map_err(|e| e.to_string())?;
         let sha_ok = pr.head.sha.len() == 40 && pr.head.sha.bytes().all(|b| b.is_ascii_hexdigit());
         if !sha_ok {
@@ -75,12 +75,12 @@ impl PullRequest {
     }
 
     /// When the pull request was opened, in ms since the epoch.
-    pub fn created_ms(&self) -> u64 {
+    pub(crate) fn created_ms(&self) -> u64 {
         created_ms(&self.created_at).unwrap_or(0)
     }
 
     /// Why it is not built at all, if it is not: a draft, or a `[WIP]` title.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    pub(crate) fn not_ready(&self) -> Option<&'static str> {
         if self.draft {
             Some("draft")
         } else if self.title.to_ascii_lowercase().contains("[wip]") {

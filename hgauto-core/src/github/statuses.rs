@@ -50,7 +50,11 @@ pub(crate) struct Wanted {
 }
 
 impl Wanted {
-    pub fn new(state: &'static str, description: &str, target_url: Option<String>) -> Wanted {
+    pub(super) fn new(
+        state: &'static str,
+        description: &str,
+        target_url: Option<String>,
+    ) -> Wanted {
         let mut d = description.lines().next().unwrap_or("").trim().to_owned();
         if d.chars().count() > MAX_DESCRIPTION {
             d = d.chars().take(MAX_DESCRIPTION - 1).collect();
@@ -64,7 +68,7 @@ impl Wanted {
     }
 
     /// The status for a job's outcome; a skipped job writes none.
-    pub fn for_outcome(outcome: &JobOutcome, target_url: Option<String>) -> Option<Wanted> {
+    pub(super) fn for_outcome(outcome: &JobOutcome, target_url: Option<String>) -> Option<Wanted> {
         match outcome {
             JobOutcome::Succeeded { summary } => Some(Wanted::new("success", summary, target_url)),
             JobOutcome::Failed { summary, .. } => Some(Wanted::new("failure", summary, target_url)),
@@ -73,7 +77,7 @@ impl Wanted {
     }
 
     /// The request body for `context`.
-    pub fn body(&self, context: &str) -> serde_json::Value {
+    pub(super) fn body(&self, context: &str) -> serde_json::Value {
         let mut b = serde_json::json!({
             "state": self.state,
             "description": self.description,
@@ -87,7 +91,7 @@ impl Wanted {
 
     /// Whether writing this over `current` would change what GitHub shows. A green
     /// re-check over green changes nothing worth a write, whatever its wording.
-    pub fn would_change(&self, current: Option<&Status>) -> bool {
+    pub(super) fn would_change(&self, current: Option<&Status>) -> bool {
         let Some(c) = current else { return true };
         if c.state != self.state {
             return true;

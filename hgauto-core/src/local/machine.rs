@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+use crate::backend::task::blocking;
 use crate::command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
 use crate::env::MACHINE_ID;
 use crate::error::{Error, IoContext, Result};
 use crate::local::mirror::{copy_file_atomic, mirror_tree};
 use crate::machine::{RemoteMachine, SyncOptions, SyncReport};
-use crate::task::blocking;
 
 /// A machine whose "disk" is a directory on this host (its home) and whose processes run
 /// here, each command in its own process group.
@@ -163,17 +163,19 @@ impl Drop for GroupKiller {
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     stream: Stream,
-    sink: LineSink<'_>,
+    sink: &std::sync::Mutex<LineSink<'_>>,
 ) -> std::io::Result<Vec<u8>> {
     let mut lines = crate::LineSplitter::new();
     let mut buf = vec![0u8; 64 * 1024];
+    // Both streams' pumps share the caller's sink; the lock is never held across an await.
+    let emit = |l: &[u8]| (sink.lock().unwrap_or_else(|p| p.into_inner()))(stream, l);
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
-            lines.finish(|l| sink(stream, l));
+            lines.finish(emit);
             return Ok(lines.into_captured());
         }
-        lines.push(&buf[..n], |l| sink(stream, l));
+        lines.push(&buf[..n], emit);
     }
 }
 
@@ -212,11 +214,12 @@ impl RemoteMachine for LocalMachine {
         };
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = std::sync::Mutex::new(sink);
         let run = async {
             let (_, out, err, status) = tokio::join!(
                 feed,
-                pump(stdout, Stream::Stdout, sink),
-                pump(stderr, Stream::Stderr, sink),
+                pump(stdout, Stream::Stdout, &sink),
+                pump(stderr, Stream::Stderr, &sink),
                 child.wait()
             );
             (out, err, status)

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use filetime::FileTime;
 
-use crate::fsutil::{create_private, set_mode, MODE_MASK};
+use crate::backend::fs::{create_private, set_mode, MODE_MASK};
 use crate::machine::{SyncOptions, SyncReport};
 
 /// Makes `dst` mirror `src` (which must be a directory).

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::backend::task::blocking;
 use crate::command::{Command, Platform};
 use crate::env::default_state_dir;
 use crate::error::{Error, IoContext, Result};
@@ -16,7 +17,6 @@ use crate::local::processes::kill_machine_processes;
 use crate::machine::{RemoteMachine, SyncOptions};
 use crate::provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};
 use crate::spec::{ImageRecipe, MachineSpec};
-use crate::task::blocking;
 
 const PROVIDER: &str = "local";
 

@@ -8,10 +8,11 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
 use crate::artifact::{sha256_file, validate_batch, validate_name, Artifact};
+use crate::backend::fs::tempfile_in;
+use crate::backend::publish::publish_blocking;
+use crate::backend::task::blocking;
 use crate::error::{Error, IoContext, Result};
-use crate::ledger::tempfile_in;
 use crate::publisher::{PublishReport, Publisher};
-use crate::task::blocking;
 
 /// Publishes into a directory (created if missing), each file with mode 0644.
 ///
@@ -129,23 +130,16 @@ impl Publisher for DirPublisher {
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
         validate_batch(artifacts)?;
         let dir = self.dir.clone();
+        let destination = self.destination();
         let artifacts = artifacts.to_vec();
         blocking(move || {
             std::fs::create_dir_all(&dir).at("create directory", &dir, "localhost")?;
-            // Check every artifact before writing any.
-            for a in &artifacts {
-                check_existing(&dir.join(&a.name), a)?;
-            }
-            let mut report = PublishReport::default();
-            for a in &artifacts {
-                if publish_one(&dir, a)? {
-                    tracing::info!(artifact = %a.name, dir = %dir.display(), "published");
-                    report.published.push(a.name.clone());
-                } else {
-                    report.already_present.push(a.name.clone());
-                }
-            }
-            Ok(report)
+            publish_blocking(
+                &destination,
+                &artifacts,
+                |a| check_existing(&dir.join(&a.name), a),
+                |a| publish_one(&dir, a),
+            )
         })
         .await
     }

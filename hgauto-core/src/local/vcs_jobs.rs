@@ -148,7 +148,7 @@ impl VcsBranchSource {
                     .with_attribute("branch", branch.clone())
                     .with_attribute("vcs", w.vcs.name());
                 let queue = self.queue.clone();
-                if crate::task::blocking(move || queue.enqueue(job)).await? {
+                if crate::backend::task::blocking(move || queue.enqueue(job)).await? {
                     added += 1;
                 }
             }

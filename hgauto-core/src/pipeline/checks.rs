@@ -1,8 +1,5 @@
 //! `should_run` checks: a function, a command on this host, or "already published".
 
-use std::path::PathBuf;
-
-use crate::artifact::Artifact;
 use crate::error::{Error, Result};
 
 use super::prepare::PreparedCheck;
@@ -53,18 +50,8 @@ pub(crate) async fn run_check(
         }
         PreparedCheck::Published(publisher, names) => {
             for name in &names {
-                // A name-only artifact: no digest to compare, so a name that holds any
-                // file (a conflict with the empty digest) counts as published.
-                let probe = Artifact {
-                    path: PathBuf::new(),
-                    name: name.clone(),
-                    sha256: String::new(),
-                    size: 0,
-                };
-                match publisher.exists(&probe).await {
-                    Ok(true) | Err(Error::Conflict { .. }) => {}
-                    Ok(false) => return Ok(None),
-                    Err(e) => return Err(e),
+                if !publisher.name_taken(name).await? {
+                    return Ok(None);
                 }
             }
             Ok(Some(format!(

@@ -292,7 +292,7 @@ impl Runner {
             failures,
         };
         result.write(&out.join("result.json"))?;
-        crate::ledger::write_atomic(
+        crate::backend::fs::write_atomic(
             &out.join("report.html"),
             super::report::html(&pipeline, &result).as_bytes(),
         )?;

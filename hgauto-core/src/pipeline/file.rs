@@ -357,13 +357,15 @@ fn step(what: &str, s: StepFile, functions: &BTreeMap<String, StepFn>) -> Result
                         Error::invalid(&here, format!("{x} is not a number of seconds"))
                     })
                 };
-                StepKind::Custom(RetryPolicy {
+                let policy = RetryPolicy {
                     max_retries,
                     base_delay: secs(base_delay_secs)?,
                     factor: factor.unwrap_or(2.0),
                     max_delay: secs(max_delay_secs.unwrap_or(86_400.0))?,
                     jitter: Jitter::None,
-                })
+                };
+                policy.validate(&here)?;
+                StepKind::Custom(policy)
             }
         });
     }

@@ -138,7 +138,7 @@ impl PreparedCommand {
     /// The command to run: the step's own, with the task's environment, directory and
     /// timeout. Matrix values, inputs and dependencies' outputs (by step name) arrive as
     /// variables.
-    pub fn render(
+    pub(super) fn render(
         &self,
         platform: Platform,
         values: &BTreeMap<String, String>,
@@ -195,7 +195,7 @@ impl PreparedCommand {
 
 impl PreparedCommand {
     /// A path on the worker relative to its home: `rel` inside the command's directory.
-    pub fn in_cwd(&self, rel: &str) -> String {
+    pub(super) fn in_cwd(&self, rel: &str) -> String {
         match &self.command.cwd {
             Some(cwd) if !cwd.is_empty() => format!("{}/{rel}", cwd.trim_end_matches('/')),
             _ => rel.to_owned(),

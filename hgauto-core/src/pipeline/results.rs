@@ -28,6 +28,20 @@ pub enum Mode {
     Local,
 }
 
+impl std::str::FromStr for Mode {
+    type Err = crate::Error;
+
+    /// `normal`, `fake` or `local`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let choices = [
+            ("normal", Mode::Normal),
+            ("fake", Mode::Fake),
+            ("local", Mode::Local),
+        ];
+        crate::suggest::one_of("mode", s, &choices)
+    }
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -232,7 +246,7 @@ impl RunResult {
     pub fn write(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::invalid("result tree", e.to_string()))?;
-        crate::ledger::write_atomic(path, &json)
+        crate::backend::fs::write_atomic(path, &json)
     }
 
     /// Reads a tree written by [`write`](Self::write), refusing other schema versions.

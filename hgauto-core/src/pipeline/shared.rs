@@ -77,13 +77,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn send(&self, e: Event) {
+    pub(super) fn send(&self, e: Event) {
         let _ = self.events.send(e);
     }
 
     /// The provider and machine spec for workers of `kind` (any Linux machine of the
     /// provider in `local` mode).
-    pub fn worker_spec(&self, kind: &str) -> (Arc<dyn ResourceProvider>, MachineSpec) {
+    pub(super) fn worker_spec(&self, kind: &str) -> (Arc<dyn ResourceProvider>, MachineSpec) {
         let provider = self.provider.clone().expect("checked before the run");
         let spec = self.pipeline.workers[kind].spec.clone();
         let spec = match self.cfg.mode {
@@ -96,16 +96,16 @@ impl Shared {
         )
     }
 
-    pub fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
+    pub(super) fn queues(&self) -> std::sync::MutexGuard<'_, Queues> {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         self.queues().done
     }
 
     /// The next task for a worker of `kind`, waiting up to the idle timeout for one.
-    pub async fn take(&self, kind: &str) -> Option<(usize, u32)> {
+    pub(super) async fn take(&self, kind: &str) -> Option<(usize, u32)> {
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
@@ -134,7 +134,7 @@ impl Shared {
     }
 
     /// Outputs of the tasks `task` needs, by their step's name.
-    pub fn dependency_outputs(&self, task: usize) -> Vec<(String, Outputs)> {
+    pub(super) fn dependency_outputs(&self, task: usize) -> Vec<(String, Outputs)> {
         let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         self.tasks[task]
             .deps
@@ -149,7 +149,7 @@ impl Shared {
             .collect()
     }
 
-    pub fn context(&self, task: usize, attempt: u32) -> StepContext {
+    pub(super) fn context(&self, task: usize, attempt: u32) -> StepContext {
         let t = &self.tasks[task];
         let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
         let mut dependencies = BTreeMap::new();

@@ -25,7 +25,7 @@ pub(crate) struct WorkerLog {
 }
 
 impl WorkerLog {
-    pub fn open(path: PathBuf) -> Self {
+    pub(super) fn open(path: PathBuf) -> Self {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,11 +40,11 @@ impl WorkerLog {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn line(&self, task: &str, text: &str) {
+    pub(super) fn line(&self, task: &str, text: &str) {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = f.as_mut() {
             let _ = writeln!(f, "[{task}] {text}");
@@ -169,14 +169,14 @@ async fn run_attempt(
         step.timeout,
     );
     let hook = shared.cfg.on_line.clone();
-    let sink = |stream: Stream, line: &[u8]| {
+    let mut sink = |stream: Stream, line: &[u8]| {
         let text = String::from_utf8_lossy(line);
         log.line(&t.name, &text);
         if let Some(h) = &hook {
             h(&t.name, stream, &text);
         }
     };
-    let out = match machine.exec_streaming(&cmd, &sink).await {
+    let out = match machine.exec_streaming(&cmd, &mut sink).await {
         Ok(out) => out,
         Err(e) => return Err(lost_or(machine, e.into()).await),
     };
@@ -264,15 +264,9 @@ async fn collect(
             )));
         }
         for f in files {
-            let base = f.rsplit(['/', '\\']).next().unwrap_or("");
-            if base.is_empty() || base == "." || base == ".." {
-                return Err(StepFailure::fatal(format!(
-                    "collect: {f:?} has no usable file name"
-                )));
-            }
-            let local = dir.join(base);
+            let local = dir.join(&f.name);
             machine
-                .get(&pc.in_cwd(&f), &local)
+                .get(&pc.in_cwd(&f.path), &local)
                 .await
                 .map_err(StepFailure::from)?;
             got.push(local);

@@ -36,7 +36,7 @@ pub struct PypiSettings {
 
 /// What the settings, the environment and `.pypirc` resolve to.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub(super) struct Resolved {
     /// The upload endpoint, without credentials in it.
     pub url: Url,
     /// The user name, if any.
@@ -46,7 +46,10 @@ pub struct Resolved {
 }
 
 /// Resolves `settings` against an environment (`env` returns a variable's value).
-pub fn resolve(settings: &PypiSettings, env: &dyn Fn(&str) -> Option<String>) -> Result<Resolved> {
+pub(super) fn resolve(
+    settings: &PypiSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Resolved> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     let section_name = settings
         .repository

@@ -31,11 +31,12 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::{StatusCode, Url};
 
 use crate::artifact::{validate_batch, validate_name, Artifact};
+use crate::backend::publish::upload_missing;
+use crate::backend::task::blocking;
 use crate::error::{ApiErrorClass, Error, Result};
 use crate::publisher::{PublishReport, Publisher};
 use crate::redact::SecretString;
 use crate::retry::RetryPolicy;
-use crate::task::blocking;
 
 pub use builder::PypiPublisherBuilder;
 pub use credentials::{PypiSettings, PYPI_UPLOAD_URL, TESTPYPI_UPLOAD_URL, TOKEN_USER};
@@ -177,29 +178,15 @@ impl Publisher for PypiPublisher {
 
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
         let (dists, present) = self.check_batch(artifacts).await?;
-        // Futures made up front (not in a closure over references), so the stream holds no
-        // higher-ranked borrow the async trait cannot name.
-        let uploads: Vec<_> = dists
-            .iter()
-            .zip(&present)
-            .filter(|(_, p)| !**p)
-            .map(|(d, _)| self.upload(d))
-            .collect();
-        let mut stored: std::collections::VecDeque<bool> = futures::stream::iter(uploads)
-            .buffered(self.concurrency)
-            .try_collect()
-            .await?;
-        let mut report = PublishReport::default();
-        for (d, p) in dists.iter().zip(&present) {
-            let name = d.artifact.name.clone();
-            let uploaded = !*p && stored.pop_front().unwrap_or(false);
-            if uploaded {
-                report.published.push(name);
-            } else {
-                report.already_present.push(name);
-            }
-        }
-        Ok(report)
+        upload_missing(
+            &self.destination(),
+            &dists,
+            &present,
+            |d| &d.artifact.name,
+            self.concurrency,
+            |d| self.upload(d),
+        )
+        .await
     }
 }
 

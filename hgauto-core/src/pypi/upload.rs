@@ -19,7 +19,7 @@ use crate::error::{ApiErrorClass, Error, Result};
 
 /// How an upload ended, when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uploaded {
+pub(super) enum Uploaded {
     /// The index stored the file.
     Stored,
     /// The index says a file of that name exists already (content unknown yet).
@@ -27,7 +27,7 @@ pub enum Uploaded {
 }
 
 /// The form for `d`: its text fields, then the file as `content`, streamed.
-pub fn form(d: &Distribution, tampered: Arc<AtomicBool>) -> Result<Form> {
+pub(super) fn form(d: &Distribution, tampered: Arc<AtomicBool>) -> Result<Form> {
     let mut form = Form::new();
     for (key, value) in d.form_fields() {
         form = form.text(key, value);
@@ -85,7 +85,7 @@ fn file_body(path: PathBuf, expected: String, tampered: Arc<AtomicBool>) -> reqw
 
 /// What the index's answer to an upload means. `shown` is the redacted endpoint, `user` the
 /// user name (for an authentication error), `body` the start of the response body.
-pub fn classify(
+pub(super) fn classify(
     status: StatusCode,
     location: Option<&str>,
     body: &str,
@@ -150,7 +150,7 @@ pub fn classify(
 }
 
 /// The first 300 characters of a response body's text, tags and blank space squeezed out.
-pub fn summary(body: &str) -> String {
+pub(super) fn summary(body: &str) -> String {
     let mut text = String::new();
     let mut in_tag = false;
     for c in body.chars() {

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::artifact::Artifact;
+use crate::backend::fs::write_atomic;
 use crate::error::Result;
-use crate::ledger::write_atomic;
 
 /// The checksum file's name.
 pub const SUMS_NAME: &str = "SHA256SUMS";
@@ -23,7 +23,7 @@ pub fn render(artifacts: &[Artifact]) -> String {
 
 /// Writes `SHA256SUMS` for `artifacts` into `dir` (atomically, and only when its content
 /// changes) and returns it as an artifact.
-pub fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Artifact> {
+pub(super) fn write(dir: &Path, artifacts: &[Artifact]) -> Result<Artifact> {
     let path = dir.join(SUMS_NAME);
     let text = render(artifacts);
     if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {

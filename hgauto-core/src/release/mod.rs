@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::artifact::Artifact;
+use crate::backend::task::blocking;
 use crate::error::{Error, Result};
 use crate::publisher::Publisher;
-use crate::task::blocking;
 
 pub use checksums::{render as render_sha256sums, SUMS_NAME};
 pub use expect::{collect, is_generated, Collected, Expected};
@@ -286,7 +286,7 @@ impl Release {
             entries,
         };
         if let Some(path) = &self.report_path {
-            crate::ledger::write_atomic(path, report.to_json().as_bytes())?;
+            crate::backend::fs::write_atomic(path, report.to_json().as_bytes())?;
         }
         Ok(report)
     }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use minisign::{PublicKey, SecretKey, SecretKeyBox, SignatureBox};
 
+use crate::backend::fs::write_atomic;
 use crate::error::{Error, IoContext, Result};
-use crate::ledger::write_atomic;
 use crate::redact::SecretString;
 
 /// The suffix of a signature file.
@@ -55,6 +55,15 @@ impl SigningKey {
     /// Reads the secret key from environment variable `var` (the key file's text), and its
     /// password, if any, from `password_var`.
     pub fn from_env(var: &str, password_var: Option<&str>) -> Result<Self> {
+        let password = password_var
+            .and_then(|v| std::env::var(v).ok())
+            .map(SecretString::new);
+        Self::from_env_with_password(var, password)
+    }
+
+    /// Reads the secret key from environment variable `var` (the key file's text), unlocked
+    /// with `password` when it has one.
+    pub fn from_env_with_password(var: &str, password: Option<SecretString>) -> Result<Self> {
         let text = std::env::var(var)
             .ok()
             .filter(|v| !v.trim().is_empty())
@@ -64,13 +73,10 @@ impl SigningKey {
                     "is not set: it must hold a minisign secret key",
                 )
             })?;
-        let password = password_var
-            .and_then(|v| std::env::var(v).ok())
-            .map(SecretString::new);
         Self::from_text(&text, password, format!("${var}"))
     }
 
-    /// Parses a secret key file's text; `source` names it in errors.
+    /// A key from the text of a minisign secret key file; `source` names it in errors.
     pub fn from_text(text: &str, password: Option<SecretString>, source: String) -> Result<Self> {
         let bad = |reason: &str| Error::invalid(format!("minisign secret key {source}"), reason);
         let text = with_checksum(text).unwrap_or_else(|| text.to_owned());

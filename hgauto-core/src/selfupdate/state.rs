@@ -56,7 +56,7 @@ impl UpdateState {
         self.updated_ms = now_ms;
         let data = serde_json::to_vec_pretty(self)
             .map_err(|e| Error::invalid("self-update state", e.to_string()))?;
-        crate::ledger::write_atomic(path, &data)
+        crate::backend::fs::write_atomic(path, &data)
     }
 
     /// Minutes out of sync as of `now_ms` (0 when in sync).
@@ -111,7 +111,7 @@ struct LockFile {
 impl UpdateLock {
     /// Takes the lock at `path`, or returns `None` when a fresh lock is held.
     pub fn take(path: &Path, now_ms: u64, stale_after_ms: u64) -> Result<Option<UpdateLock>> {
-        let _guard = crate::fsutil::ExclusiveLock::acquire(&path.with_extension("flock"))?;
+        let _guard = crate::backend::fs::ExclusiveLock::acquire(&path.with_extension("flock"))?;
         if let Ok(data) = std::fs::read(path) {
             match serde_json::from_slice::<LockFile>(&data) {
                 Ok(held) if now_ms.saturating_sub(held.taken_ms) < stale_after_ms => {
@@ -133,7 +133,7 @@ impl UpdateLock {
             taken_ms: now_ms,
         })
         .map_err(|e| Error::invalid("self-update lock", e.to_string()))?;
-        crate::ledger::write_atomic(path, &data)?;
+        crate::backend::fs::write_atomic(path, &data)?;
         Ok(Some(UpdateLock {
             path: path.to_owned(),
         }))

@@ -141,7 +141,7 @@ pub(super) fn interpreter(python: &Path) -> Result<Interpreter> {
     info.key = key.clone();
     if let Some(cache) = cache {
         let json = serde_json::to_vec(&info).unwrap_or_default();
-        let _ = crate::ledger::write_atomic_private(&cache, &json);
+        let _ = crate::backend::fs::write_atomic_private(&cache, &json);
     }
     Ok(info)
 }

@@ -36,6 +36,36 @@ pub enum Installer {
     Pip,
 }
 
+impl std::str::FromStr for Installer {
+    type Err = crate::Error;
+
+    /// `"auto"`, `"pip"`, `"uv"` (the one on `PATH`), or the path of a uv binary (a value
+    /// with a `/` in it, or whose file name starts with `uv`).
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "auto" => Ok(Installer::Auto),
+            "pip" => Ok(Installer::Pip),
+            "uv" => Ok(Installer::Uv(PathBuf::from("uv"))),
+            "" => Err(crate::Error::invalid("installer", "is empty")),
+            path if path.contains('/')
+                || std::path::Path::new(path)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("uv")) =>
+            {
+                Ok(Installer::Uv(PathBuf::from(path)))
+            }
+            other => Err(crate::Error::invalid(
+                format!("installer {other:?}"),
+                format!(
+                    "is not \"auto\", \"pip\", \"uv\" or the path of a uv binary{}",
+                    crate::suggest::closest(other, ["auto", "pip", "uv"].into_iter())
+                ),
+            )),
+        }
+    }
+}
+
 /// How to create a virtualenv.
 #[derive(Debug, Clone)]
 pub struct VenvOptions {
@@ -123,7 +153,7 @@ fn requirements_hash(opts: &VenvOptions) -> Result<String> {
 /// Creates (or reuses) a virtualenv at `path` and installs the requirements.
 pub async fn create_virtualenv(path: &Path, opts: &VenvOptions) -> Result<VenvReport> {
     let (path, opts) = (path.to_owned(), opts.clone());
-    let ((report, stamp), install) = crate::task::run_blocking("virtualenv", move || {
+    let ((report, stamp), install) = crate::backend::task::run_blocking("virtualenv", move || {
         prepare(&path, &opts).map(|r| (r, opts))
     })
     .await?;
@@ -132,7 +162,7 @@ pub async fn create_virtualenv(path: &Path, opts: &VenvOptions) -> Result<VenvRe
     }
     let installer = install_requirements(&report, &install).await?;
     // Written last: a venv without it (an interrupted install) is rebuilt next time.
-    crate::ledger::write_atomic(
+    crate::backend::fs::write_atomic(
         &report.path.join(STAMP),
         &serde_json::to_vec_pretty(&stamp).unwrap_or_default(),
     )?;
@@ -218,7 +248,7 @@ fn layout(path: &Path, info: &Interpreter) -> Result<()> {
         info.executable.display(),
         abs.display()
     );
-    crate::ledger::write_atomic(&path.join("pyvenv.cfg"), cfg.as_bytes())?;
+    crate::backend::fs::write_atomic(&path.join("pyvenv.cfg"), cfg.as_bytes())?;
     let python = bin.join("python");
     symlink(&info.executable, &python).map_err(|e| io("symlink", &python, e))?;
     for alias in ["python3".to_owned(), format!("python{}", info.major_minor)] {
@@ -245,7 +275,7 @@ fn layout(path: &Path, info: &Interpreter) -> Result<()> {
             .replace("__VENV_BIN_NAME__", "bin")
             .replace("__VENV_PYTHON__", &python.to_string_lossy());
         if !text.is_empty() {
-            crate::ledger::write_atomic(&bin.join(out), text.as_bytes())?;
+            crate::backend::fs::write_atomic(&bin.join(out), text.as_bytes())?;
         }
     }
     Ok(())

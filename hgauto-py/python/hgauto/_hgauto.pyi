@@ -743,7 +743,8 @@ def checkout(
     retry: Optional[RetryPolicy] = None,
     progress: Optional[Callable[[str], object]] = None,
 ) -> CheckoutReport:
-    """Checks out a full revision hash or a branch of a git or hg repository into dest,
+    """Checks out a full revision hash or a branch of a git or hg repository into dest
+    (neither: the default branch, main for git and default for hg; both: an error),
     through a pooled store under share_base (default: the state dir's vcs-stores).
     progress(step) gets one line per step (cloning, pulling, updating) on this thread."""
 

@@ -1,5 +1,7 @@
 //! [`SshMachine`]: a [`RemoteMachine`] over SSH.
 
+mod exec;
+mod marker;
 mod transfer;
 
 use std::ffi::OsStr;
@@ -10,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hgauto_core::fsutil::{create_private, set_mode, MODE_MASK};
-use hgauto_core::render::{posix_path, render};
-use hgauto_core::task::run_blocking;
+use hgauto_core::backend::fs::{create_private, set_mode, MODE_MASK};
+use hgauto_core::backend::render::{posix_path, render};
+use hgauto_core::backend::task::run_blocking;
 use hgauto_core::{
     Command, Error, LineSink, Output, Platform, RemoteMachine, Result, Stream, SyncOptions,
     SyncReport,
@@ -21,7 +23,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::SshConfig;
 use crate::conn::{connect, Conn, TransportError};
-use crate::exec::{self, ExecEnd, ExecFailure, ExecIo, LoginShell, Script};
+use exec::{ExecEnd, ExecFailure, ExecIo, LoginShell, Script};
 use hgauto_core::backend::tree_sync as sync;
 
 /// Why one attempt of an operation failed.
@@ -30,6 +32,12 @@ pub(crate) enum OpError {
     Transport { sent: bool, error: TransportError },
     /// Anything else; not retried.
     Other(Error),
+}
+
+impl From<Error> for OpError {
+    fn from(e: Error) -> Self {
+        OpError::Other(e)
+    }
 }
 
 impl OpError {

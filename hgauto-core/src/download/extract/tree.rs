@@ -20,8 +20,8 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::backend::fs::MODE_MASK;
 use crate::error::{Error, Result};
-use crate::fsutil::MODE_MASK;
 
 /// What an archive put at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

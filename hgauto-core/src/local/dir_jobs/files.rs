@@ -59,7 +59,7 @@ pub(super) fn id_part(name: &str) -> &str {
 
 /// Job files land by rename without fsync: a claim lost in a crash only makes its job
 /// available again.
-pub(super) use crate::ledger::write_unsynced as replace;
+pub(super) use crate::backend::fs::write_unsynced as replace;
 
 pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
     match std::fs::read(path) {

@@ -33,11 +33,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::jobs::{lease_lost, DEFAULT_LEASE_TTL};
+use crate::backend::task::blocking;
 use crate::clock::{self, SharedClock};
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
 use crate::job_source::JobSource;
-use crate::task::blocking;
 use files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, Done};
 use scan::QueueView;
 
@@ -87,8 +87,8 @@ impl DirJobSource {
     }
 
     /// Holds `DIR/lock` while a claim, heartbeat, report or release decides.
-    fn lock(&self) -> Result<crate::fsutil::ExclusiveLock> {
-        crate::fsutil::ExclusiveLock::acquire(&self.root.join("lock"))
+    fn lock(&self) -> Result<crate::backend::fs::ExclusiveLock> {
+        crate::backend::fs::ExclusiveLock::acquire(&self.root.join("lock"))
     }
 
     /// The queue's directory.
@@ -127,7 +127,7 @@ impl DirJobSource {
     /// Records that a job with `job`'s id exists (queued or done): `false` if one did.
     fn mark_id(&self, job: &Job) -> Result<bool> {
         let marker = self.root.join("ids").join(file_id(&job.id));
-        match crate::fsutil::create_private(&marker) {
+        match crate::backend::fs::create_private(&marker) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io("create", &marker, "localhost", e)),
@@ -325,7 +325,7 @@ impl JobSource for DirJobSource {
 
     async fn started(&self, job: &Job) -> Result<()> {
         let marker = self.root.join("started").join(key_file(&job.build_key()));
-        blocking(move || match crate::fsutil::create_private(&marker) {
+        blocking(move || match crate::backend::fs::create_private(&marker) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(Error::io("create", &marker, "localhost", e)),

@@ -21,12 +21,12 @@
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use hgauto_core::render::login_shell_command;
+use hgauto_core::backend::render::login_shell_command;
 use hgauto_core::ExitStatus;
 
+pub(crate) use super::marker::LoginShell;
+use super::marker::StderrFilter;
 use crate::conn::{codes, Conn, TransportError};
-pub(crate) use crate::marker::LoginShell;
-use crate::marker::StderrFilter;
 
 /// What a channel runs.
 pub(crate) enum Script<'a> {

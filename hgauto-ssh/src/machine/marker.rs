@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use hgauto_core::render::{login_shell_command, posix_login_command};
+use hgauto_core::backend::render::{login_shell_command, posix_login_command};
 
 /// What a host's login shell is, as far as we know: how POSIX scripts must be wrapped.
 #[derive(Debug, Default)]

@@ -1,0 +1,147 @@
+//! Small file-system rules every backend shares: which mode bits travel, how a file that
+//! will hold someone else's bytes is created, and how a file lands whole (by rename from a
+//! temporary file beside it, so a reader never sees half of it).
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext};
+
+/// The mode bits hgauto carries from one place to another: read, write and execute for
+/// owner, group and others. Setuid, setgid and sticky bits never travel: a file copied,
+/// fetched or unpacked by a build tool must not gain privileges on the way.
+pub const MODE_MASK: u32 = 0o777;
+
+/// Creates a new file at `path` that only its owner can read (0600 from the first byte,
+/// whatever the umask), failing if anything (a file or a symlink) is already there.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Sets `file`'s permission bits to `mode & MODE_MASK` through its handle.
+pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    file.set_permissions(Permissions::from_mode(mode & MODE_MASK))
+}
+
+/// An exclusive `flock` on a file (created if missing, never removed), held until dropped.
+/// It excludes other processes and other open descriptions in this one.
+#[derive(Debug)]
+pub struct ExclusiveLock(#[allow(dead_code)] File);
+
+impl ExclusiveLock {
+    /// Waits until this caller holds the lock on `path`.
+    pub fn acquire(path: &Path) -> crate::Result<ExclusiveLock> {
+        use std::os::unix::io::AsRawFd;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| crate::Error::io("open", path, "localhost", e))?;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(crate::Error::io(
+                "lock",
+                path,
+                "localhost",
+                io::Error::last_os_error(),
+            ));
+        }
+        Ok(ExclusiveLock(f))
+    }
+}
+
+/// Writes `data` to `path` by rename from a temporary file beside it, without fsync: a
+/// reader never sees half a file, but a crash may lose the write (for status files,
+/// claims and caches, whose loss is harmless).
+pub fn write_unsynced(path: &Path, data: &[u8]) -> crate::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (tmp, mut f) = tempfile_in(dir, 0o644)?;
+    let written = f.write_all(data).at("write", &tmp, "localhost");
+    drop(f);
+    match written
+        .and_then(|()| std::fs::rename(&tmp, path).at("rename into place", path, "localhost"))
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes `data` to `path` by writing a sibling temporary file, syncing it, and renaming.
+/// The file gets the usual mode for new files (0666 less the umask).
+pub fn write_atomic(path: &Path, data: &[u8]) -> crate::Result<()> {
+    write_atomic_mode(path, data, 0o666)
+}
+
+/// [`write_atomic`] for a file only its owner may read: it is 0600 from its first byte.
+pub fn write_atomic_private(path: &Path, data: &[u8]) -> crate::Result<()> {
+    write_atomic_mode(path, data, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> crate::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir, mode)?;
+    tmp.1.write_all(data).at("write", &tmp.0, "localhost")?;
+    tmp.1.sync_all().at("sync", &tmp.0, "localhost")?;
+    drop(tmp.1);
+    std::fs::rename(&tmp.0, path).at("rename into place", path, "localhost")?;
+    // Make the rename itself durable.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`) with
+/// `mode` (less the umask).
+pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std::fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..16 {
+        let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+        {
+            Ok(f) => return Ok((path, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create temporary file", path, "localhost", e)),
+        }
+    }
+    Err(Error::invalid(
+        format!("directory {}", dir.display()),
+        "could not create a unique temporary file",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn private_files_are_0600_and_never_follow_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let f = create_private(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o600);
+        set_mode(&f, 0o4755).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o7777, 0o755);
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("l")).unwrap();
+        assert!(create_private(&dir.path().join("l")).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+}

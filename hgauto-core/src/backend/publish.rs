@@ -1,0 +1,215 @@
+//! The publish flow every [`Publisher`](crate::Publisher) follows, written once:
+//!
+//! 1. validate the whole batch (names, duplicates) before any request;
+//! 2. check every artifact (a conflict anywhere stops the batch before anything is written);
+//! 3. upload each one not already there (the upload itself re-checks, for a racing
+//!    publisher of the same name, and says whether this call stored it);
+//! 4. report what was published and what was already present, in the batch's order.
+//!
+//! A backend supplies only its own check and upload: [`publish_blocking`] for a backend
+//! that works on one blocking connection (a directory, an SFTP session),
+//! [`publish_async`] for one that makes async requests (S3), and [`upload_missing`] for a
+//! backend whose check needs more than the artifact (PyPI parses each distribution first).
+
+use std::future::Future;
+
+use futures::{StreamExt as _, TryStreamExt as _};
+
+use crate::artifact::{validate_batch, Artifact};
+use crate::error::Result;
+use crate::publisher::PublishReport;
+
+impl PublishReport {
+    /// Records one artifact's outcome: `uploaded` by this call, or already present.
+    pub fn record(&mut self, name: &str, uploaded: bool, destination: &str) {
+        if uploaded {
+            tracing::info!(artifact = %name, %destination, "published");
+            self.published.push(name.to_owned());
+        } else {
+            self.already_present.push(name.to_owned());
+        }
+    }
+}
+
+/// The whole flow on the calling (blocking) thread: `exists(a)` is `Ok(true)` when an
+/// identical artifact is there and an error on a conflict; `upload(a)` is `Ok(true)` when
+/// it stored the artifact, `Ok(false)` when an identical one appeared meanwhile. The error
+/// type is the backend's own (one that can say "the connection broke, retry" keeps saying
+/// it), as long as an [`Error`](crate::Error) converts into it.
+pub fn publish_blocking<E: From<crate::Error>>(
+    destination: &str,
+    artifacts: &[Artifact],
+    mut exists: impl FnMut(&Artifact) -> std::result::Result<bool, E>,
+    mut upload: impl FnMut(&Artifact) -> std::result::Result<bool, E>,
+) -> std::result::Result<PublishReport, E> {
+    validate_batch(artifacts)?;
+    let mut present = Vec::with_capacity(artifacts.len());
+    for a in artifacts {
+        present.push(exists(a)?);
+    }
+    let mut report = PublishReport::default();
+    for (a, there) in artifacts.iter().zip(present) {
+        let uploaded = !there && upload(a)?;
+        report.record(&a.name, uploaded, destination);
+    }
+    Ok(report)
+}
+
+/// The whole flow with async checks and uploads, at most `concurrency` uploads at once
+/// (checks run one after the other, so a conflict is found before any upload starts).
+pub async fn publish_async<'a, E, EF, U, UF>(
+    destination: &str,
+    artifacts: &'a [Artifact],
+    concurrency: usize,
+    exists: E,
+    upload: U,
+) -> Result<PublishReport>
+where
+    E: Fn(&'a Artifact) -> EF,
+    EF: Future<Output = Result<bool>>,
+    U: Fn(&'a Artifact) -> UF,
+    UF: Future<Output = Result<bool>>,
+{
+    validate_batch(artifacts)?;
+    let mut present = Vec::with_capacity(artifacts.len());
+    for a in artifacts {
+        present.push(exists(a).await?);
+    }
+    upload_missing(
+        destination,
+        artifacts,
+        &present,
+        |a| &a.name,
+        concurrency,
+        upload,
+    )
+    .await
+}
+
+/// Steps 3 and 4 for a batch a backend has checked itself: uploads each item whose
+/// `present` flag is false (at most `concurrency` at once) and reports every item by
+/// `name`, in order.
+pub async fn upload_missing<'a, T, U, UF>(
+    destination: &str,
+    items: &'a [T],
+    present: &[bool],
+    name: impl Fn(&T) -> &str,
+    concurrency: usize,
+    upload: U,
+) -> Result<PublishReport>
+where
+    U: Fn(&'a T) -> UF,
+    UF: Future<Output = Result<bool>>,
+{
+    let uploads: Vec<UF> = items
+        .iter()
+        .zip(present)
+        .filter(|(_, there)| !**there)
+        .map(|(item, _)| upload(item))
+        .collect();
+    let mut stored = futures::stream::iter(uploads)
+        .buffered(concurrency.max(1))
+        .try_collect::<Vec<bool>>()
+        .await?
+        .into_iter();
+    let mut report = PublishReport::default();
+    for (item, there) in items.iter().zip(present) {
+        let uploaded = !*there && stored.next().unwrap_or(false);
+        report.record(name(item), uploaded, destination);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    fn art(name: &str) -> Artifact {
+        Artifact {
+            name: name.into(),
+            path: "/dev/null".into(),
+            sha256: "0".repeat(64),
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn checks_all_before_uploading_any_and_reports_in_order() {
+        let batch = [art("a.tar.gz"), art("b.tar.gz"), art("c.tar.gz")];
+        let mut calls = Vec::new();
+        let report = publish_blocking::<Error>(
+            "test",
+            &batch,
+            |a| {
+                calls.push(format!("check {}", a.name));
+                Ok(a.name == "b.tar.gz")
+            },
+            |a| Ok(a.name != "c.tar.gz"), // c appeared meanwhile
+        )
+        .unwrap();
+        assert_eq!(
+            calls,
+            ["check a.tar.gz", "check b.tar.gz", "check c.tar.gz"]
+        );
+        assert_eq!(report.published, ["a.tar.gz"]);
+        assert_eq!(report.already_present, ["b.tar.gz", "c.tar.gz"]);
+    }
+
+    #[test]
+    fn a_conflict_anywhere_uploads_nothing() {
+        let batch = [art("a.tar.gz"), art("b.tar.gz")];
+        let mut uploads = 0;
+        let err = publish_blocking(
+            "test",
+            &batch,
+            |a| {
+                if a.name == "b.tar.gz" {
+                    Err(Error::Conflict {
+                        what: a.name.clone(),
+                        reason: "other content".into(),
+                    })
+                } else {
+                    Ok(false)
+                }
+            },
+            |_| {
+                uploads += 1;
+                Ok(true)
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }));
+        assert_eq!(uploads, 0);
+        // A bad batch fails before any check.
+        let dup = [art("a.tar.gz"), art("a.tar.gz")];
+        assert!(
+            publish_blocking::<Error>("test", &dup, |_| unreachable!(), |_| unreachable!())
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn async_flow_uploads_concurrently_and_keeps_the_order() {
+        let batch: Vec<Artifact> = (0..6).map(|i| art(&format!("p{i}.whl"))).collect();
+        let report = publish_async(
+            "test",
+            &batch,
+            3,
+            |a| async move { Ok(a.name == "p2.whl") },
+            |a| async move {
+                // Later uploads finish first.
+                let n: u64 = a.name[1..2].parse().unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(30 - 5 * n)).await;
+                Ok(true)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            report.published,
+            ["p0.whl", "p1.whl", "p3.whl", "p4.whl", "p5.whl"]
+        );
+        assert_eq!(report.already_present, ["p2.whl"]);
+    }
+}
