@@ -101,6 +101,18 @@ enum ProcState {
     Zombie { start: u64 },
 }
 
+/// Is process `pid` of this host alive? A process we may not signal (EPERM: another
+/// user's) is alive; only "no such process" (ESRCH) is dead.
+pub(crate) fn pid_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0
+        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
 fn proc_state(pid: i32) -> ProcState {
     if pid <= 0 {
         return ProcState::Missing;

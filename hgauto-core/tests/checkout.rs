@@ -1,6 +1,6 @@
 //! `checkout` with real git and Mercurial repositories made here: first checkout, a second
 //! one through the pooled store, branches, stale locks, a lost revlog / pack file, an
-//! interrupted clone, an unrelated repository at the destination, and purge.
+//! interrupted clone, an unrelated repository at the destination (left alone), and purge.
 
 use std::path::{Path, PathBuf};
 
@@ -207,17 +207,23 @@ async fn broken_stores_and_destinations_are_repaired(vcs: Vcs) {
     );
     assert_eq!(file(&b), "v2");
 
-    // An unrelated repository at the destination is replaced; a plain directory is not.
+    // An unrelated repository at the destination is never deleted: its file in the way
+    // refuses the update, and it is left as it was (tests/foreign_clones.rs has more).
     let c = dir.path().join("c");
     std::fs::create_dir(&c).unwrap();
     match vcs {
         Vcs::Git => sh(&c, "git init -q . && echo other > file.txt"),
         Vcs::Hg => sh(&c, "hg init . && echo other > file.txt"),
     };
-    let r = checkout(vcs, url, &c, &Want::Revision(revs[2].clone()), &o)
+    let e = checkout(vcs, url, &c, &Want::Revision(revs[2].clone()), &o)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&*c.to_string_lossy()), "{e}");
+    assert_eq!(file(&c), "other");
+    std::fs::remove_dir_all(&c).unwrap();
+    checkout(vcs, url, &c, &Want::Revision(revs[2].clone()), &o)
         .await
         .unwrap();
-    assert!(r.recovered.iter().any(|x| x.contains("unrelated")), "{r:?}");
     assert_eq!(file(&c), "v3");
     let d = dir.path().join("d");
     std::fs::create_dir(&d).unwrap();

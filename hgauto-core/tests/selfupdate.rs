@@ -267,7 +267,8 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
         PollOutcome::RolledBack { reason } => assert!(reason.contains("hook exited 1"), "{reason}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(w.hook_runs(), ["a2 b2"], "the hook saw the new revisions");
+    // The hook saw the new revisions, then ran again on the old ones after the rollback.
+    assert_eq!(w.hook_runs(), ["a2 b2", "0 0"]);
     assert_eq!(
         (
             w.running("buildbot-configs").as_str(),
@@ -278,6 +279,99 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
     let state = u.state().unwrap();
     assert!(state.last_error.unwrap().contains("rolled back"));
     assert_ne!(state.running["tools"], state.seen["tools"].revision);
+    let rejected = state.rejected.expect("the failed heads are recorded");
+    assert_eq!(rejected.heads["tools"], state.seen["tools"].revision);
+
+    // The same heads are not applied again: skipped, the hook left alone, and the state
+    // and the Nagios line say so.
+    for _ in 0..2 {
+        match u.poll().await.unwrap() {
+            PollOutcome::Skipped { reason } => {
+                assert!(reason.contains("failed before") && reason.contains("hook exited 1"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(w.hook_runs(), ["a2 b2", "0 0"]);
+    let (_, line) = u.nagios(30, 60);
+    assert!(line.contains("skipping buildbot-configs"), "{line}");
+    let json = std::fs::read_to_string(w.dir.path().join("state/selfupdate.json")).unwrap();
+    assert!(json.contains("\"rejected\""), "{json}");
+
+    // Once a branch moves, the new heads are tried (and fail again here).
+    commit(Vcs::Git, &w.git, "a3");
+    assert!(matches!(
+        u.poll().await.unwrap(),
+        PollOutcome::RolledBack { .. }
+    ));
+    assert_eq!(w.hook_runs(), ["a2 b2", "0 0", "a3 b2", "0 0"]);
+}
+
+/// A hook that leaves a process behind and outlives its timeout: the whole group goes.
+#[tokio::test]
+async fn a_timed_out_hook_is_killed_with_everything_it_started() {
+    let w = World::new();
+    let pidfile = w.dir.path().join("grandchild.pid");
+    let hook = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!("sleep 600 & echo $! > '{}'; wait", pidfile.display()),
+    ];
+    let u = w
+        .updater()
+        .quiet_window(Duration::ZERO)
+        .command_timeout(Duration::from_secs(1))
+        .hook(hook)
+        .build()
+        .unwrap();
+    u.poll().await.unwrap();
+    commit(Vcs::Git, &w.git, "a2");
+    match u.poll().await.unwrap() {
+        PollOutcome::RolledBack { reason } => {
+            assert!(reason.contains("did not finish"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    // Killed by the group kill; reaped by init (it was the shell's child), so wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+    {
+        assert!(std::time::Instant::now() < deadline, "the hook's sleep {pid} outlived its timeout");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `watch` survives a remote that is briefly gone: the failure is told, retried, and the
+/// watch goes on to an in-sync poll once it is back.
+#[tokio::test]
+async fn watch_retries_a_transient_failure_instead_of_ending() {
+    let w = World::new();
+    let u = w.updater().quiet_window(Duration::ZERO).build().unwrap();
+    u.poll().await.unwrap();
+    let moved = w.dir.path().join("moved-away");
+    std::fs::rename(&w.hg, &moved).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = u.watch(Duration::from_secs(3600), move |r| {
+        let _ = tx.send(r.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+    });
+    let check = async {
+        let first = rx.recv().await.unwrap();
+        assert!(first.is_err(), "{first:?}");
+        std::fs::rename(&moved, &w.hg).unwrap();
+        loop {
+            match rx.recv().await.unwrap() {
+                Ok(PollOutcome::InSync) => break,
+                Err(_) => continue,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    tokio::select! {
+        _ = watch => panic!("watch ended"),
+        _ = check => {}
+    }
 }
 
 #[tokio::test]
@@ -307,6 +401,16 @@ async fn a_stale_lock_is_taken_over_and_a_fresh_one_respected() {
         "a 121-minute-old lock is stale"
     );
     assert!(!lock.exists(), "released after the poll");
+    // A holder that crashed (its pid is gone) is taken over at once, however fresh.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(
+        &lock,
+        format!("{{\"pid\": {dead}, \"taken_ms\": {now}}}"),
+    )
+    .unwrap();
+    assert_eq!(u.poll().await.unwrap(), PollOutcome::InSync);
 }
 
 #[tokio::test]
@@ -347,6 +451,14 @@ fn bad_configurations_are_named() {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("\"a b\""), "{e}");
+    // `.` and `..` would stage into the staging area itself or its parent.
+    for dots in [".", ".."] {
+        let e = SelfUpdate::builder(dir.path())
+            .repository(repo(dots))
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains(&format!("{dots:?}")), "{e}");
+    }
     let e = SelfUpdate::builder(dir.path())
         .repository(repo("a"))
         .repository(repo("a"))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_core::selfupdate::{PollOutcome, SelfUpdate, UpdateRepo};
+use hgauto_core::selfupdate::{SelfUpdate, UpdateRepo};
 use hgauto_core::Error;
 
 use crate::convert::{json_to_py, seconds};
@@ -85,32 +85,11 @@ impl PySelfUpdate {
     }
 
     /// One poll: a dict whose `outcome` is in_sync, waiting (with `until_ms`), blocked or
-    /// rolled_back (with `reason`), applied (with `running`) or locked.
+    /// rolled_back or skipped (with `reason`), applied (with `running`) or locked.
     fn poll(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let u = self.inner.clone();
         let outcome = wait(py, async move { u.poll().await })?.py_err(py)?;
-        let d = PyDict::new(py);
-        match outcome {
-            PollOutcome::InSync => d.set_item("outcome", "in_sync")?,
-            PollOutcome::Waiting { until_ms } => {
-                d.set_item("outcome", "waiting")?;
-                d.set_item("until_ms", until_ms)?;
-            }
-            PollOutcome::Blocked { reason } => {
-                d.set_item("outcome", "blocked")?;
-                d.set_item("reason", reason)?;
-            }
-            PollOutcome::RolledBack { reason } => {
-                d.set_item("outcome", "rolled_back")?;
-                d.set_item("reason", reason)?;
-            }
-            PollOutcome::Applied { running } => {
-                d.set_item("outcome", "applied")?;
-                d.set_item("running", running)?;
-            }
-            PollOutcome::Locked => d.set_item("outcome", "locked")?,
-        }
-        Ok(d.into_any().unbind())
+        crate::convert::serialized_to_py(py, "self-update outcome", &outcome)
     }
 
     /// The saved state: running, seen, out_of_sync_since_ms, last_error...

@@ -211,17 +211,6 @@ fn updater(path: &Path) -> Result<SelfUpdate> {
     b.build()
 }
 
-fn outcome_json(o: &PollOutcome) -> serde_json::Value {
-    match o {
-        PollOutcome::InSync => json!({"outcome": "in_sync"}),
-        PollOutcome::Waiting { until_ms } => json!({"outcome": "waiting", "until_ms": until_ms}),
-        PollOutcome::Blocked { reason } => json!({"outcome": "blocked", "reason": reason}),
-        PollOutcome::Applied { running } => json!({"outcome": "applied", "running": running}),
-        PollOutcome::RolledBack { reason } => json!({"outcome": "rolled_back", "reason": reason}),
-        PollOutcome::Locked => json!({"outcome": "locked"}),
-    }
-}
-
 /// `self-update check|watch`.
 pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
     let (config, every) = match cmd {
@@ -229,23 +218,28 @@ pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32
         SelfUpdateCmd::Watch { file, every } => (file, Some(every)),
     };
     let u = updater(&config)?;
-    loop {
-        let o = u.poll().await?;
-        let doc = outcome_json(&o);
+    let show = |o: &PollOutcome| {
+        let doc = serde_json::to_value(o).unwrap_or_default();
         if ctx.json {
             print_json("self-update", &doc);
         } else {
             println!("{}", doc["outcome"].as_str().unwrap_or(""));
         }
-        let Some(every) = every else {
-            return Ok(match o {
-                PollOutcome::Blocked { .. } | PollOutcome::RolledBack { .. } => 1,
-                _ => 0,
-            });
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(130),
-        }
+    };
+    let Some(every) = every else {
+        let o = u.poll().await?;
+        show(&o);
+        return Ok(match o {
+            PollOutcome::Blocked { .. } | PollOutcome::RolledBack { .. } => 1,
+            _ => 0,
+        });
+    };
+    let watch = u.watch(Duration::from_secs(every), |r| match r {
+        Ok(o) => show(o),
+        Err(e) => eprintln!("hgauto: self-update poll failed (retrying): {e}"),
+    });
+    tokio::select! {
+        _ = watch => Ok(0),
+        _ = tokio::signal::ctrl_c() => Ok(130),
     }
 }

@@ -7,6 +7,8 @@
 //! - [`task`]: blocking work (libssh2, file walks) off the async worker threads.
 //! - [`background`]: undo work that must outlive a dropped future (kill a remote command,
 //!   delete a staged object).
+//! - [`process_group`]: local commands in a group of their own, killed whole on a
+//!   timeout or a dropped future.
 //! - [`fs`]: which mode bits travel, private files, whole-file writes by atomic rename.
 //! - [`publish`]: the publish flow (validate, check all, upload each, report) that every
 //!   publisher follows, given its own check and upload.
@@ -16,6 +18,7 @@
 
 pub mod background;
 pub mod fs;
+pub mod process_group;
 pub mod publish;
 pub mod render;
 pub mod task;

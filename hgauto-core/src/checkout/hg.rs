@@ -76,8 +76,8 @@ impl Backend for Hg {
             let Ok(holder) = holder else { continue };
             let (h, pid) = holder.rsplit_once(':').unwrap_or((&holder, ""));
             let pid: i32 = pid.trim().parse().unwrap_or(0);
-            // SAFETY: kill with signal 0 only checks that the process exists.
-            let alive = pid > 0 && unsafe { libc::kill(pid, 0) } == 0;
+            // Another user's live process answers EPERM: alive, its lock kept.
+            let alive = crate::session::pid_alive(pid);
             if h == host && !alive && std::fs::remove_file(&lock).is_ok() {
                 removed.push(format!(
                     "removed the stale lock {} ({holder})",

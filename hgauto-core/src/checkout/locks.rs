@@ -11,7 +11,7 @@ pub(crate) fn process_in(repo: &Path) -> Option<String> {
         let mut words = text.split_whitespace();
         if let (Some(pid), Some(host)) = (words.next(), words.next()) {
             let pid: i32 = pid.parse().unwrap_or(0);
-            if host == crate::session::hostname() && alive(pid) {
+            if host == crate::session::hostname() && crate::session::pid_alive(pid) {
                 return Some(format!("git gc (pid {pid})"));
             }
         }
@@ -34,11 +34,6 @@ pub(crate) fn process_in(repo: &Path) -> Option<String> {
         }
     }
     None
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@
 //!   verification (a missing revlog or pack file) is removed and cloned again; stale locks
 //!   are removed (under hgauto's own lock on the store, and only when no process is at work
 //!   in the store: a git lock must also be older than [`CheckoutOptions::stale_lock_age`],
-//!   a Mercurial lock must name a dead process of this host); a destination holding an
-//!   unrelated repository is replaced. Network errors are retried under
+//!   a Mercurial lock must name a dead process of this host); a destination that is a
+//!   repository hgauto did not make is never deleted: it is updated in place from the
+//!   store, and refused (naming the path and what would be lost) when it has local
+//!   changes, commits the remote lacks, or, with `purge`, untracked files. Network errors are retried under
 //!   [`RetryPolicy::network`]. Our fetches run `git gc --auto` in the foreground
 //!   (`gc.autoDetach=false`), so no gc of ours outlives the lock.
 //! - Every git or hg process has a deadline ([`CheckoutOptions::timeout`]); a stalled one is
@@ -22,6 +24,7 @@
 //!   stores are filled by `init` + `fetch`/`pull` (so no remote URL is stored in them), the
 //!   URL index is keyed by a hash, and tool output is scrubbed (see [`crate::redact`]).
 
+mod adopt;
 mod git;
 mod hg;
 mod locks;
@@ -339,17 +342,40 @@ fn checkout_blocking(
         }
     };
 
-    // The destination: reuse it if it shares this store, else replace a repository there.
+    // The destination: reuse it if it shares this store; a repository hgauto did not make
+    // is adopted in place (never deleted); an empty directory is filled.
     if dest.exists() && !be.shares(dest, &store) {
         let empty = std::fs::read_dir(dest)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if be.is_repo(dest) {
+            if !known && !be.has(cx, &store, &rev) {
+                step(&opts.progress, &format!("{rev} is not in the store: pulling {shown}"));
+                be.pull(cx, &store, url)?;
+                pulled = true;
+                if !be.has(cx, &store, &rev) {
+                    return Err(Error::NotFound {
+                        what: format!("revision {rev} in {shown}"),
+                    });
+                }
+            }
+            step(
+                &opts.progress,
+                &format!("updating the existing clone {} to {rev}", dest.display()),
+            );
+            recovered.extend(be.clear_locks(cx, dest));
+            adopt::adopt(cx, vcs, &store, dest, &rev, opts.purge)?;
             recovered.push(format!(
-                "replaced the unrelated repository at {}",
+                "updated the existing clone at {} in place",
                 dest.display()
             ));
-            std::fs::remove_dir_all(dest).map_err(|e| Error::io("remove", dest, "localhost", e))?;
+            return Ok(CheckoutReport {
+                revision: rev,
+                store,
+                cloned,
+                pulled,
+                recovered,
+            });
         } else if empty {
             std::fs::remove_dir(dest).map_err(|e| Error::io("remove", dest, "localhost", e))?;
         } else {

@@ -84,14 +84,16 @@ impl SelfUpdateBuilder {
             return Err(Error::invalid("self-update", "watches no repository"));
         }
         for (i, r) in u.repos.iter().enumerate() {
-            let ok = !r.name.is_empty()
+            // The name is a directory under staging/: `.` and `..` would be the staging
+            // area itself or its parent.
+            let ok = !matches!(r.name.as_str(), "" | "." | "..")
                 && r.name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !ok {
                 return Err(Error::invalid(
                     format!("repository name {:?}", r.name),
-                    "may hold letters, digits, '-', '_' and '.' only",
+                    "may hold letters, digits, '-', '_' and '.' only, and is not '.' or '..'",
                 ));
             }
             if u.repos[..i].iter().any(|o| o.name == r.name) {

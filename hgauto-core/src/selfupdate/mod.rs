@@ -11,11 +11,14 @@
 //! 4. the CI gate command, if any, passes.
 //!
 //! It then updates the working copies in the order the repositories were given and runs
-//! the hook (e.g. reconfigure), under a lock that is taken over once older than 120
-//! minutes. When the hook fails, the working copies go back to the revisions that were
-//! running. The state ([`UpdateState`]: running revisions, heads seen, "out of sync
-//! since", the last error) is kept in `STATE/selfupdate.json`, and
-//! [`UpdateState::nagios`] turns it into a monitoring check.
+//! the hook (e.g. reconfigure), under a lock held with a heartbeat ([`UpdateLock`]: taken
+//! over at once from a crashed holder, and from a live one only when its heartbeat is
+//! stale). When the hook fails, the working copies go back to the revisions that were
+//! running, the hook runs again on them, and the failed heads are recorded and skipped
+//! until a branch moves. The state ([`UpdateState`]: running revisions, heads seen, "out
+//! of sync since", the last error, the rejected heads) is kept in
+//! `STATE/selfupdate.json`, and [`UpdateState::nagios`] turns it into a monitoring check.
+//! Commands run in a process group of their own, killed whole at their timeout.
 //!
 //! Commands (check, gate, hook) are argument vectors, never shell strings. They get
 //! `HGAUTO_UPDATE_<NAME>_DIR`, `_REV` and `_OLD_REV` for each repository (`<NAME>` in upper
@@ -23,6 +26,7 @@
 //! the gate, and the working copy for the hook.
 
 mod builder;
+mod lock;
 mod state;
 
 use std::collections::BTreeMap;
@@ -30,7 +34,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use builder::SelfUpdateBuilder;
-pub use state::{SeenHead, UpdateLock, UpdateState};
+pub use lock::UpdateLock;
+pub use state::{RejectedHeads, SeenHead, UpdateState};
 
 use crate::checkout::{checkout, resolve_heads, working_revision, CheckoutOptions, Vcs, Want};
 use crate::clock::SharedClock;
@@ -51,8 +56,10 @@ pub struct UpdateRepo {
     pub working_copy: PathBuf,
 }
 
-/// What one poll did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one poll did. As data (JSON, Python) it is an object whose `outcome` names the
+/// variant in snake case (`in_sync`, `rolled_back`), beside the variant's fields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum PollOutcome {
     /// Every working copy runs its branch head.
     InSync,
@@ -71,9 +78,16 @@ pub enum PollOutcome {
         /// Revision by repository name.
         running: BTreeMap<String, String>,
     },
-    /// The hook failed and the working copies were put back.
+    /// The hook failed and the working copies were put back (and the hook run again on
+    /// them). The heads are recorded as rejected, and skipped until a branch moves.
     RolledBack {
         /// What the hook said.
+        reason: String,
+    },
+    /// The heads are the ones whose update failed before; nothing is tried until a branch
+    /// moves.
+    Skipped {
+        /// Which heads, and why they were rejected.
         reason: String,
     },
     /// Another updater holds a fresh lock.
@@ -94,6 +108,15 @@ pub struct SelfUpdate {
     command_timeout: Duration,
     clock: SharedClock,
     checkout: CheckoutOptions,
+}
+
+/// `name 0123456789ab, other ...`: heads as a line shows them.
+pub(crate) fn short_heads(heads: &BTreeMap<String, String>) -> String {
+    heads
+        .iter()
+        .map(|(name, rev)| format!("{name} {}", &rev[..rev.len().min(12)]))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `HGAUTO_UPDATE_<NAME>_<what>`.
@@ -131,16 +154,15 @@ impl SelfUpdate {
         cmd.args(&argv[1..])
             .current_dir(cwd)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let out = match tokio::time::timeout(self.command_timeout, cmd.output()).await {
-            Ok(out) => out.map_err(|e| Error::io("run", Path::new(&argv[0]), "localhost", e))?,
-            Err(_) => {
-                return Ok(Err(format!(
-                    "{what} did not finish within {} s",
-                    self.command_timeout.as_secs()
-                )))
-            }
+            .stdin(std::process::Stdio::null());
+        // In a group of its own: a timeout kills what the command started, too.
+        let out = crate::backend::process_group::output_in_group(cmd, &argv[0], self.command_timeout)
+            .await?;
+        let Some(out) = out else {
+            return Ok(Err(format!(
+                "{what} did not finish within {} s",
+                self.command_timeout.as_secs()
+            )));
         };
         if out.status.success() {
             return Ok(Ok(()));
@@ -178,22 +200,64 @@ impl SelfUpdate {
         env
     }
 
-    /// Checks out `revs` into each repository's working copy, in order (reverse order for
-    /// a rollback).
-    async fn set_working_copies(
+    /// Checks out `heads` into each repository's working copy, in order. When one fails,
+    /// those already updated go back to `running`, in reverse order, and the first error
+    /// is returned (with the rollback's, if that failed too).
+    async fn update_working_copies(
         &self,
-        revs: &BTreeMap<String, String>,
-        reverse: bool,
+        heads: &BTreeMap<String, String>,
+        running: &BTreeMap<String, String>,
     ) -> Result<()> {
-        let mut repos: Vec<&UpdateRepo> = self.repos.iter().collect();
-        if reverse {
-            repos.reverse();
-        }
-        for r in repos {
-            let want = Want::Revision(revs[&r.name].clone());
-            checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
+        for (i, r) in self.repos.iter().enumerate() {
+            let want = Want::Revision(heads[&r.name].clone());
+            if let Err(e) = checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await {
+                return match self.roll_back(&self.repos[..i], running).await {
+                    Ok(()) => Err(e),
+                    Err(back) => Err(Error::invalid(
+                        format!("self-update of {}", r.name),
+                        format!("{e}; and rolling back the others failed: {back}"),
+                    )),
+                };
+            }
         }
         Ok(())
+    }
+
+    /// Puts `repos` back to `running`, last first.
+    async fn roll_back(&self, repos: &[UpdateRepo], running: &BTreeMap<String, String>) -> Result<()> {
+        for r in repos.iter().rev() {
+            if let Some(rev) = running.get(&r.name) {
+                let want = Want::Revision(rev.clone());
+                checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls every `every`, forever, telling `on_poll` of each result. A failed poll (a
+    /// remote that is down, a full disk, a working copy that refuses) is retried with
+    /// backoff (1 s, 2 s, 4 s ... but never longer than `every`), never the end of the
+    /// watch: configuration errors are caught when the updater is built. Stop it by
+    /// dropping the future (the lock and any command in flight are released).
+    pub async fn watch(&self, every: Duration, mut on_poll: impl FnMut(&Result<PollOutcome>)) {
+        let mut failures = 0u32;
+        loop {
+            let result = self.poll().await;
+            on_poll(&result);
+            let delay = match &result {
+                Ok(_) => {
+                    failures = 0;
+                    every
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let backoff = Duration::from_secs(1u64 << (failures - 1).min(20));
+                    tracing::warn!(error = %e, retry_in = ?backoff.min(every), "self-update poll failed");
+                    backoff.min(every)
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// One poll (see the module docs). Errors reading repositories or running commands
@@ -202,13 +266,17 @@ impl SelfUpdate {
         let now = self.clock.now_ms();
         let lock_path = self.state_dir.join("selfupdate.lock");
         let stale = self.stale_lock.as_millis() as u64;
-        let Some(_lock) = UpdateLock::take(&lock_path, now, stale)? else {
+        let Some(_lock) = UpdateLock::take(&lock_path, self.clock.clone(), stale)? else {
             return Ok(PollOutcome::Locked);
         };
         let mut state = self.state()?;
         let result = self.poll_locked(&mut state, now).await;
         match &result {
-            Ok(PollOutcome::Blocked { reason } | PollOutcome::RolledBack { reason }) => {
+            Ok(
+                PollOutcome::Blocked { reason }
+                | PollOutcome::RolledBack { reason }
+                | PollOutcome::Skipped { reason },
+            ) => {
                 state.last_error = Some(reason.clone());
             }
             Ok(_) => {}
@@ -264,6 +332,19 @@ impl SelfUpdate {
             state.last_error = None;
             return Ok(PollOutcome::InSync);
         }
+        match &state.rejected {
+            Some(r) if r.heads == heads => {
+                return Ok(PollOutcome::Skipped {
+                    reason: format!(
+                        "{} failed before ({}); skipped until a branch moves",
+                        short_heads(&heads),
+                        r.reason
+                    ),
+                });
+            }
+            Some(_) => state.rejected = None,
+            None => {}
+        }
         let since = behind
             .iter()
             .map(|r| state.seen[&r.name].first_seen_ms)
@@ -296,18 +377,26 @@ impl SelfUpdate {
             }
         }
         let running = state.running.clone();
-        if let Err(e) = self.set_working_copies(&heads, false).await {
-            self.set_working_copies(&running, true).await?;
-            return Err(e);
-        }
+        self.update_working_copies(&heads, &running).await?;
         if let Some(hook) = &self.hook {
             let live = self.env(|r| r.working_copy.clone(), &heads, &running);
             let cwd = self.repos[0].working_copy.clone();
             if let Err(reason) = self.run("hook", hook, &cwd, &live).await? {
-                self.set_working_copies(&running, true).await?;
-                return Ok(PollOutcome::RolledBack {
-                    reason: format!("{reason}; rolled back"),
+                self.roll_back(&self.repos, &running).await?;
+                // The old revisions are back: the hook runs again so that what it set up
+                // (a reconfigure, a restart) matches them.
+                let old = self.env(|r| r.working_copy.clone(), &running, &heads);
+                let again = match self.run("hook", hook, &cwd, &old).await? {
+                    Ok(()) => "the hook ran again on the old revisions".to_owned(),
+                    Err(e) => format!("running it again on the old revisions failed too: {e}"),
+                };
+                let reason = format!("{reason}; rolled back, and {again}");
+                state.rejected = Some(RejectedHeads {
+                    heads: heads.clone(),
+                    reason: reason.clone(),
+                    at_ms: now,
                 });
+                return Ok(PollOutcome::RolledBack { reason });
             }
         }
         state.running = heads.clone();

@@ -1,14 +1,14 @@
 //! What the self-updater remembers between polls, in `STATE/selfupdate.json`: the
 //! revisions running, the heads seen and when each was first seen, since when the
-//! machine has been out of sync, and the last error. Also its lock, and the Nagios-style
-//! check that reads the state.
+//! machine has been out of sync, the last error and the heads that failed; and the
+//! Nagios-style check that reads the state.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 
 /// A head as the watcher saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,18 @@ pub struct SeenHead {
     pub revision: String,
     /// When the watcher first saw it, in ms since the epoch (not the commit date).
     pub first_seen_ms: u64,
+}
+
+/// Heads whose update failed (the hook failed and the working copies were rolled back):
+/// they are not tried again until a branch moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedHeads {
+    /// The head of each repository, by name.
+    pub heads: BTreeMap<String, String>,
+    /// Why they were rejected.
+    pub reason: String,
+    /// When, in ms since the epoch.
+    pub at_ms: u64,
 }
 
 /// The self-updater's state (see the [module docs](super)).
@@ -32,6 +44,9 @@ pub struct UpdateState {
     pub last_error: Option<String>,
     /// When an update was last applied.
     pub last_applied_ms: Option<u64>,
+    /// Heads that failed to apply, skipped until a branch moves.
+    #[serde(default)]
+    pub rejected: Option<RejectedHeads>,
     /// When the state was last written.
     pub updated_ms: u64,
 }
@@ -75,11 +90,17 @@ impl UpdateState {
             .filter(|(repo, head)| self.running.get(*repo) != Some(&head.revision))
             .map(|(repo, head)| format!("{repo} {}", &head.revision[..head.revision.len().min(12)]))
             .collect();
-        let error = self
+        let mut error = self
             .last_error
             .as_deref()
             .map(|e| format!("; last error: {e}"))
             .unwrap_or_default();
+        if let Some(r) = &self.rejected {
+            error.push_str(&format!(
+                "; skipping {} until a branch moves",
+                super::short_heads(&r.heads)
+            ));
+        }
         if self.out_of_sync_since_ms.is_none() {
             return (0, format!("SELFUPDATE OK - in sync{error}"));
         }
@@ -91,58 +112,6 @@ impl UpdateState {
         } else {
             (0, format!("SELFUPDATE OK - {what}{error}"))
         }
-    }
-}
-
-/// The update lock: a file holding its holder's pid and when it was taken. A lock older
-/// than the stale age is taken over (its holder is assumed dead or stuck, as seed 004
-/// says); a fresh one is respected.
-#[derive(Debug)]
-pub struct UpdateLock {
-    path: PathBuf,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LockFile {
-    pid: u32,
-    taken_ms: u64,
-}
-
-impl UpdateLock {
-    /// Takes the lock at `path`, or returns `None` when a fresh lock is held.
-    pub fn take(path: &Path, now_ms: u64, stale_after_ms: u64) -> Result<Option<UpdateLock>> {
-        let _guard = crate::backend::fs::ExclusiveLock::acquire(&path.with_extension("flock"))?;
-        if let Ok(data) = std::fs::read(path) {
-            match serde_json::from_slice::<LockFile>(&data) {
-                Ok(held) if now_ms.saturating_sub(held.taken_ms) < stale_after_ms => {
-                    return Ok(None);
-                }
-                Ok(held) => tracing::warn!(
-                    lock = %path.display(),
-                    pid = held.pid,
-                    minutes = now_ms.saturating_sub(held.taken_ms) / 60_000,
-                    "taking over a stale self-update lock"
-                ),
-                Err(_) => {
-                    tracing::warn!(lock = %path.display(), "taking over an unreadable self-update lock")
-                }
-            }
-        }
-        let data = serde_json::to_vec(&LockFile {
-            pid: std::process::id(),
-            taken_ms: now_ms,
-        })
-        .map_err(|e| Error::invalid("self-update lock", e.to_string()))?;
-        crate::backend::fs::write_atomic(path, &data)?;
-        Ok(Some(UpdateLock {
-            path: path.to_owned(),
-        }))
-    }
-}
-
-impl Drop for UpdateLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path).at("remove", &self.path, "localhost");
     }
 }
 
@@ -169,21 +138,5 @@ mod tests {
         assert_eq!(code, 1, "{msg}");
         assert!(msg.contains("config bbbbbbbbbbbb"), "{msg}");
         assert_eq!(s.nagios(61 * 60_000, 30, 60).0, 2);
-    }
-
-    #[test]
-    fn a_fresh_lock_is_respected_and_a_stale_one_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let held = UpdateLock::take(&path, 1_000, 120 * 60_000).unwrap();
-        assert!(held.is_some());
-        std::mem::forget(held);
-        assert!(UpdateLock::take(&path, 60_000, 120 * 60_000)
-            .unwrap()
-            .is_none());
-        let taken = UpdateLock::take(&path, 121 * 60_000 + 1_000, 120 * 60_000).unwrap();
-        assert!(taken.is_some());
-        drop(taken);
-        assert!(!path.exists());
     }
 }

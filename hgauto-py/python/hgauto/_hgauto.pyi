@@ -585,7 +585,7 @@ class SelfUpdate:
         stale_lock_after: float = 7200.0,
     ) -> Self: ...
     def poll(self) -> Dict[str, object]:
-        """One poll: {"outcome": in_sync | waiting | blocked | rolled_back | applied | locked, ...}."""
+        """One poll: {"outcome": in_sync | waiting | blocked | rolled_back | skipped | applied | locked, ...}."""
     def state(self) -> Dict[str, object]:
         """The saved state (running, seen, out_of_sync_since_ms, last_error...)."""
     def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:
