@@ -80,6 +80,7 @@ pub struct Command {
     stdin: Option<Vec<u8>>,
     timeout: Option<Duration>,
     idempotent: bool,
+    capture_limit: Option<usize>,
 }
 
 impl Command {
@@ -102,6 +103,7 @@ impl Command {
             stdin: None,
             timeout: None,
             idempotent: false,
+            capture_limit: None,
         }
     }
 
@@ -147,6 +149,20 @@ impl Command {
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
+    }
+
+    /// Keeps only the last `bytes` of each stream in the [`Output`] (marked
+    /// [`truncated`](Output::truncated)); every line still reaches a streaming sink. For
+    /// long, chatty commands whose output is logged as it comes (builds), so memory stays
+    /// bounded however much they print.
+    pub fn capture_limit(mut self, bytes: usize) -> Self {
+        self.capture_limit = Some(bytes);
+        self
+    }
+
+    /// The capture limit, if one was set.
+    pub fn get_capture_limit(&self) -> Option<usize> {
+        self.capture_limit
     }
 
     /// Marks the command as safe to run twice, so a backend may retry it after a dropped

@@ -2,22 +2,55 @@
 //! way on every backend: lines lose their `\n` (a `\r` stays), an empty line is a line, and
 //! a last line without `\n` is passed on when the output ends.
 
-/// Splits chunks of one stream's output into lines and keeps everything it saw.
+/// The longest line passed on whole: a longer one (a program printing megabytes without a
+/// newline) is passed on in pieces of this size, so a splitter's memory stays bounded.
+pub(crate) const MAX_LINE: usize = 1 << 20;
+
+/// Splits chunks of one stream's output into lines and keeps what it saw: everything, or
+/// with a capture limit only the last `limit` bytes (and says it dropped some).
 #[derive(Debug, Default, Clone)]
 pub struct LineSplitter {
     partial: Vec<u8>,
     captured: Vec<u8>,
+    limit: Option<usize>,
+    dropped: bool,
 }
 
 impl LineSplitter {
-    /// A splitter with nothing seen yet.
+    /// A splitter with nothing seen yet, keeping everything.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A splitter keeping only the last `limit` bytes when `limit` is given (as
+    /// [`Command::capture_limit`](crate::Command::capture_limit) asks).
+    pub fn with_capture_limit(limit: Option<usize>) -> Self {
+        LineSplitter {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Did the capture limit drop earlier bytes?
+    pub fn dropped(&self) -> bool {
+        self.dropped
+    }
+
+    fn capture(&mut self, data: &[u8]) {
+        self.captured.extend_from_slice(data);
+        if let Some(limit) = self.limit {
+            // Trimmed in batches (at twice the limit), so each byte moves at most once.
+            if self.captured.len() > limit.saturating_mul(2).max(4096) {
+                let cut = self.captured.len() - limit;
+                self.captured.drain(..cut);
+                self.dropped = true;
+            }
+        }
+    }
+
     /// Takes the next chunk, passing each line it completes to `line`.
     pub fn push(&mut self, data: &[u8], mut line: impl FnMut(&[u8])) {
-        self.captured.extend_from_slice(data);
+        self.capture(data);
         let mut rest = data;
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
             if self.partial.is_empty() {
@@ -30,6 +63,10 @@ impl LineSplitter {
             rest = &rest[nl + 1..];
         }
         self.partial.extend_from_slice(rest);
+        while self.partial.len() >= MAX_LINE {
+            line(&self.partial[..MAX_LINE]);
+            self.partial.drain(..MAX_LINE);
+        }
     }
 
     /// The output ended: passes on a last line that had no `\n`.
@@ -45,9 +82,22 @@ impl LineSplitter {
         &self.captured
     }
 
-    /// Everything pushed, byte for byte, taking it.
+    /// Everything pushed, byte for byte (the last `limit` bytes with a limit), taking it.
     pub fn into_captured(self) -> Vec<u8> {
-        self.captured
+        self.into_parts().0
+    }
+
+    /// What [`into_captured`](Self::into_captured) gives, and whether the limit dropped
+    /// earlier bytes.
+    pub fn into_parts(mut self) -> (Vec<u8>, bool) {
+        if let Some(limit) = self.limit {
+            if self.captured.len() > limit {
+                let cut = self.captured.len() - limit;
+                self.captured.drain(..cut);
+                self.dropped = true;
+            }
+        }
+        (self.captured, self.dropped)
     }
 
     /// All of `data` at once, as lines (for backends whose output arrives whole).
@@ -60,7 +110,35 @@ impl LineSplitter {
 
 #[cfg(test)]
 mod tests {
-    use super::LineSplitter;
+    use super::{LineSplitter, MAX_LINE};
+
+    #[test]
+    fn a_capture_limit_keeps_the_tail_and_bounds_memory() {
+        let mut s = LineSplitter::with_capture_limit(Some(10_000));
+        let chunk = [b'x'; 65_536];
+        let mut lines = 0usize;
+        for _ in 0..200 {
+            s.push(&chunk, |_| lines += 1);
+            s.push(b"\n", |_| lines += 1);
+            assert!(s.captured().len() <= 20_000 + 65_537 + 4096);
+            assert!(s.partial.len() < MAX_LINE);
+        }
+        assert!(s.dropped());
+        let (kept, dropped) = s.into_parts();
+        assert!(dropped);
+        assert_eq!(kept.len(), 10_000);
+        assert_eq!(kept.last(), Some(&b'\n'));
+        assert_eq!(lines, 200);
+        // One line without a newline, longer than MAX_LINE, comes out in pieces.
+        let mut s = LineSplitter::with_capture_limit(Some(16));
+        let mut pieces = Vec::new();
+        for _ in 0..40 {
+            s.push(&chunk, |l| pieces.push(l.len()));
+        }
+        s.finish(|l| pieces.push(l.len()));
+        assert_eq!(pieces.iter().sum::<usize>(), 40 * 65_536);
+        assert!(pieces.iter().all(|&n| n <= MAX_LINE));
+    }
 
     fn lines(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

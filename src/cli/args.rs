@@ -319,6 +319,10 @@ pub enum AgentCmd {
         /// Stop after this many rounds (default: until SIGTERM).
         #[arg(long)]
         rounds: Option<u64>,
+        /// The longest one build may take, in seconds, when `config/timeout` does not say
+        /// (default: 21600, six hours).
+        #[arg(long, value_name = "SECS")]
+        build_timeout: Option<u64>,
         /// The build command (job fields arrive as HGAUTO_JOB_* variables).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         argv: Vec<String>,

@@ -109,6 +109,7 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
         dir,
         queue,
         rounds,
+        build_timeout,
         argv,
     } = cmd;
     let source = Arc::new(DirJobSource::new(&queue)?);
@@ -118,10 +119,16 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
         &argv[0],
         argv[1..].iter().cloned(),
     )?;
-    let agent = Agent::builder(source, dir.join("state"))
+    let mut agent = Agent::builder(source, dir.join("state"))
         .config_dir(dir.join("config"))
-        .build(build.clone())
-        .build_agent()?;
+        .build(build.clone());
+    if let Some(secs) = build_timeout {
+        if secs == 0 {
+            return Err(Error::invalid("--build-timeout", "0 is not a timeout").into());
+        }
+        agent = agent.build_timeout(Duration::from_secs(secs));
+    }
+    let agent = agent.build_agent()?;
     let outcome = match rounds {
         None => agent.run_until_signal().await,
         Some(n) => {

@@ -24,9 +24,17 @@ pub struct AgentBuilder {
     clock: SharedClock,
     stop_bound: Duration,
     rechecks: Option<u64>,
+    defaults: AgentConfig,
 }
 
 impl AgentBuilder {
+    /// The longest one build may take when `config/timeout` does not say (default
+    /// [`DEFAULT_BUILD_TIMEOUT`](super::DEFAULT_BUILD_TIMEOUT)).
+    pub fn build_timeout(mut self, limit: Duration) -> Self {
+        self.defaults.timeout = Some(limit);
+        self
+    }
+
     /// Names the agent (default: the host name and process id).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -92,7 +100,7 @@ impl AgentBuilder {
                 .unwrap_or(Path::new("."))
                 .join("config")
         });
-        let config = AgentConfig::default();
+        let config = self.defaults.clone();
         let status = AgentStatus::new(
             &self.name,
             &self.source.name(),
@@ -111,6 +119,7 @@ impl AgentBuilder {
             clock: self.clock,
             stop_bound: self.stop_bound,
             config: Mutex::new(config),
+            defaults: self.defaults,
             status: Mutex::new(status),
             stop: Arc::new(stop),
             rechecks: self.rechecks.map(|seed| {
@@ -140,6 +149,7 @@ impl Agent {
             clock: clock::system(),
             stop_bound: Duration::from_secs(60),
             rechecks: None,
+            defaults: AgentConfig::default(),
         }
     }
 }

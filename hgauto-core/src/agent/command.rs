@@ -8,6 +8,9 @@
 //!
 //! The template is a program and arguments; `{id}`, `{check}` and `{revision}` in an
 //! argument are replaced by the job's values, as data: nothing goes through a shell. The
+//! replacement is one pass (a value holding `{revision}` is not expanded again), and a
+//! value that begins with `-` is refused where it would begin an argument, since there it
+//! would be read as an option (`git fetch origin {revision}` with `--upload-pack=...`). The
 //! environment carries `HGAUTO_JOB_ID`, `HGAUTO_JOB_CHECK`, `HGAUTO_JOB_REVISION`,
 //! `HGAUTO_JOB_ATTEMPT`, `HGAUTO_JOB_PRIORITY` and each attribute as
 //! `HGAUTO_JOB_ATTR_<NAME>` (upper case, other characters as `_`). Output lines go to the
@@ -52,6 +55,42 @@ impl std::fmt::Debug for CommandBuild {
     }
 }
 
+/// What a build's output keeps in memory per stream: every line goes to the job's log as
+/// it comes, so only a tail is needed (for the failure summary).
+const BUILD_CAPTURE: usize = 64 * 1024;
+
+/// `template` with each `{name}` of `fields` replaced by its value, in one pass: a value is
+/// never scanned again. A value starting with `-` at the start of the argument is refused.
+fn fill_template(template: &str, fields: &[(&str, &str)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let hit = fields
+            .iter()
+            .find(|(name, _)| after[1..].strip_prefix(name).is_some_and(|r| r.starts_with('}')));
+        match hit {
+            Some((name, value)) => {
+                if out.is_empty() && value.starts_with('-') {
+                    return Err(Error::invalid(
+                        format!("job field {name} {value:?}"),
+                        format!("begins with '-', so in the argument {template:?} it would be read as an option"),
+                    ));
+                }
+                out.push_str(value);
+                rest = &after[name.len() + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// `HGAUTO_JOB_ATTR_` plus `key` in upper case, other characters as `_`.
 fn attr_var(key: &str) -> String {
     format!("HGAUTO_JOB_ATTR_{}", crate::env::name_part(key))
@@ -80,24 +119,29 @@ impl CommandBuild {
         })
     }
 
-    /// The command for `job`.
-    pub fn command_for(&self, job: &Job) -> Command {
-        let fill = |a: &str| {
-            a.replace("{id}", &job.id)
-                .replace("{check}", &job.check)
-                .replace("{revision}", job.revision.as_deref().unwrap_or(""))
-        };
+    /// The command for `job`; [`Error::InvalidInput`] when a job field would become an
+    /// option (see the [module docs](self)).
+    pub fn command_for(&self, job: &Job) -> Result<Command> {
+        let revision = job.revision.as_deref().unwrap_or("");
+        let fields = [("id", job.id.as_str()), ("check", job.check.as_str()), ("revision", revision)];
+        let args = self
+            .inner
+            .args
+            .iter()
+            .map(|a| fill_template(a, &fields))
+            .collect::<Result<Vec<_>>>()?;
         let mut cmd = Command::new(&self.inner.program)
-            .args(self.inner.args.iter().map(|a| fill(a)))
+            .args(args)
             .env("HGAUTO_JOB_ID", &job.id)
             .env("HGAUTO_JOB_CHECK", &job.check)
-            .env("HGAUTO_JOB_REVISION", job.revision.as_deref().unwrap_or(""))
+            .env("HGAUTO_JOB_REVISION", revision)
             .env("HGAUTO_JOB_ATTEMPT", job.attempt.to_string())
-            .env("HGAUTO_JOB_PRIORITY", job.priority.to_string());
+            .env("HGAUTO_JOB_PRIORITY", job.priority.to_string())
+            .capture_limit(BUILD_CAPTURE);
         for (k, v) in &job.attributes {
             cmd = cmd.env(attr_var(k), v);
         }
-        cmd
+        Ok(cmd)
     }
 
     /// The ids of the machine kept for builds, if one is up.
@@ -133,12 +177,8 @@ impl CommandBuild {
         }
         let machine = guard.machines()[0].clone();
         drop(held);
-        let cmd = self.command_for(&job);
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&ctx.log)
-            .ok();
+        let cmd = self.command_for(&job)?;
+        let mut log = super::open_job_log(&ctx.log).ok();
         let mut last_err = String::new();
         let mut sink = |stream: Stream, line: &[u8]| {
             let text = String::from_utf8_lossy(line);
@@ -152,7 +192,13 @@ impl CommandBuild {
                 let _ = writeln!(f, "{tag} {text}");
             }
             if stream == Stream::Stderr && !text.trim().is_empty() {
-                last_err = text.to_owned();
+                // The summary's line, bounded like the rest of what is kept.
+                last_err.clear();
+                let mut end = text.len().min(1024);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                last_err.push_str(&text[..end]);
             }
         };
         let out = machine.exec_streaming(&cmd, &mut sink).await?;
@@ -184,6 +230,22 @@ impl Build for CommandBuild {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_substituted_once_and_never_become_options() {
+        let f = [("id", "x{revision}"), ("check", "c"), ("revision", "abc")];
+        assert_eq!(fill_template("{id}-{check}", &f).unwrap(), "x{revision}-c");
+        assert_eq!(fill_template("--rev={revision}", &f).unwrap(), "--rev=abc");
+        assert_eq!(fill_template("{nope}{", &f).unwrap(), "{nope}{");
+        let bad = [("id", "1"), ("check", "c"), ("revision", "--upload-pack=touch /tmp/x")];
+        let e = fill_template("{revision}", &bad).unwrap_err().to_string();
+        assert!(e.contains("revision") && e.contains("option"), "{e}");
+        // Inside an argument it is data.
+        assert_eq!(
+            fill_template("refs/{revision}", &bad).unwrap(),
+            "refs/--upload-pack=touch /tmp/x"
+        );
+    }
 
     #[test]
     fn attribute_names_become_environment_names() {

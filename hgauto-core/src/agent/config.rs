@@ -10,13 +10,18 @@
 //! | `debug` | non-empty: the build's `debug` flag | off |
 //! | `workers-pool-size` | agents sharing the work by shard (≥ 1) | 1 |
 //! | `worker-index` | this agent's shard, below the pool size | 0 |
-//! | `timeout` | seconds one build may take | none |
+//! | `timeout` | seconds one build may take | 6 hours ([`DEFAULT_BUILD_TIMEOUT`], or the agent's own default) |
 //! | `min-loop-seconds` | the shortest an idle iteration lasts | 600 |
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
+
+/// The longest a build may take when nothing else says: six hours, GitHub Actions' default
+/// job timeout. A build that never ends would otherwise hold its job (and its lease
+/// renewals) forever.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// The settings in force for one iteration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,7 +70,7 @@ impl Default for AgentConfig {
             debug: false,
             pool_size: 1,
             index: 0,
-            timeout: None,
+            timeout: Some(DEFAULT_BUILD_TIMEOUT),
             min_loop: Duration::from_secs(600),
         }
     }
@@ -150,8 +155,17 @@ impl AgentConfig {
     /// Reads `dir` over `previous`: each valid file sets its value, each absent one its
     /// default, and each invalid one leaves the previous value (see the module docs).
     pub fn read(dir: &Path, previous: &AgentConfig) -> (AgentConfig, Vec<ConfigProblem>) {
+        Self::read_over(dir, previous, &AgentConfig::default())
+    }
+
+    /// [`read`](Self::read), with `defaults` for the absent files (an agent built with its
+    /// own build timeout, say).
+    pub fn read_over(
+        dir: &Path,
+        previous: &AgentConfig,
+        defaults: &AgentConfig,
+    ) -> (AgentConfig, Vec<ConfigProblem>) {
         let mut problems = Vec::new();
-        let defaults = AgentConfig::default();
         let mut next = previous.clone();
         let flag = |file, problems: &mut Vec<ConfigProblem>| {
             read(dir, file, problems).is_some_and(|v| !v.is_empty())
@@ -161,7 +175,7 @@ impl AgentConfig {
         match number::<f64>(dir, "timeout", &mut problems, |v| {
             seconds(v).or_else(|| (*v == 0.0).then(|| "0 is not a timeout".to_owned()))
         }) {
-            Ok(v) => next.timeout = v.map(Duration::from_secs_f64),
+            Ok(v) => next.timeout = v.map(Duration::from_secs_f64).or(defaults.timeout),
             Err(()) => next.timeout = previous.timeout,
         }
         match number::<f64>(dir, "min-loop-seconds", &mut problems, seconds) {
@@ -214,7 +228,7 @@ mod tests {
         std::fs::write(d.join("silent-typo"), "1").unwrap();
         let (c, _) = AgentConfig::read(d, &c);
         assert!(!c.silent);
-        assert_eq!(c.timeout, None);
+        assert_eq!(c.timeout, Some(DEFAULT_BUILD_TIMEOUT));
         // An empty flag file is off.
         std::fs::write(d.join("debug"), "").unwrap();
         assert!(!AgentConfig::read(d, &c).0.debug);
@@ -242,7 +256,7 @@ mod tests {
         std::fs::write(d.join("timeout"), "-3").unwrap();
         let (c, p) = AgentConfig::read(d, &good);
         assert_eq!(c.min_loop, Duration::from_secs(5));
-        assert_eq!(c.timeout, None);
+        assert_eq!(c.timeout, Some(DEFAULT_BUILD_TIMEOUT));
         assert_eq!((c.pool_size, c.index), (3, 1), "the valid pair is taken");
         let files: Vec<&str> = p.iter().map(|p| p.file).collect();
         assert_eq!(files, ["timeout", "min-loop-seconds"]);

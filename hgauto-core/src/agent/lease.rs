@@ -44,17 +44,38 @@ impl Agent {
             cancel_tx.send_replace(true);
             abandon_at = Some(tokio::time::Instant::now() + self.stop_bound);
         }
+        let mut failures = 0u32;
         loop {
-            // Renew when a third of the lease is left... of what remains: every third.
-            let renew_in = deadline_ms.map(|d| {
-                let left = d.saturating_sub(self.clock.now_ms());
-                Duration::from_millis((left / 3).max(20))
+            // Renew when a third of the lease is left... of what remains: every third. After
+            // failed renewals, back off (50 ms, 100 ms, ... at most a third of what is left).
+            let left = deadline_ms.map(|d| d.saturating_sub(self.clock.now_ms()));
+            let renew_in = left.map(|left| {
+                let regular = Duration::from_millis((left / 3).max(20));
+                if failures == 0 {
+                    regular
+                } else {
+                    Duration::from_millis(50u64 << failures.min(10)).min(regular)
+                }
             });
+            // The lease's end as the agent knows it: past it the source may hand the job to
+            // another agent, so the build stops there without waiting for the source.
+            let lease_end = left.map(|l| tokio::time::Instant::now() + Duration::from_millis(l));
             tokio::select! {
                 out = &mut build => return Ended::Done(out),
+                _ = sleep_until_opt(lease_end) => {
+                    cancel_tx.send_replace(true);
+                    return Ended::LeaseLost(Error::LeaseLost {
+                        job: job.id.clone(),
+                        source_name: self.source.name(),
+                        reason: format!(
+                            "its lease ran out while renewals failed ({failures} in a row); the build was stopped"
+                        ),
+                    });
+                }
                 _ = sleep_opt(renew_in) => {
                     match self.source.heartbeat(job).await {
                         Ok(lease) => {
+                            failures = 0;
                             deadline_ms = Some(lease.deadline_ms);
                             job.lease = Some(lease.clone());
                             self.with_status(|s| {
@@ -69,7 +90,8 @@ impl Agent {
                             return Ended::LeaseLost(e);
                         }
                         Err(e) => {
-                            tracing::warn!(agent = %self.name, job = %job.id, error = %e, "renewing the lease failed; trying again");
+                            failures = failures.saturating_add(1);
+                            tracing::warn!(agent = %self.name, job = %job.id, error = %e, failures, "renewing the lease failed; trying again");
                         }
                     }
                 }

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 
 pub use builder::AgentBuilder;
 pub use command::CommandBuild;
-pub use config::{AgentConfig, ConfigProblem};
+pub use config::{AgentConfig, ConfigProblem, DEFAULT_BUILD_TIMEOUT};
 use lease::until_set;
 pub use status::AgentStatus;
 
@@ -119,14 +119,23 @@ impl AgentContext {
     }
 }
 
-fn append(path: &Path, line: &str) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .at("open", path, "localhost")?;
+/// Appends to a job log, created 0600: it holds the job's fields and the build's output.
+pub(crate) fn append(path: &Path, line: &str) -> Result<()> {
+    let mut f = open_job_log(path)?;
     writeln!(f, "{line}").at("write", path, "localhost")
 }
+
+/// Opens a job log for appending, creating it 0600 (whatever the umask).
+pub(crate) fn open_job_log(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .at("open", path, "localhost")
+}
+
 
 /// A build: the work an agent does for one job.
 pub trait Build: Send + Sync {
@@ -187,6 +196,8 @@ pub struct Agent {
     clock: SharedClock,
     stop_bound: Duration,
     config: Mutex<AgentConfig>,
+    /// What an absent config file means (the builder's build timeout).
+    defaults: AgentConfig,
     status: Mutex<AgentStatus>,
     stop: Arc<watch::Sender<bool>>,
     /// The re-check picker, when re-checks are on.
@@ -268,7 +279,7 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let (config, problems) = AgentConfig::read(&self.config_dir, &previous);
+        let (config, problems) = AgentConfig::read_over(&self.config_dir, &previous, &self.defaults);
         for p in &problems {
             tracing::warn!(agent = %self.name, file = p.file, reason = %p.reason, "ignoring an invalid config file: {p}");
         }
@@ -318,7 +329,13 @@ impl Agent {
             });
         });
         self.write_status();
-        let header = serde_json::to_string(&job).unwrap_or_default();
+        // The lease token (an SQS receipt handle) lets whoever holds it delete or hand back
+        // the job: it stays out of the log.
+        let mut shown = job.clone();
+        if let Some(l) = shown.lease.as_mut() {
+            l.token = "(hidden)".into();
+        }
+        let header = serde_json::to_string(&shown).unwrap_or_default();
         if let Err(e) = append(&log, &format!("job {header}")) {
             tracing::warn!(agent = %self.name, error = %e, "could not write the job log");
         }

@@ -136,36 +136,15 @@ impl LocalMachine {
     }
 }
 
-/// Kills a whole process group when dropped, unless disarmed.
-struct GroupKiller {
-    pgid: Option<i32>,
-}
-
-impl GroupKiller {
-    fn disarm(&mut self) {
-        self.pgid = None;
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: killpg has no memory-safety preconditions; a stale group id fails with ESRCH.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        }
-    }
-}
-
 /// Reads one stream of a command to its end, passing each line to `sink` as it arrives
 /// (core's [`LineSplitter`](crate::LineSplitter)), and returns all of it.
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     stream: Stream,
     sink: &std::sync::Mutex<LineSink<'_>>,
-) -> std::io::Result<Vec<u8>> {
-    let mut lines = crate::LineSplitter::new();
+    limit: Option<usize>,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut lines = crate::LineSplitter::with_capture_limit(limit);
     let mut buf = vec![0u8; 64 * 1024];
     // Both streams' pumps share the caller's sink; the lock is never held across an await.
     let emit = |l: &[u8]| (sink.lock().unwrap_or_else(|p| p.into_inner()))(stream, l);
@@ -173,7 +152,7 @@ async fn pump(
         let n = reader.read(&mut buf).await?;
         if n == 0 {
             lines.finish(emit);
-            return Ok(lines.into_captured());
+            return Ok(lines.into_parts());
         }
         lines.push(&buf[..n], emit);
     }
@@ -197,9 +176,7 @@ impl RemoteMachine for LocalMachine {
             program: program.clone(),
             source,
         })?;
-        let mut killer = GroupKiller {
-            pgid: child.id().map(|p| p as i32),
-        };
+        let mut killer = crate::backend::process_group::GroupKiller::new(child.id());
         let span = tracing::debug_span!("exec", machine = %self.id, command = %program);
         let _enter = span.enter();
 
@@ -218,8 +195,8 @@ impl RemoteMachine for LocalMachine {
         let run = async {
             let (_, out, err, status) = tokio::join!(
                 feed,
-                pump(stdout, Stream::Stdout, &sink),
-                pump(stderr, Stream::Stderr, &sink),
+                pump(stdout, Stream::Stdout, &sink, cmd.get_capture_limit()),
+                pump(stderr, Stream::Stderr, &sink, cmd.get_capture_limit()),
                 child.wait()
             );
             (out, err, status)
@@ -238,19 +215,21 @@ impl RemoteMachine for LocalMachine {
                 }
             },
         };
-        killer.disarm();
+        killer.defuse();
         let status = status.at("wait for", Path::new(&program), &self.id)?;
         let status = match (status.code(), status.signal()) {
             (Some(c), _) => ExitStatus::Code(c),
             (None, Some(s)) => ExitStatus::Signal(s),
             (None, None) => ExitStatus::Code(-1),
         };
+        let (stdout, cut_out) = out.at("read stdout of", Path::new(&program), &self.id)?;
+        let (stderr, cut_err) = err.at("read stderr of", Path::new(&program), &self.id)?;
         Ok(Output {
             status,
-            stdout: out.at("read stdout of", Path::new(&program), &self.id)?,
-            stderr: err.at("read stderr of", Path::new(&program), &self.id)?,
+            stdout,
+            stderr,
             duration: start.elapsed(),
-            truncated: false,
+            truncated: cut_out || cut_err,
         })
     }
 

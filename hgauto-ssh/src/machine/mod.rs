@@ -299,11 +299,15 @@ struct LineTap {
 }
 
 impl LineTap {
-    fn new(stream: Stream, tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>) -> Self {
+    fn new(
+        stream: Stream,
+        tx: tokio::sync::mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+        limit: Option<usize>,
+    ) -> Self {
         LineTap {
             stream,
             tx,
-            lines: hgauto_core::LineSplitter::new(),
+            lines: hgauto_core::LineSplitter::with_capture_limit(limit),
         }
     }
     fn push(&mut self, data: &[u8]) {
@@ -338,14 +342,15 @@ impl RemoteMachine for SshMachine {
         let stdin = cmd.get_stdin().map(<[u8]>::to_vec);
         let timeout = cmd.get_timeout();
         let keepalive = self.inner.cfg.keepalive;
+        let limit = cmd.get_capture_limit();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let started = Instant::now();
         let run = self.with_conn(cmd.is_idempotent(), move |conn| {
             // `rx` lives in this future: once it is dropped (the caller cancelled), the
             // channel is closed and the command is killed instead of running on unseen.
             let caller = tx.clone();
-            let mut out = LineTap::new(Stream::Stdout, tx.clone());
-            let mut err = LineTap::new(Stream::Stderr, tx.clone());
+            let mut out = LineTap::new(Stream::Stdout, tx.clone(), limit);
+            let mut err = LineTap::new(Stream::Stderr, tx.clone(), limit);
             let mut input = stdin.as_deref().map(Cursor::new);
             let io = ExecIo {
                 stdin: input.as_mut().map(|c| c as &mut (dyn Read + Send)),
@@ -366,7 +371,7 @@ impl RemoteMachine for SshMachine {
                 .map_err(|f| OpError::from_exec(f, &inner.id))?;
             out.finish();
             err.finish();
-            Ok((end, out.lines.into_captured(), err.lines.into_captured()))
+            Ok((end, out.lines.into_parts(), err.lines.into_parts()))
         });
         let drain = async {
             while let Some((stream, line)) = rx.recv().await {
@@ -374,14 +379,14 @@ impl RemoteMachine for SshMachine {
             }
         };
         let (result, ()) = tokio::join!(run, drain);
-        let (end, stdout, stderr) = result?;
+        let (end, (stdout, cut_out), (stderr, cut_err)) = result?;
         match end {
             ExecEnd::Exited(status) => Ok(Output {
                 status,
                 stdout,
                 stderr,
                 duration: started.elapsed(),
-                truncated: false,
+                truncated: cut_out || cut_err,
             }),
             ExecEnd::TimedOut => Err(Error::Timeout {
                 machine: self.inner.id.clone(),
