@@ -309,7 +309,11 @@ async fn bad_config_files_are_named_and_the_previous_values_stay() {
     assert_eq!(agent.run_once().await.unwrap(), Iteration::Idle);
     let status = agent.status();
     assert_eq!((status.config.pool_size, status.config.index), (3, 2));
-    assert_eq!(status.config.timeout, None);
+    // The bad file keeps the previous value: the default build timeout.
+    assert_eq!(
+        status.config.timeout,
+        Some(hgauto_core::agent::DEFAULT_BUILD_TIMEOUT)
+    );
     let problems = status.config_problems.join("\n");
     assert!(problems.contains("config/worker-index"), "{problems}");
     assert!(problems.contains("config/timeout"), "{problems}");

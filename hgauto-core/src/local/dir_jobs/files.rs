@@ -61,14 +61,62 @@ pub(super) fn id_part(name: &str) -> &str {
 /// available again.
 pub(super) use crate::backend::fs::write_unsynced as replace;
 
-pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::invalid(format!("job file {}", path.display()), e.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, "localhost", e)),
+/// The largest file the queue reads (a job, a claim, an outcome): 1 MiB. A job is a
+/// description, not a payload store.
+pub(super) const MAX_FILE: u64 = 1 << 20;
+
+/// Why a file in the queue cannot be a job file at all, so it is quarantined at once (not
+/// given the minute a hand-written file gets): a FIFO, a device, a symlink, a directory,
+/// or a file over [`MAX_FILE`].
+pub(super) fn refuse_outright(path: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        Some("is a symbolic link, not a regular file".into())
+    } else if !kind.is_file() {
+        Some("is not a regular file (a FIFO, device, socket or directory)".into())
+    } else if meta.len() > MAX_FILE {
+        Some(format!("is {} bytes, over the {MAX_FILE}-byte cap on a queue file", meta.len()))
+    } else {
+        None
     }
+}
+
+/// Reads a queue file: opened without following a link and without blocking (a FIFO
+/// never wedges a consumer), refused unless it is a regular file of at most [`MAX_FILE`]
+/// bytes. `None` when it does not exist.
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid = |reason: String| Error::invalid(format!("job file {}", path.display()), reason);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(invalid("is a symbolic link, not a regular file".into()))
+        }
+        Err(e) => return Err(Error::io("read", path, "localhost", e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("read", path, "localhost", e))?;
+    if !meta.is_file() {
+        return Err(invalid("is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("read", path, "localhost", e))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(invalid(format!("is over the {MAX_FILE}-byte cap on a queue file")));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]

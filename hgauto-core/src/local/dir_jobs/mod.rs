@@ -20,7 +20,14 @@
 //! too: write `*.json` under another name (a dotfile, or outside `queue/`) and rename it in.
 //! A file that does not parse is left alone while it is young (it may still be being
 //! written by hand) and moved to `failed/` with the reason once it is a minute old; the
-//! source goes on with the other jobs.
+//! source goes on with the other jobs. What cannot be a job file at all (a FIFO, a device,
+//! a symlink, anything over 1 MiB) is moved there at once: files are opened with
+//! `O_NOFOLLOW | O_NONBLOCK` and read only up to the cap, so no entry can wedge or exhaust
+//! a consumer.
+//!
+//! Crash safety: `enqueue` writes the job file before it marks the id (a crash between
+//! leaves a job that runs, and the scan marks it); `report` writes `done/` first and the
+//! scan never hands out a job that is done, so a report cut short cannot run a job again.
 
 mod files;
 mod scan;
@@ -109,12 +116,20 @@ impl DirJobSource {
         job.attempt = 0;
         job.previous = None;
         let _lock = self.lock()?;
-        if !self.mark_id(&job)? {
+        let fid = file_id(&job.id);
+        if self.root.join("ids").join(&fid).exists() || self.is_done(&fid) {
             return Ok(false);
         }
+        // The file lands first and the id is marked after: a crash or a full disk in
+        // between leaves a job that runs (the scan marks its id), never an id without a job.
         let data = serde_json::to_vec_pretty(&job)
             .map_err(|e| Error::invalid(format!("job {}", job.id), e.to_string()))?;
-        replace(&self.root.join("queue").join(queue_name(&job)), &data)?;
+        let queued = self.root.join("queue").join(queue_name(&job));
+        replace(&queued, &data)?;
+        if let Err(e) = self.mark_id(&job) {
+            let _ = std::fs::remove_file(&queued);
+            return Err(e);
+        }
         // This consumer knows its queue changed: its next hand-out lists it again, so a
         // job it just added with a higher priority is not passed over.
         self.view
@@ -132,6 +147,11 @@ impl DirJobSource {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io("create", &marker, "localhost", e)),
         }
+    }
+
+    /// Whether the job with file id `fid` was reported.
+    fn is_done(&self, fid: &str) -> bool {
+        self.root.join("done").join(format!("{fid}.json")).exists()
     }
 
     /// Whether a job with id `id` was ever queued here (it may be done by now).
@@ -183,8 +203,9 @@ impl DirJobSource {
 
     /// Moves an unreadable job file to `failed/` with the reason, once it is old enough
     /// not to be a file still being written.
-    fn quarantine(&self, path: &Path, error: &Error) {
-        let young = std::fs::metadata(path)
+    fn quarantine(&self, path: &Path, error: &Error, at_once: bool) {
+        let young = !at_once
+            && std::fs::metadata(path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim};
+use super::files::{
+    file_id, id_part, key_file, queue_name, read_json, refuse_outright, replace, Claim,
+};
 use super::DirJobSource;
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, Lease};
@@ -93,6 +95,13 @@ impl DirJobSource {
             if view.known.get(name).is_some_and(|j| !filter.matches(j)) {
                 continue;
             }
+            // Reported already (a report cut short before it removed the queue file): its
+            // file is only a leftover.
+            if self.is_done(id_part(name)) {
+                let _ = std::fs::remove_file(self.root.join("queue").join(name));
+                gone.push(name.clone());
+                continue;
+            }
             let claim: Option<Claim> = read_json(&self.claim_path(id_part(name))).unwrap_or(None);
             if claim.as_ref().is_some_and(|c| c.deadline_ms > now) {
                 continue;
@@ -147,6 +156,9 @@ impl DirJobSource {
         })
         .map_err(|e| Error::invalid("claim", e.to_string()))?;
         replace(&self.claim_path(&file_id(&job.id)), &claim)?;
+        // An enqueue cut short after its file landed left the id unmarked: mark it now,
+        // so the id is never queued twice.
+        let _ = self.mark_id(&job);
         let history = self
             .root
             .join("history")
@@ -161,16 +173,21 @@ impl DirJobSource {
     /// The job in queue file `name`: `None` when the file is gone, was quarantined, or is a
     /// duplicate. A dropped file gets its canonical name, so claims and reports find it.
     fn read_job(&self, path: &Path, name: &str) -> Result<Option<Job>> {
+        if let Some(reason) = refuse_outright(path) {
+            let e = Error::invalid(format!("job file {}", path.display()), reason);
+            self.quarantine(path, &e, true);
+            return Ok(None);
+        }
         let mut job: Job = match read_json(path) {
             Ok(Some(j)) => j,
             Ok(None) => return Ok(None),
             Err(e) => {
-                self.quarantine(path, &e);
+                self.quarantine(path, &e, false);
                 return Ok(None);
             }
         };
         if job.id.is_empty() || job.check.is_empty() {
-            self.quarantine(path, &Error::invalid("job", "needs an id and a check"));
+            self.quarantine(path, &Error::invalid("job", "needs an id and a check"), false);
             return Ok(None);
         }
         if job.created_ms == 0 {
