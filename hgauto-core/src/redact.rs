@@ -24,6 +24,8 @@ pub const MASK: &str = "***";
 ///     "https://***@example.org/a.tgz?X-Amz-Signature=***&v=***"
 /// );
 /// assert_eq!(redact_url("ssh://git@example.org/repo"), "ssh://git@example.org/repo");
+/// // A query part without `=` may be the token itself.
+/// assert_eq!(redact_url("https://example.org/f?SECRETTOKEN"), "https://example.org/f?***");
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Ok(mut u) = Url::parse(url) else {
@@ -33,18 +35,18 @@ pub fn redact_url(url: &str) -> String {
         let _ = u.set_password(None);
         let _ = u.set_username(MASK);
     }
-    if u.query().is_some() {
-        let pairs: Vec<String> = u
-            .query_pairs()
-            .map(|(k, v)| {
-                if v.is_empty() {
-                    k.into_owned()
-                } else {
-                    format!("{k}={MASK}")
-                }
+    if let Some(q) = u.query().map(str::to_owned) {
+        // A part without `=` (`?SECRETTOKEN`) may be the credential itself: masked whole.
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|part| match part.split_once('=') {
+                Some((k, "")) => format!("{k}="),
+                Some((k, _)) => format!("{k}={MASK}"),
+                None if part.is_empty() => String::new(),
+                None => MASK.to_owned(),
             })
             .collect();
-        u.set_query(Some(&pairs.join("&")));
+        u.set_query(Some(&parts.join("&")));
     }
     u.set_fragment(None);
     // Url escapes `*` in a user name; the mask reads better bare.
@@ -166,8 +168,9 @@ impl Secrets {
         }
         if let Some(q) = u.query() {
             for part in q.split('&') {
-                if let Some((_, v)) = part.split_once('=') {
-                    self.add_encoded(v);
+                match part.split_once('=') {
+                    Some((_, v)) => self.add_encoded(v),
+                    None => self.add_encoded(part),
                 }
             }
         }

@@ -109,8 +109,7 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
     }
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0
-        || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 fn proc_state(pid: i32) -> ProcState {

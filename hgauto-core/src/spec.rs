@@ -71,6 +71,13 @@ impl MachineSpec {
         self
     }
 
+    /// When a machine of this spec provisioned now is due for a sweep, in seconds since the
+    /// Unix epoch. A lifetime over [`MAX_LIFETIME`] is refused: added to the clock it could
+    /// wrap around to a deadline in the past, and the machine would be swept at once.
+    pub fn deadline(&self) -> crate::Result<u64> {
+        deadline_after(self.lifetime)
+    }
+
     /// Sets the first-boot script (EC2 user data).
     pub fn with_user_data(mut self, script: impl Into<String>) -> Self {
         self.user_data = Some(script.into());
@@ -200,4 +207,21 @@ mod tests {
                 .unwrap()
         );
     }
+}
+
+/// The longest lifetime (or deadline extension) accepted: one year.
+pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// Now plus `lifetime`, in seconds since the Unix epoch; refused over [`MAX_LIFETIME`].
+pub fn deadline_after(lifetime: std::time::Duration) -> crate::Result<u64> {
+    if lifetime > MAX_LIFETIME {
+        return Err(crate::Error::invalid(
+            format!("machine lifetime of {} s", lifetime.as_secs()),
+            format!(
+                "is longer than the {} days accepted",
+                MAX_LIFETIME.as_secs() / 86_400
+            ),
+        ));
+    }
+    Ok(crate::ledger::unix_now() + lifetime.as_secs())
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hgauto_core::agent::{Agent, CommandBuild, Iteration};
 use hgauto_core::{
-    DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, Lease, LocalProvider,
-    MachineSpec, Result,
+    DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, Lease, LocalProvider, MachineSpec,
+    Result,
 };
 
 /// A directory queue whose heartbeats fail like a network that is down, and which
@@ -100,8 +100,10 @@ impl World {
 
 fn pid_gone(pid: i32) -> bool {
     // Dead, or a zombie waiting for its reaper.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_or(true, |s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +115,9 @@ async fn a_build_stops_at_its_lease_deadline_when_renewals_fail() {
     let agent = w.agent(&["sh", "-c", &script]);
     let it = agent.run_once().await.unwrap();
     match it {
-        Iteration::Built { outcome, reported, .. } => {
+        Iteration::Built {
+            outcome, reported, ..
+        } => {
             assert!(!reported);
             assert!(
                 matches!(&outcome, JobOutcome::Skipped { reason } if reason.contains("lease")),
@@ -123,15 +127,25 @@ async fn a_build_stops_at_its_lease_deadline_when_renewals_fail() {
         other => panic!("{other:?}"),
     }
     // The whole build stopped: the shell's background sleep too.
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !pid_gone(pid) {
-        assert!(std::time::Instant::now() < deadline, "the build's sleep {pid} outlived the lease");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build's sleep {pid} outlived the lease"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Renewals backed off instead of spinning every 20 ms.
     let beats = w.source.heartbeats.load(Ordering::SeqCst);
-    assert!((1..=20).contains(&beats), "{beats} heartbeats in one 2 s lease");
+    assert!(
+        (1..=20).contains(&beats),
+        "{beats} heartbeats in one 2 s lease"
+    );
     assert_eq!(agent.status().leases_lost, 1);
 }
 
@@ -154,7 +168,10 @@ async fn job_logs_are_private_and_hold_no_lease_token() {
     let mode = std::fs::metadata(&logs[0]).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{}", logs[0].display());
     let text = std::fs::read_to_string(&logs[0]).unwrap();
-    assert!(text.contains("out building") && text.contains("err oops"), "{text}");
+    assert!(
+        text.contains("out building") && text.contains("err oops"),
+        "{text}"
+    );
     let tokens = w.source.tokens.lock().unwrap().clone();
     assert!(!tokens.is_empty());
     for t in tokens {
@@ -175,7 +192,10 @@ async fn a_revision_that_would_be_an_option_is_refused() {
     };
     match outcome {
         JobOutcome::Failed { summary, .. } => {
-            assert!(summary.contains("option") && summary.contains("revision"), "{summary}")
+            assert!(
+                summary.contains("option") && summary.contains("revision"),
+                "{summary}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -209,7 +229,10 @@ async fn chatty_agent_process() {
     let Iteration::Built { outcome, .. } = it else {
         panic!("nothing built");
     };
-    assert!(matches!(outcome, JobOutcome::Succeeded { .. }), "{outcome:?}");
+    assert!(
+        matches!(outcome, JobOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     println!("PEAK {hwm}");
@@ -223,12 +246,22 @@ const RSS_BOUND_KB: u64 = 256 * 1024;
 fn a_build_printing_2_gb_keeps_the_agent_small() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "chatty_agent_process", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "chatty_agent_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHATTY_DIR, dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let kb: u64 = text
         .lines()
         .find_map(|l| l.split("VmHWM:").nth(1))

@@ -49,8 +49,14 @@ async fn hostile_entries_are_quarantined_at_once_and_never_wedge_a_consumer() {
         .expect("the real job");
     assert_eq!(job.id, "real");
     for name in ["0~zz.json", "1~big.json", "1~zero.json"] {
-        assert!(!queue.join(name).exists() && std::fs::symlink_metadata(queue.join(name)).is_err(), "{name} still queued");
-        assert!(std::fs::symlink_metadata(dir.path().join("failed").join(name)).is_ok(), "{name} not quarantined");
+        assert!(
+            !queue.join(name).exists() && std::fs::symlink_metadata(queue.join(name)).is_err(),
+            "{name} still queued"
+        );
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("failed").join(name)).is_ok(),
+            "{name} not quarantined"
+        );
     }
     let reasons = failed_reasons(dir.path()).join("\n");
     assert!(reasons.contains("not a regular file"), "{reasons}");
@@ -69,7 +75,11 @@ async fn an_enqueue_cut_short_never_loses_the_job() {
     // Crash after the file, before the marker: remove the marker as the crash would have
     // left it.
     std::fs::remove_file(dir.path().join("ids/a")).unwrap();
-    let job = q.next(&JobFilter::default()).await.unwrap().expect("the job runs");
+    let job = q
+        .next(&JobFilter::default())
+        .await
+        .unwrap()
+        .expect("the job runs");
     assert_eq!(job.id, "a");
     // Its id is marked by the hand-out: it is not queued a second time.
     assert!(!q.enqueue(Job::new("a", "build")).unwrap());
@@ -111,8 +121,14 @@ async fn a_report_cut_short_never_runs_the_job_again() {
             _ => std::fs::write(&claim, &saved_claim).unwrap(),
         }
         let again = q.next(&JobFilter::default()).await.unwrap();
-        assert!(again.is_none(), "crash after {crash_after}: handed out again: {again:?}");
-        assert!(!queue_file.exists(), "crash after {crash_after}: the leftover stays");
+        assert!(
+            again.is_none(),
+            "crash after {crash_after}: handed out again: {again:?}"
+        );
+        assert!(
+            !queue_file.exists(),
+            "crash after {crash_after}: the leftover stays"
+        );
         // The same report again is idempotent.
         q.report(&job, &ok()).await.unwrap();
         assert_eq!(q.outcomes().unwrap().len(), 1);

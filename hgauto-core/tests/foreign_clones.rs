@@ -33,8 +33,12 @@ fn advance(vcs: Vcs, repo: &Path, text: &str) -> String {
     sh(
         repo,
         &match vcs {
-            Vcs::Git => format!("echo {text} > file.txt && git commit -qam {text} && git rev-parse HEAD"),
-            Vcs::Hg => format!("echo {text} > file.txt && hg commit -m {text} && hg log -r . -T '{{node}}'"),
+            Vcs::Git => {
+                format!("echo {text} > file.txt && git commit -qam {text} && git rev-parse HEAD")
+            }
+            Vcs::Hg => format!(
+                "echo {text} > file.txt && hg commit -m {text} && hg log -r . -T '{{node}}'"
+            ),
         },
     )
 }
@@ -45,11 +49,7 @@ fn hand_clone(vcs: Vcs, up: &Path, dir: &Path) -> PathBuf {
     let mine = dir.join("mine");
     sh(
         dir,
-        &format!(
-            "{} clone -q {} mine",
-            vcs.name(),
-            up.display()
-        ),
+        &format!("{} clone -q {} mine", vcs.name(), up.display()),
     );
     std::fs::write(mine.join("untracked.txt"), "notes").unwrap();
     std::fs::write(mine.join("ignored.txt"), "SECRET=1").unwrap();
@@ -107,10 +107,16 @@ async fn a_hand_made_clone_is_updated_in_place_or_refused(vcs: Vcs) {
     assert_eq!(read(mine.join("ignored.txt")), "SECRET=1");
 
     // purge would delete them: refused, and they stay.
-    let e = checkout(vcs, url, &mine, &default_branch(vcs), &o.clone().with_purge(true))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = checkout(
+        vcs,
+        url,
+        &mine,
+        &default_branch(vcs),
+        &o.clone().with_purge(true),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains(&*mine.to_string_lossy()) && e.contains("untracked.txt") && e.contains("purge"),
         "{e}"

@@ -305,6 +305,24 @@ async fn rate_limits_are_waited_out_not_spun_on() {
         fake.requests().await.is_empty(),
         "polled while rate limited"
     );
+
+    // An absurd retry-after (past what SystemTime can hold) is a wait too long, not a panic.
+    let absurd = GithubPrSource::builder(dir.path().join("absurd"))
+        .api_url(fake.url())
+        .poll_interval(Duration::ZERO)
+        .max_rate_limit_wait(Duration::from_secs(5))
+        .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
+        .build()
+        .unwrap();
+    fake.refuse_next(Refusal::Secondary {
+        retry_after: 9_999_999_999_999_999_999,
+    });
+    let e = absurd.poll().await.unwrap_err();
+    assert_eq!(
+        e.api_class(),
+        Some(hgauto_core::ApiErrorClass::Throttled),
+        "{e}"
+    );
 }
 
 /// A round that fails halfway (here a status read) is done again by the next round,
@@ -629,6 +647,19 @@ async fn the_token_is_sent_and_never_shown() {
         .build()
         .unwrap_err();
     assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
+    // A token with a control character is an error that does not show it, not a silent
+    // fall-back to unauthenticated requests.
+    let e = GithubPrSource::builder(dir.path().join("h"))
+        .token(hgauto_core::redact::SecretString::new("ghp_abc\ndef"))
+        .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidInput { .. })
+            && e.to_string().contains("token")
+            && !e.to_string().contains("ghp_abc"),
+        "{e}"
+    );
     assert!(GithubRepo::new("acme/../x", ["b"]).is_err());
     assert!(GithubRepo::new("acme", ["b"]).is_err());
 }

@@ -248,3 +248,15 @@ async fn deadlines_can_be_moved_on_and_unknown_machines_are_named() {
     assert!(e.is_not_found(), "{e}");
     p.terminate(&[id]).await.unwrap();
 }
+
+/// A lifetime so large that now + lifetime would wrap around (a deadline in the past, so
+/// a sweep would take the machine at once) is refused before anything is created.
+#[tokio::test]
+async fn a_huge_lifetime_is_refused_before_anything_exists() {
+    let (_dir, p) = provider();
+    let spec = MachineSpec::linux().with_lifetime(Duration::from_secs(u64::MAX / 2));
+    let e = p.provision(&spec, 1).await.unwrap_err();
+    assert!(matches!(e, hgauto_core::Error::InvalidInput { .. }), "{e}");
+    assert!(e.to_string().contains("lifetime"), "{e}");
+    assert!(p.list_managed().await.unwrap().is_empty());
+}

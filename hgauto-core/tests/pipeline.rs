@@ -282,7 +282,12 @@ async fn matrix_with_failures_counts_attempts_skips_dependants_and_summarises() 
         .workers
         .iter()
         .find(|w| w.label.ends_with("-build-3.1-debian") && w.ended == "failed")
-        .unwrap_or_else(|| panic!("no failed worker on build-3.1-debian: {:#?}", result.workers));
+        .unwrap_or_else(|| {
+            panic!(
+                "no failed worker on build-3.1-debian: {:#?}",
+                result.workers
+            )
+        });
     let n = failed_builder.label["wa-".len()..]
         .strip_suffix("-build-3.1-debian")
         .and_then(|n| n.parse::<u32>().ok());
@@ -292,15 +297,27 @@ async fn matrix_with_failures_counts_attempts_skips_dependants_and_summarises() 
     );
     // 12 builds on at most 4 builders at once: workers are reused, each build ran once, and
     // only the retired (failed) builder may have been replaced.
-    let builders: Vec<_> = result.workers.iter().filter(|w| w.kind == "builder").collect();
+    let builders: Vec<_> = result
+        .workers
+        .iter()
+        .filter(|w| w.kind == "builder")
+        .collect();
     let retired = builders.iter().filter(|w| w.ended == "failed").count();
     assert!(builders.len() <= 4 + retired, "{builders:#?}");
-    assert_eq!(builders.iter().map(|w| w.tasks).sum::<u32>(), 12, "{builders:#?}");
+    assert_eq!(
+        builders.iter().map(|w| w.tasks).sum::<u32>(),
+        12,
+        "{builders:#?}"
+    );
     // Retries go to an idle worker of the kind, or wait for the health check to start one
     // (whether one waited depends on timing; a_worker_lost_mid_task_is_replaced_by_the_
     // health_check forces it). Each worker the check started is in the tree as such.
     assert_eq!(
-        result.workers.iter().filter(|w| w.from_health_check).count() as u64,
+        result
+            .workers
+            .iter()
+            .filter(|w| w.from_health_check)
+            .count() as u64,
         result.health_checks.workers_started,
         "{:?}",
         result.health_checks

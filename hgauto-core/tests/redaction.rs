@@ -359,3 +359,19 @@ async fn pypi_uploads_never_show_passwords_or_tokens() {
     }
     assert_nowhere("the logs", &text);
 }
+
+/// A query part without `=` may be the token itself: masked in URLs and scrubbed from text.
+#[test]
+fn a_bare_query_token_is_masked() {
+    use hgauto_core::redact::{redact_url, Secrets};
+    let url = "https://example.org/artifact.tgz?SECRETTOKEN1234";
+    assert_eq!(redact_url(url), "https://example.org/artifact.tgz?***");
+    let s = Secrets::of_urls([url]);
+    let said = s.scrub("curl: (22) 403 for SECRETTOKEN1234");
+    assert!(!said.contains("SECRETTOKEN1234"), "{said}");
+    // A name with an empty value is not a secret and stays.
+    assert_eq!(
+        redact_url("https://example.org/f?debug="),
+        "https://example.org/f?debug="
+    );
+}

@@ -287,7 +287,10 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
     for _ in 0..2 {
         match u.poll().await.unwrap() {
             PollOutcome::Skipped { reason } => {
-                assert!(reason.contains("failed before") && reason.contains("hook exited 1"), "{reason}")
+                assert!(
+                    reason.contains("failed before") && reason.contains("hook exited 1"),
+                    "{reason}"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -332,13 +335,22 @@ async fn a_timed_out_hook_is_killed_with_everything_it_started() {
         }
         other => panic!("{other:?}"),
     }
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // Killed by the group kill; reaped by init (it was the shell's child), so wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z")
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
     {
-        assert!(std::time::Instant::now() < deadline, "the hook's sleep {pid} outlived its timeout");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hook's sleep {pid} outlived its timeout"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -405,11 +417,7 @@ async fn a_stale_lock_is_taken_over_and_a_fresh_one_respected() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
-    std::fs::write(
-        &lock,
-        format!("{{\"pid\": {dead}, \"taken_ms\": {now}}}"),
-    )
-    .unwrap();
+    std::fs::write(&lock, format!("{{\"pid\": {dead}, \"taken_ms\": {now}}}")).unwrap();
     assert_eq!(u.poll().await.unwrap(), PollOutcome::InSync);
 }
 

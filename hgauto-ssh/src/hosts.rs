@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use hgauto_core::ledger::{unix_now, Ledger, LedgerRecord};
+use hgauto_core::ledger::{Ledger, LedgerRecord};
 use hgauto_core::{
     Error, ImageRecipe, MachineSpec, ManagedResource, Platform, PurgeReport, RemoteMachine,
     ResourceKind, ResourceProvider, Result,
@@ -251,7 +251,7 @@ impl ResourceProvider for HostsProvider {
             }
             // Recorded before the lease is taken, as every provider records before it creates.
             let mut rec = LedgerRecord::new(&h.name, ResourceKind::Machine);
-            rec.deadline = Some(unix_now() + spec.lifetime.as_secs());
+            rec.deadline = Some(spec.deadline()?);
             rec.details.insert(
                 "address".into(),
                 format!("{}@{}:{}", h.user, h.address, h.port),

@@ -138,7 +138,9 @@ pub(super) async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
 
 /// `extend IDS --hours N`.
 pub(super) async fn extend(ctx: &Context, ids: Vec<String>, hours: u64) -> Result<i32> {
-    let until = unix_now() + hours * 3600;
+    let until = hgauto_core::spec::deadline_after(std::time::Duration::from_secs(
+        hours.saturating_mul(3600),
+    ))?;
     ctx.provider().await?.extend_deadline(&ids, until).await?;
     if ctx.json {
         print_json("extend", &json!({"machines": ids, "deadline": until}));

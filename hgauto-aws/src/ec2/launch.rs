@@ -10,7 +10,7 @@ use aws_sdk_ec2::operation::run_instances::RunInstancesError;
 use aws_sdk_ec2::types::{
     Filter, InstanceStateName, InstanceType, ResourceType, ShutdownBehavior, Tag,
 };
-use hgauto_core::ledger::{unix_now, Ledger, LedgerRecord};
+use hgauto_core::ledger::{Ledger, LedgerRecord};
 use hgauto_core::{Error, Platform, Poll, RemoteMachine, ResourceKind, Result};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
@@ -159,7 +159,7 @@ impl Ec2Provider {
             )
         };
         let token = format!("{}{:016x}", self.cfg.prefix, rand::random::<u64>());
-        let deadline = unix_now() + lifetime.as_secs();
+        let deadline = hgauto_core::spec::deadline_after(lifetime)?;
         // Recorded before the call: if we die before the answer, the token and tags find it.
         let pending = format!("pending-{token}");
         let mut record = LedgerRecord::new(&pending, ResourceKind::Machine);

@@ -27,7 +27,6 @@ use crate::cleanup::TemporaryMachines;
 use crate::command::{Command, Stream};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobOutcome};
-use crate::ledger::unix_now;
 use crate::provider::ResourceProvider;
 use crate::spec::MachineSpec;
 
@@ -67,9 +66,11 @@ fn fill_template(template: &str, fields: &[(&str, &str)]) -> Result<String> {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open..];
-        let hit = fields
-            .iter()
-            .find(|(name, _)| after[1..].strip_prefix(name).is_some_and(|r| r.starts_with('}')));
+        let hit = fields.iter().find(|(name, _)| {
+            after[1..]
+                .strip_prefix(name)
+                .is_some_and(|r| r.starts_with('}'))
+        });
         match hit {
             Some((name, value)) => {
                 if out.is_empty() && value.starts_with('-') {
@@ -123,7 +124,11 @@ impl CommandBuild {
     /// option (see the [module docs](self)).
     pub fn command_for(&self, job: &Job) -> Result<Command> {
         let revision = job.revision.as_deref().unwrap_or("");
-        let fields = [("id", job.id.as_str()), ("check", job.check.as_str()), ("revision", revision)];
+        let fields = [
+            ("id", job.id.as_str()),
+            ("check", job.check.as_str()),
+            ("revision", revision),
+        ];
         let args = self
             .inner
             .args
@@ -171,7 +176,7 @@ impl CommandBuild {
                 Some(TemporaryMachines::provision(inner.provider.clone(), &inner.spec, 1).await?);
         }
         let guard = held.as_ref().expect("provisioned above");
-        let until = unix_now() + inner.spec.lifetime.as_secs();
+        let until = inner.spec.deadline()?;
         if let Err(e) = inner.provider.extend_deadline(&guard.ids(), until).await {
             tracing::warn!(provider = inner.provider.name(), error = %e, "could not move the machine's deadline on");
         }
@@ -237,7 +242,11 @@ mod tests {
         assert_eq!(fill_template("{id}-{check}", &f).unwrap(), "x{revision}-c");
         assert_eq!(fill_template("--rev={revision}", &f).unwrap(), "--rev=abc");
         assert_eq!(fill_template("{nope}{", &f).unwrap(), "{nope}{");
-        let bad = [("id", "1"), ("check", "c"), ("revision", "--upload-pack=touch /tmp/x")];
+        let bad = [
+            ("id", "1"),
+            ("check", "c"),
+            ("revision", "--upload-pack=touch /tmp/x"),
+        ];
         let e = fill_template("{revision}", &bad).unwrap_err().to_string();
         assert!(e.contains("revision") && e.contains("option"), "{e}");
         // Inside an argument it is data.

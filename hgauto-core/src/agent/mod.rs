@@ -136,7 +136,6 @@ pub(crate) fn open_job_log(path: &Path) -> Result<std::fs::File> {
         .at("open", path, "localhost")
 }
 
-
 /// A build: the work an agent does for one job.
 pub trait Build: Send + Sync {
     /// Builds `job`; an error is reported as a failure.
@@ -279,7 +278,8 @@ impl Agent {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let (config, problems) = AgentConfig::read_over(&self.config_dir, &previous, &self.defaults);
+        let (config, problems) =
+            AgentConfig::read_over(&self.config_dir, &previous, &self.defaults);
         for p in &problems {
             tracing::warn!(agent = %self.name, file = p.file, reason = %p.reason, "ignoring an invalid config file: {p}");
         }

@@ -90,11 +90,20 @@ pub fn write_atomic_private(path: &Path, data: &[u8]) -> crate::Result<()> {
 
 fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> crate::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, mode)?;
-    tmp.1.write_all(data).at("write", &tmp.0, "localhost")?;
-    tmp.1.sync_all().at("sync", &tmp.0, "localhost")?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, path).at("rename into place", path, "localhost")?;
+    let (tmp, mut f) = tempfile_in(dir, mode)?;
+    let landed = f
+        .write_all(data)
+        .at("write", &tmp, "localhost")
+        .and_then(|()| f.sync_all().at("sync", &tmp, "localhost"))
+        .and_then(|()| {
+            drop(f);
+            std::fs::rename(&tmp, path).at("rename into place", path, "localhost")
+        });
+    if let Err(e) = landed {
+        // A failed write leaves nothing behind: no `.tmp-*` beside the target.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     // Make the rename itself durable.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -127,6 +136,21 @@ pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failed_atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: the target is a non-empty directory.
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("x"), "x").unwrap();
+        assert!(super::write_atomic(&target, b"data").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["target"]);
+    }
+
     use super::*;
     use std::os::unix::fs::MetadataExt;
 

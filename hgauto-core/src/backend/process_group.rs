@@ -29,7 +29,6 @@ impl GroupKiller {
             unsafe { libc::killpg(pgid, libc::SIGKILL) };
         }
     }
-
 }
 
 impl GroupKiller {

@@ -106,7 +106,12 @@ fn adopt_git(cx: &Ctx, store: &Path, dest: &Path, rev: &str, purge: bool) -> Res
         ));
     }
     if purge {
-        let extra = git(&["status", "--porcelain=v1", "--ignored", "--untracked-files=all"])?;
+        let extra = git(&[
+            "status",
+            "--porcelain=v1",
+            "--ignored",
+            "--untracked-files=all",
+        ])?;
         if !extra.is_empty() {
             return Err(refuse(
                 dest,
@@ -130,7 +135,14 @@ fn adopt_hg(cx: &Ctx, store: &Path, dest: &Path, rev: &str, purge: bool) -> Resu
         return Err(refuse(dest, "it has local changes", &lines(&changed)));
     }
     // `hg outgoing` exits 1 when nothing is outgoing, 0 with the list otherwise.
-    match hg(&["outgoing", "--quiet", "-T", "{node|short} {desc|firstline}\n", "--", s(store)]) {
+    match hg(&[
+        "outgoing",
+        "--quiet",
+        "-T",
+        "{node|short} {desc|firstline}\n",
+        "--",
+        s(store),
+    ]) {
         Ok(out) if !out.is_empty() => {
             return Err(refuse(
                 dest,

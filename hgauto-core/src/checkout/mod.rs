@@ -350,7 +350,10 @@ fn checkout_blocking(
             .unwrap_or(false);
         if be.is_repo(dest) {
             if !known && !be.has(cx, &store, &rev) {
-                step(&opts.progress, &format!("{rev} is not in the store: pulling {shown}"));
+                step(
+                    &opts.progress,
+                    &format!("{rev} is not in the store: pulling {shown}"),
+                );
                 be.pull(cx, &store, url)?;
                 pulled = true;
                 if !be.has(cx, &store, &rev) {

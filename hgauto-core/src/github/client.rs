@@ -97,8 +97,15 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// The longest wait a server's `retry-after` or reset time is taken at: a day. A larger
+/// (or absurd) value is a wait longer than any `max_wait`, never an overflow.
+const LONGEST_WAIT: Duration = Duration::from_secs(86_400);
+
 fn epoch(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    let latest = SystemTime::now() + LONGEST_WAIT;
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .map_or(latest, |t| t.min(latest))
 }
 
 impl Client {
@@ -109,6 +116,16 @@ impl Client {
         cache_path: &std::path::Path,
         max_wait: Duration,
     ) -> Result<Client> {
+        if let Some(t) = &token {
+            // A token that cannot be a header value would otherwise be dropped, and every
+            // request would go out unauthenticated. The error does not show the token.
+            if HeaderValue::from_str(&format!("Bearer {}", t.expose())).is_err() {
+                return Err(Error::invalid(
+                    "GitHub token",
+                    "holds a control character or a byte that cannot go in an HTTP header (a stray newline?)",
+                ));
+            }
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
@@ -262,7 +279,7 @@ impl Client {
                 .unwrap_or_else(|| body.chars().take(200).collect());
             if status == StatusCode::FORBIDDEN || status == StatusCode::TOO_MANY_REQUESTS {
                 let wait = if let Some(secs) = header_u64(&headers, "retry-after") {
-                    Some(Duration::from_secs(secs))
+                    Some(Duration::from_secs(secs).min(LONGEST_WAIT))
                 } else if header_u64(&headers, "x-ratelimit-remaining") == Some(0) {
                     self.paused_for().or(Some(Duration::from_secs(60)))
                 } else if message.to_ascii_lowercase().contains("rate limit") {

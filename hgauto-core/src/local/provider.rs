@@ -10,7 +10,7 @@ use crate::backend::task::blocking;
 use crate::command::{Command, Platform};
 use crate::env::default_state_dir;
 use crate::error::{Error, IoContext, Result};
-use crate::ledger::{unix_now, Ledger, LedgerRecord};
+use crate::ledger::{Ledger, LedgerRecord};
 use crate::local::machine::LocalMachine;
 use crate::local::mirror::{mirror_tree, remove_any};
 use crate::local::processes::kill_machine_processes;
@@ -90,7 +90,7 @@ impl LocalProvider {
         );
         let home = self.store.machines_dir.join(&id);
         let mut record = LedgerRecord::new(&id, ResourceKind::Machine);
-        record.deadline = Some(unix_now() + spec.lifetime.as_secs());
+        record.deadline = Some(spec.deadline()?);
         record
             .details
             .insert("path".into(), home.display().to_string());

@@ -156,8 +156,9 @@ impl SelfUpdate {
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null());
         // In a group of its own: a timeout kills what the command started, too.
-        let out = crate::backend::process_group::output_in_group(cmd, &argv[0], self.command_timeout)
-            .await?;
+        let out =
+            crate::backend::process_group::output_in_group(cmd, &argv[0], self.command_timeout)
+                .await?;
         let Some(out) = out else {
             return Ok(Err(format!(
                 "{what} did not finish within {} s",
@@ -224,7 +225,11 @@ impl SelfUpdate {
     }
 
     /// Puts `repos` back to `running`, last first.
-    async fn roll_back(&self, repos: &[UpdateRepo], running: &BTreeMap<String, String>) -> Result<()> {
+    async fn roll_back(
+        &self,
+        repos: &[UpdateRepo],
+        running: &BTreeMap<String, String>,
+    ) -> Result<()> {
         for r in repos.iter().rev() {
             if let Some(rev) = running.get(&r.name) {
                 let want = Want::Revision(rev.clone());

@@ -76,7 +76,10 @@ pub(super) fn refuse_outright(path: &Path) -> Option<String> {
     } else if !kind.is_file() {
         Some("is not a regular file (a FIFO, device, socket or directory)".into())
     } else if meta.len() > MAX_FILE {
-        Some(format!("is {} bytes, over the {MAX_FILE}-byte cap on a queue file", meta.len()))
+        Some(format!(
+            "is {} bytes, over the {MAX_FILE}-byte cap on a queue file",
+            meta.len()
+        ))
     } else {
         None
     }
@@ -112,7 +115,9 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Opt
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io("read", path, "localhost", e))?;
     if bytes.len() as u64 > MAX_FILE {
-        return Err(invalid(format!("is over the {MAX_FILE}-byte cap on a queue file")));
+        return Err(invalid(format!(
+            "is over the {MAX_FILE}-byte cap on a queue file"
+        )));
     }
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -206,10 +206,10 @@ impl DirJobSource {
     fn quarantine(&self, path: &Path, error: &Error, at_once: bool) {
         let young = !at_once
             && std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age < QUARANTINE_AFTER);
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < QUARANTINE_AFTER);
         if young {
             return;
         }

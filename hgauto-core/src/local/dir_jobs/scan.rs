@@ -187,7 +187,11 @@ impl DirJobSource {
             }
         };
         if job.id.is_empty() || job.check.is_empty() {
-            self.quarantine(path, &Error::invalid("job", "needs an id and a check"), false);
+            self.quarantine(
+                path,
+                &Error::invalid("job", "needs an id and a check"),
+                false,
+            );
             return Ok(None);
         }
         if job.created_ms == 0 {
