@@ -182,6 +182,23 @@ impl ImageRecipe {
     }
 }
 
+/// The longest lifetime (or deadline extension) accepted: one year.
+pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// Now plus `lifetime`, in seconds since the Unix epoch; refused over [`MAX_LIFETIME`].
+pub fn deadline_after(lifetime: std::time::Duration) -> crate::Result<u64> {
+    if lifetime > MAX_LIFETIME {
+        return Err(crate::Error::invalid(
+            format!("machine lifetime of {} s", lifetime.as_secs()),
+            format!(
+                "is longer than the {} days accepted",
+                MAX_LIFETIME.as_secs() / 86_400
+            ),
+        ));
+    }
+    Ok(crate::ledger::unix_now() + lifetime.as_secs())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,21 +224,4 @@ mod tests {
                 .unwrap()
         );
     }
-}
-
-/// The longest lifetime (or deadline extension) accepted: one year.
-pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
-
-/// Now plus `lifetime`, in seconds since the Unix epoch; refused over [`MAX_LIFETIME`].
-pub fn deadline_after(lifetime: std::time::Duration) -> crate::Result<u64> {
-    if lifetime > MAX_LIFETIME {
-        return Err(crate::Error::invalid(
-            format!("machine lifetime of {} s", lifetime.as_secs()),
-            format!(
-                "is longer than the {} days accepted",
-                MAX_LIFETIME.as_secs() / 86_400
-            ),
-        ));
-    }
-    Ok(crate::ledger::unix_now() + lifetime.as_secs())
 }

@@ -366,7 +366,10 @@ async fn watch_retries_a_transient_failure_instead_of_ending() {
     std::fs::rename(&w.hg, &moved).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watch = u.watch(Duration::from_secs(3600), move |r| {
-        let _ = tx.send(r.as_ref().map(Clone::clone).map_err(|e| e.to_string()));
+        let _ = tx.send(match r {
+            Ok(o) => Ok(o.clone()),
+            Err(e) => Err(e.to_string()),
+        });
     });
     let check = async {
         let first = rx.recv().await.unwrap();

@@ -124,7 +124,7 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
         .build(build.clone());
     if let Some(secs) = build_timeout {
         if secs == 0 {
-            return Err(Error::invalid("--build-timeout", "0 is not a timeout").into());
+            return Err(Error::invalid("--build-timeout", "0 is not a timeout"));
         }
         agent = agent.build_timeout(Duration::from_secs(secs));
     }
