@@ -288,6 +288,20 @@ run = ["sh", "-c", "test \"$0\" != \"$1\"", "{v}", "{broken}"]
     let def: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(def["StartAt"], "Pipeline");
     assert!(e.local_machines().iter().all(|r| r["exists"] == false));
+    // The README's own pipeline, whose function steps the control activity runs: the export
+    // does not need them registered.
+    let readme = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/release.pipeline.toml"
+    );
+    let out = e.run(&[
+        "pipeline",
+        "export",
+        readme,
+        "--arn-prefix",
+        "arn:aws:states:us-east-1:1:activity:",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
 #[test]

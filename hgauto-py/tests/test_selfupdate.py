@@ -63,11 +63,20 @@ def test_updates_wait_for_the_flag_and_a_failing_hook_rolls_back(tmp_path: Path)
     assert (live / "configs" / "config").read_text() == "0\n"
     assert u.state()["last_error"]
 
+    old = git(a, "rev-parse", "HEAD~1")
+    # After the rollback the hook ran again, on the old revision.
+    assert hook_log.read_text().split() == [head, old]
+
+    # The failed heads are skipped until a branch moves, even once the hook would pass.
     fail_marker.unlink()
+    r = u.poll()
+    assert r["outcome"] == "skipped" and "failed before" in str(r["reason"]), r
+    assert "skipping configs" in u.nagios(30, 60)[1]
+    head = commit(a, "2")
     r = u.poll()
     assert r["outcome"] == "applied", r
     assert r["running"] == {"configs": head, "tools": git(b, "rev-parse", "HEAD")}
-    assert (live / "configs" / "config").read_text() == "1\n"
+    assert (live / "configs" / "config").read_text() == "2\n"
     assert not flag.exists()
-    assert hook_log.read_text().split() == [head, head]
+    assert hook_log.read_text().split()[-1] == head
     assert u.nagios(30, 60) == (0, "SELFUPDATE OK - in sync")

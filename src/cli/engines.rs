@@ -81,7 +81,7 @@ pub(super) async fn pipeline(ctx: &Context, cmd: PipelineCmd) -> Result<i32> {
             arn_prefix,
             health_check_secs,
         } => {
-            let pipeline = PipelineFile::read(&file)?.into_pipeline(&Default::default())?;
+            let pipeline = PipelineFile::read(&file)?.into_exportable_pipeline()?;
             let activities = asl::Activities::named(&pipeline, &arn_prefix);
             let def = asl::definition(
                 &pipeline,

@@ -55,7 +55,9 @@ impl Wanted {
         description: &str,
         target_url: Option<String>,
     ) -> Wanted {
-        let mut d = description.lines().next().unwrap_or("").trim().to_owned();
+        // A build's last stderr line may hold a credential: the description is public.
+        let first = description.lines().next().unwrap_or("").trim();
+        let mut d = crate::redact::redact_text(first);
         if d.chars().count() > MAX_DESCRIPTION {
             d = d.chars().take(MAX_DESCRIPTION - 1).collect();
             d.push('…');
@@ -165,6 +167,16 @@ mod tests {
     fn descriptions_fit_githubs_limit() {
         let w = Wanted::new("failure", &"é".repeat(500), None);
         assert_eq!(w.description.chars().count(), MAX_DESCRIPTION);
+        let w = Wanted::new(
+            "failure",
+            "fetch of https://ci:hunter2secret@example.org/r failed, token=abc123",
+            None,
+        );
+        assert!(
+            !w.description.contains("hunter2secret") && !w.description.contains("abc123"),
+            "{}",
+            w.description
+        );
         let w = Wanted::new("failure", "first line\nsecond", None);
         assert_eq!(w.description, "first line");
     }

@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub out_dir: PathBuf,
     pub mode: Mode,
     pub inputs: BTreeMap<String, String>,
+    /// Values of inputs declared secret: scrubbed from every error text written out.
+    pub secrets: crate::redact::Secrets,
     pub health_check: Duration,
     pub idle_timeout: Duration,
     pub ready_timeout: Duration,
@@ -89,6 +91,7 @@ impl Runner {
                 out_dir: out_dir.as_ref().to_owned(),
                 mode: Mode::Normal,
                 inputs: BTreeMap::new(),
+                secrets: crate::redact::Secrets::default(),
                 health_check: Duration::from_secs(300),
                 idle_timeout: Duration::from_secs(600),
                 ready_timeout: Duration::from_secs(600),
@@ -128,6 +131,21 @@ impl Runner {
     /// A value every task sees as `{name}` and `HGAUTO_INPUT_<NAME>`.
     pub fn input(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.cfg.inputs.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets input `name` to a secret `value` (a token): used like any input, but scrubbed,
+    /// with the redaction rules, from every error text that reaches `result.json`,
+    /// `report.html` and the failure summary.
+    pub fn secret_input(
+        mut self,
+        name: impl Into<String>,
+        value: crate::redact::SecretString,
+    ) -> Self {
+        self.cfg.secrets.add_secret(&value);
+        self.cfg
+            .inputs
+            .insert(name.into(), value.expose().to_owned());
         self
     }
 
@@ -230,6 +248,10 @@ impl Runner {
         )
         .await?;
 
+        let secrets = self.cfg.secrets.clone();
+        // Error texts can hold a filled-in command line (`--input token=...`): what is
+        // written out is scrubbed of declared secrets and of anything credential-shaped.
+        let clean = |e: &str| secrets.scrub(&crate::redact::redact_text(e)).into_owned();
         let mut steps: Vec<StepResults> = Vec::new();
         let mut failures = Vec::new();
         let mut by_step: Vec<Vec<usize>> = vec![Vec::new(); pipeline.steps.len()];
@@ -249,7 +271,7 @@ impl Runner {
                         cell: t.cell.clone(),
                         machine: r.machine.clone(),
                         attempts: r.attempts,
-                        error: r.error.clone().unwrap_or_default(),
+                        error: clean(r.error.as_deref().unwrap_or_default()),
                     });
                 }
                 cells.push(TaskResult {
@@ -263,7 +285,7 @@ impl Runner {
                     error: if state == TaskState::Succeeded {
                         None
                     } else {
-                        r.error.clone()
+                        r.error.as_deref().map(clean)
                     },
                     log: r.log.clone(),
                     outputs: r.outputs.clone(),

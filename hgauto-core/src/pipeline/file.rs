@@ -243,6 +243,28 @@ impl PipelineFile {
         serde_json::to_value(schemars::schema_for!(PipelineFile)).unwrap_or_default()
     }
 
+    /// The pipeline for an export (the ASL definition): function steps are run by the
+    /// control activity, not by the exporter, so they need not be registered here. Each
+    /// gets a body that fails, saying so, if it is ever run in this process.
+    pub fn into_exportable_pipeline(self) -> Result<Pipeline> {
+        let mut functions: BTreeMap<String, StepFn> = BTreeMap::new();
+        for name in self.steps.iter().filter_map(|s| s.function.clone()) {
+            let shown = name.clone();
+            functions.insert(
+                name,
+                std::sync::Arc::new(move |_ctx| {
+                    let shown = shown.clone();
+                    Box::pin(async move {
+                        Err(super::StepFailure::fatal(format!(
+                            "function {shown:?} runs in the control activity, not in an exported pipeline"
+                        )))
+                    })
+                }),
+            );
+        }
+        self.into_pipeline(&functions)
+    }
+
     /// The pipeline, with `functions` for the steps that name one.
     pub fn into_pipeline(self, functions: &BTreeMap<String, StepFn>) -> Result<Pipeline> {
         let what = format!("pipeline {:?}", self.name);

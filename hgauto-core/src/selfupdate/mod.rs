@@ -335,6 +335,7 @@ impl SelfUpdate {
         if behind.is_empty() {
             state.out_of_sync_since_ms = None;
             state.last_error = None;
+            state.rejected = None;
             return Ok(PollOutcome::InSync);
         }
         match &state.rejected {
