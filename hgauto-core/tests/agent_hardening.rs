@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod support;
+
 use async_trait::async_trait;
 use hgauto_core::agent::{Agent, CommandBuild, Iteration};
 use hgauto_core::{
@@ -98,14 +100,6 @@ impl World {
     }
 }
 
-fn pid_gone(pid: i32) -> bool {
-    // Dead, or a zombie waiting for its reaper.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
-        s.rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_stops_at_its_lease_deadline_when_renewals_fail() {
     let w = world(Duration::from_secs(2), true);
@@ -127,19 +121,7 @@ async fn a_build_stops_at_its_lease_deadline_when_renewals_fail() {
         other => panic!("{other:?}"),
     }
     // The whole build stopped: the shell's background sleep too.
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !pid_gone(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build's sleep {pid} outlived the lease"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_until_gone(&pidfile, "the build's sleep, past the lease");
     // Renewals backed off instead of spinning every 20 ms.
     let beats = w.source.heartbeats.load(Ordering::SeqCst);
     assert!(

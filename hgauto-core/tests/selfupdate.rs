@@ -335,24 +335,8 @@ async fn a_timed_out_hook_is_killed_with_everything_it_started() {
         }
         other => panic!("{other:?}"),
     }
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    // Killed by the group kill; reaped by init (it was the shell's child), so wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hook's sleep {pid} outlived its timeout"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Killed by the group kill (and reaped by init: it was the shell's child).
+    support::wait_until_gone(&pidfile, "the hook's sleep, past its timeout");
 }
 
 /// `watch` survives a remote that is briefly gone: the failure is told, retried, and the

@@ -315,6 +315,29 @@ fn is_network(e: &Error) -> bool {
     .any(|p| s.contains(p))
 }
 
+/// Pulls the store because `rev` is not in it; `NotFound` when the remote lacks it too.
+fn pull_for(
+    cx: &Ctx,
+    be: &dyn Backend,
+    store: &Path,
+    url: &str,
+    rev: &str,
+    opts: &CheckoutOptions,
+) -> Result<()> {
+    let shown = cx.shown.as_str();
+    step(
+        &opts.progress,
+        &format!("{rev} is not in the store: pulling {shown}"),
+    );
+    be.pull(cx, store, url)?;
+    if !be.has(cx, store, rev) {
+        return Err(Error::NotFound {
+            what: format!("revision {rev} in {shown}"),
+        });
+    }
+    Ok(())
+}
+
 fn checkout_blocking(
     cx: &Ctx,
     vcs: Vcs,
@@ -350,17 +373,8 @@ fn checkout_blocking(
             .unwrap_or(false);
         if be.is_repo(dest) {
             if !known && !be.has(cx, &store, &rev) {
-                step(
-                    &opts.progress,
-                    &format!("{rev} is not in the store: pulling {shown}"),
-                );
-                be.pull(cx, &store, url)?;
+                pull_for(cx, be, &store, url, &rev, opts)?;
                 pulled = true;
-                if !be.has(cx, &store, &rev) {
-                    return Err(Error::NotFound {
-                        what: format!("revision {rev} in {shown}"),
-                    });
-                }
             }
             step(
                 &opts.progress,
@@ -408,17 +422,8 @@ fn checkout_blocking(
         if known || pulled || be.has(cx, &store, &rev) {
             return Err(e);
         }
-        step(
-            &opts.progress,
-            &format!("{rev} is not in the store: pulling {shown}"),
-        );
-        be.pull(cx, &store, url)?;
+        pull_for(cx, be, &store, url, &rev, opts)?;
         pulled = true;
-        if !be.has(cx, &store, &rev) {
-            return Err(Error::NotFound {
-                what: format!("revision {rev} in {shown}"),
-            });
-        }
         be.update(cx, dest, &rev, opts.purge)?;
     }
     Ok(CheckoutReport {

@@ -188,3 +188,27 @@ pub fn sh(dir: &Path, script: &str) -> String {
 
 #[allow(unused_imports)]
 pub use hgauto_core::conformance::child::run_ignored_test as run_child_test;
+
+/// Waits until the process whose pid is written in `pidfile` is gone (dead, or a zombie
+/// waiting for its reaper); fails naming `what` if it is still running after 30 s.
+pub fn wait_until_gone(pidfile: &Path, what: &str) {
+    let pid: i32 = std::fs::read_to_string(pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gone() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
