@@ -287,14 +287,7 @@ fn gone<E: TokenErrors>(e: &SdkError<E, HttpResponse>) -> bool {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    hgauto_core::backend::clip(s, max).to_owned()
 }
 
 #[async_trait]

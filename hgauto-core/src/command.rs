@@ -213,11 +213,7 @@ impl Command {
             s.push_str(&a.to_string_lossy());
         }
         if s.len() > 200 {
-            let mut cut = 200;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
+            s.truncate(crate::backend::clip(&s, 200).len());
             s.push('…');
         }
         s

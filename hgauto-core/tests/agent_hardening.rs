@@ -252,3 +252,21 @@ fn a_build_printing_2_gb_keeps_the_agent_small() {
     eprintln!("agent peak RSS for a 2 GB build: {kb} kB (bound {RSS_BOUND_KB} kB)");
     assert!(kb < RSS_BOUND_KB, "peak RSS {kb} kB for a 2 GB build");
 }
+
+#[test]
+fn a_zero_build_timeout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Arc::new(DirJobSource::new(dir.path().join("queue")).unwrap());
+    let e = Agent::builder(source, dir.path().join("state"))
+        .build_timeout(Duration::ZERO)
+        .build(
+            |_job: Job, _ctx: hgauto_core::agent::AgentContext| async move {
+                Ok(JobOutcome::Succeeded {
+                    summary: "never".into(),
+                })
+            },
+        )
+        .build_agent()
+        .unwrap_err();
+    assert!(e.to_string().contains("0 is not a timeout"), "{e}");
+}

@@ -123,9 +123,6 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
         .config_dir(dir.join("config"))
         .build(build.clone());
     if let Some(secs) = build_timeout {
-        if secs == 0 {
-            return Err(Error::invalid("--build-timeout", "0 is not a timeout"));
-        }
         agent = agent.build_timeout(Duration::from_secs(secs));
     }
     let agent = agent.build_agent()?;

@@ -29,7 +29,8 @@ pub struct AgentBuilder {
 
 impl AgentBuilder {
     /// The longest one build may take when `config/timeout` does not say (default
-    /// [`DEFAULT_BUILD_TIMEOUT`](super::DEFAULT_BUILD_TIMEOUT)).
+    /// [`DEFAULT_BUILD_TIMEOUT`](super::DEFAULT_BUILD_TIMEOUT)); zero is refused by
+    /// [`build_agent`](Self::build_agent).
     pub fn build_timeout(mut self, limit: Duration) -> Self {
         self.defaults.timeout = Some(limit);
         self
@@ -92,6 +93,9 @@ impl AgentBuilder {
         let build = self
             .build
             .ok_or_else(|| Error::invalid("agent", "needs a build"))?;
+        if self.defaults.timeout == Some(Duration::ZERO) {
+            return Err(Error::invalid("agent build timeout", "0 is not a timeout"));
+        }
         let logs = self.state_dir.join("logs");
         std::fs::create_dir_all(&logs).at("create directory", &logs, "localhost")?;
         let config_dir = self.config_dir.unwrap_or_else(|| {

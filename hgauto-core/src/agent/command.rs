@@ -199,11 +199,7 @@ impl CommandBuild {
             if stream == Stream::Stderr && !text.trim().is_empty() {
                 // The summary's line, bounded like the rest of what is kept.
                 last_err.clear();
-                let mut end = text.len().min(1024);
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                last_err.push_str(&text[..end]);
+                last_err.push_str(crate::backend::clip(text, 1024));
             }
         };
         let out = machine.exec_streaming(&cmd, &mut sink).await?;

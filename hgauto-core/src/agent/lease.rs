@@ -11,6 +11,16 @@ use super::{Agent, AgentConfig, AgentContext};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobOutcome};
 
+/// Renewals after a failed one: 100 ms doubling, at most 51.2 s (and never past a third of
+/// what is left of the lease).
+const RENEW_BACKOFF: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    max_retries: u32::MAX,
+    base_delay: Duration::from_millis(100),
+    factor: 2.0,
+    max_delay: Duration::from_millis(51_200),
+    jitter: crate::retry::Jitter::None,
+};
+
 /// How a build ended, before it is reported.
 pub(super) enum Ended {
     Done(Result<JobOutcome>),
@@ -47,14 +57,14 @@ impl Agent {
         let mut failures = 0u32;
         loop {
             // Renew when a third of the lease is left... of what remains: every third. After
-            // failed renewals, back off (50 ms, 100 ms, ... at most a third of what is left).
+            // failed renewals, back off (100 ms, 200 ms, ... at most a third of what is left).
             let left = deadline_ms.map(|d| d.saturating_sub(self.clock.now_ms()));
             let renew_in = left.map(|left| {
                 let regular = Duration::from_millis((left / 3).max(20));
                 if failures == 0 {
                     regular
                 } else {
-                    Duration::from_millis(50u64 << failures.min(10)).min(regular)
+                    RENEW_BACKOFF.delay(failures - 1, 0.0).min(regular)
                 }
             });
             // The lease's end as the agent knows it: past it the source may hand the job to

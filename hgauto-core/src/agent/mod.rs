@@ -120,7 +120,7 @@ impl AgentContext {
 }
 
 /// Appends to a job log, created 0600: it holds the job's fields and the build's output.
-pub(crate) fn append(path: &Path, line: &str) -> Result<()> {
+fn append(path: &Path, line: &str) -> Result<()> {
     let mut f = open_job_log(path)?;
     writeln!(f, "{line}").at("write", path, "localhost")
 }

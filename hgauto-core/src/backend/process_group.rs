@@ -29,9 +29,7 @@ impl GroupKiller {
             unsafe { libc::killpg(pgid, libc::SIGKILL) };
         }
     }
-}
 
-impl GroupKiller {
     /// The leader ended and was reaped: its pid may be reused, so the group is left alone.
     pub fn defuse(&mut self) {
         self.pgid = None;

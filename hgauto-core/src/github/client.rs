@@ -75,11 +75,7 @@ fn api_error(
 ) -> Error {
     let mut message: String = message.into();
     if message.len() > 300 {
-        let mut cut = 300;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
+        message.truncate(crate::backend::clip(&message, 300).len());
         message.push('…');
     }
     Error::Api {

@@ -255,10 +255,17 @@ impl SelfUpdate {
                     every
                 }
                 Err(e) => {
+                    let backoff = crate::retry::RetryPolicy {
+                        max_retries: u32::MAX,
+                        base_delay: Duration::from_secs(1),
+                        factor: 2.0,
+                        max_delay: every,
+                        jitter: crate::retry::Jitter::None,
+                    }
+                    .delay(failures, 0.0);
                     failures = failures.saturating_add(1);
-                    let backoff = Duration::from_secs(1u64 << (failures - 1).min(20));
-                    tracing::warn!(error = %e, retry_in = ?backoff.min(every), "self-update poll failed");
-                    backoff.min(every)
+                    tracing::warn!(error = %e, retry_in = ?backoff, "self-update poll failed");
+                    backoff
                 }
             };
             tokio::time::sleep(delay).await;

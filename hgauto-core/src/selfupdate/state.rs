@@ -84,11 +84,11 @@ impl UpdateState {
     /// by how long the machine has been out of sync against `warn` and `crit` minutes.
     pub fn nagios(&self, now_ms: u64, warn: u64, crit: u64) -> (i32, String) {
         let minutes = self.minutes_out_of_sync(now_ms);
-        let behind: Vec<String> = self
+        let behind: BTreeMap<String, String> = self
             .seen
             .iter()
             .filter(|(repo, head)| self.running.get(*repo) != Some(&head.revision))
-            .map(|(repo, head)| format!("{repo} {}", &head.revision[..head.revision.len().min(12)]))
+            .map(|(repo, head)| (repo.clone(), head.revision.clone()))
             .collect();
         let mut error = self
             .last_error
@@ -104,7 +104,10 @@ impl UpdateState {
         if self.out_of_sync_since_ms.is_none() {
             return (0, format!("SELFUPDATE OK - in sync{error}"));
         }
-        let what = format!("out of sync for {minutes} min ({})", behind.join(", "));
+        let what = format!(
+            "out of sync for {minutes} min ({})",
+            super::short_heads(&behind)
+        );
         if minutes >= crit {
             (2, format!("SELFUPDATE CRITICAL - {what}{error}"))
         } else if minutes >= warn {

@@ -113,41 +113,29 @@ async fn run_logged(
     secrets: &Secrets,
 ) -> Result<()> {
     let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("PIP_NO_INPUT", "1")
-        .process_group(0)
-        .kill_on_drop(true);
-    let child = cmd.spawn().map_err(|source| Error::Spawn {
-        machine: "localhost".into(),
-        program: program.display().to_string(),
-        source,
-    })?;
-    let pid = child.id().map(|p| p as i32);
+    cmd.args(args).stdin(Stdio::null()).env("PIP_NO_INPUT", "1");
     let shown = secrets
         .scrub(&format!("{} {}", program.display(), args.join(" ")))
         .into_owned();
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => {
-            if let Some(pid) = pid {
-                // SAFETY: signalling the process group we created.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            Err(Error::Timeout {
-                machine: "localhost".into(),
-                what: shown,
-                after: timeout,
-            })
-        }
-        Ok(Err(e)) => Err(Error::io("wait for", program, "localhost", e)),
-        Ok(Ok(out)) if out.status.success() => {
+    let out = crate::backend::process_group::output_in_group(
+        cmd,
+        &program.display().to_string(),
+        timeout,
+    )
+    .await;
+    match out {
+        Ok(None) => Err(Error::Timeout {
+            machine: "localhost".into(),
+            what: shown,
+            after: timeout,
+        }),
+        Err(e) => Err(e),
+        Ok(Some(out)) if out.status.success() => {
             let said = String::from_utf8_lossy(&out.stderr);
             tracing::debug!(installer = name, "{}", secrets.scrub(&said));
             Ok(())
         }
-        Ok(Ok(out)) => {
+        Ok(Some(out)) => {
             let stderr = secrets
                 .scrub(&String::from_utf8_lossy(&out.stderr))
                 .into_owned();

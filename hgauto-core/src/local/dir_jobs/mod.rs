@@ -117,7 +117,7 @@ impl DirJobSource {
         job.previous = None;
         let _lock = self.lock()?;
         let fid = file_id(&job.id);
-        if self.root.join("ids").join(&fid).exists() || self.is_done(&fid) {
+        if self.has_job(&job.id) || self.is_done(&fid) {
             return Ok(false);
         }
         // The file lands first and the id is marked after: a crash or a full disk in
