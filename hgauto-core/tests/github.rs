@@ -283,13 +283,17 @@ async fn rate_limits_are_waited_out_not_spun_on() {
 
     // A reset further away than the source waits is an error, and `next` meanwhile hands
     // out queued jobs without sending anything.
-    let impatient = GithubPrSource::builder(dir.path().join("impatient"))
-        .api_url(fake.url())
-        .poll_interval(Duration::ZERO)
-        .max_rate_limit_wait(Duration::from_secs(5))
-        .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
-        .build()
-        .unwrap();
+    // A source that waits out rate limits of at most 5 s.
+    let impatient_source = |name: &str| {
+        GithubPrSource::builder(dir.path().join(name))
+            .api_url(fake.url())
+            .poll_interval(Duration::ZERO)
+            .max_rate_limit_wait(Duration::from_secs(5))
+            .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
+            .build()
+            .unwrap()
+    };
+    let impatient = impatient_source("impatient");
     fake.refuse_next(Refusal::Primary { reset_in: 3600 });
     let t = Instant::now();
     let e = impatient.poll().await.unwrap_err();
@@ -307,13 +311,7 @@ async fn rate_limits_are_waited_out_not_spun_on() {
     );
 
     // An absurd retry-after (past what SystemTime can hold) is a wait too long, not a panic.
-    let absurd = GithubPrSource::builder(dir.path().join("absurd"))
-        .api_url(fake.url())
-        .poll_interval(Duration::ZERO)
-        .max_rate_limit_wait(Duration::from_secs(5))
-        .repository(GithubRepo::new("acme/widget", ["build"]).unwrap())
-        .build()
-        .unwrap();
+    let absurd = impatient_source("absurd");
     fake.refuse_next(Refusal::Secondary {
         retry_after: 9_999_999_999_999_999_999,
     });
