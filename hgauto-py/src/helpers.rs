@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use hgauto_core::download::ArchiveFormat;
+use hgauto_core::download::{ArchiveFormat, ExtractLimits};
 use hgauto_core::{
     CheckoutOptions, DownloadOptions, Installer, StepProgress, Vcs, VenvOptions, Want,
 };
@@ -49,8 +49,9 @@ impl DownloadReport {
 /// Downloads `url` to `dest`: resumed after a dropped connection, checked against `sha256`
 /// and `size`, landed by atomic rename, optionally unpacked into `extract_to`.
 /// `progress(done_bytes, total_bytes_or_None)` is called on this thread as data arrives.
+/// An archive that unpacks past `max_unpacked_bytes` or `max_entries` is refused.
 #[pyfunction]
-#[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None))]
+#[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None, max_unpacked_bytes=ExtractLimits::DEFAULT_MAX_BYTES, max_entries=ExtractLimits::DEFAULT_MAX_ENTRIES))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn download(
     py: Python<'_>,
@@ -64,6 +65,8 @@ pub(crate) fn download(
     extract_to: Option<PathBuf>,
     format: Option<String>,
     progress: Option<Bound<'_, PyAny>>,
+    max_unpacked_bytes: u64,
+    max_entries: u64,
 ) -> PyResult<DownloadReport> {
     let mut opts = DownloadOptions {
         sha256,
@@ -71,6 +74,10 @@ pub(crate) fn download(
         connect_timeout: seconds(py, "connect_timeout", connect_timeout)?,
         read_timeout: seconds(py, "read_timeout", read_timeout)?,
         extract_to,
+        extract_limits: ExtractLimits {
+            max_bytes: max_unpacked_bytes,
+            max_entries,
+        },
         ..DownloadOptions::default()
     };
     if let Some(r) = retry {

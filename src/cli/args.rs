@@ -366,6 +366,15 @@ pub struct DownloadArgs {
     /// Extract the archive into this directory.
     #[arg(long)]
     pub extract_to: Option<PathBuf>,
+    /// The expected size in bytes; a longer body is cut off and refused.
+    #[arg(long)]
+    pub size: Option<u64>,
+    /// Refuse an archive that unpacks to more than this many bytes.
+    #[arg(long, default_value_t = hgauto_core::download::ExtractLimits::DEFAULT_MAX_BYTES)]
+    pub max_unpacked_bytes: u64,
+    /// Refuse an archive with more than this many entries.
+    #[arg(long, default_value_t = hgauto_core::download::ExtractLimits::DEFAULT_MAX_ENTRIES)]
+    pub max_entries: u64,
 }
 
 /// `checkout`'s arguments.

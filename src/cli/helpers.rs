@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use hgauto_core::checkout::{checkout as vcs_checkout, CheckoutOptions, Vcs, Want};
-use hgauto_core::download::{download as fetch, DownloadOptions};
+use hgauto_core::download::{download as fetch, DownloadOptions, ExtractLimits};
 use hgauto_core::venv::{create_virtualenv, VenvOptions};
 use hgauto_core::Result;
 
@@ -15,7 +15,12 @@ use super::output::{print_json, spinner};
 pub(super) async fn download(ctx: &Context, a: DownloadArgs) -> Result<i32> {
     let opts = DownloadOptions {
         sha256: a.sha256,
+        size: a.size,
         extract_to: a.extract_to,
+        extract_limits: ExtractLimits {
+            max_bytes: a.max_unpacked_bytes,
+            max_entries: a.max_entries,
+        },
         ..DownloadOptions::default()
     };
     let progress = spinner(

@@ -25,6 +25,30 @@ pub fn create_private(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens an existing file that this process may trust to be its own: never through a
+/// symlink (`O_NOFOLLOW`), without blocking on a FIFO, and only a regular file with one link
+/// that the effective user owns and that no one else can write. `Ok(None)` when something
+/// is there but fails these checks (planted by someone else, or a link); `NotFound` when
+/// nothing is there.
+pub fn open_own_file(path: &Path, write: bool) -> io::Result<Option<File>> {
+    use std::os::unix::fs::MetadataExt;
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = file.metadata()?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let own = m.file_type().is_file() && m.uid() == me && m.nlink() == 1 && m.mode() & 0o022 == 0;
+    Ok(own.then_some(file))
+}
+
 /// Sets `file`'s permission bits to `mode & MODE_MASK` through its handle.
 pub fn set_mode(file: &File, mode: u32) -> io::Result<()> {
     file.set_permissions(Permissions::from_mode(mode & MODE_MASK))

@@ -154,6 +154,25 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// The bytes of the sidecar at `path` (at most 64 KiB), if it is this user's own file.
+fn read_own(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = crate::backend::fs::open_own_file(path, false).ok()??;
+    let mut bytes = Vec::new();
+    file.take(64 * 1024).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The length of the part file, `Some(0)` when there is none, `None` when something that is
+/// not this user's own regular file is there.
+fn own_len(path: &Path) -> Option<u64> {
+    match crate::backend::fs::open_own_file(path, false) {
+        Ok(Some(f)) => f.metadata().ok().map(|m| m.len()),
+        Ok(None) => None,
+        Err(_) => Some(0),
+    }
+}
+
 /// One HTTP request; on success returns (size, sha256) of the complete part file.
 pub(super) async fn attempt(
     client: &reqwest::Client,
@@ -162,14 +181,18 @@ pub(super) async fn attempt(
     opts: &DownloadOptions,
     report: &mut DownloadReport,
 ) -> std::result::Result<(u64, String), Failure> {
-    // Resume only a partial file whose validator we know, for the same URL.
-    let state: Option<PartState> = std::fs::read(&p.state)
-        .ok()
+    // Resume only a partial file whose validator we know, for the same URL, and only when
+    // both are this user's own files: a part file and sidecar planted in a shared directory
+    // would otherwise splice their bytes onto the download.
+    let state: Option<PartState> = read_own(&p.state)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|s: &PartState| s.url_sha256 == t.url_sha256);
-    let have = match (&state, std::fs::metadata(&p.part)) {
-        (Some(_), Ok(m)) => m.len(),
-        _ => 0,
+    let have = match &state {
+        Some(_) => own_len(&p.part).unwrap_or_else(|| {
+            tracing::warn!(url = %t.shown, part = %p.part.display(), "the partial file is not this user's own; starting over");
+            0
+        }),
+        None => 0,
     };
     let mut req = client.get(t.url);
     if let (true, Some(s)) = (have > 0, &state) {
@@ -254,6 +277,15 @@ pub(super) async fn attempt(
         match resp.chunk().await {
             Ok(Some(bytes)) => {
                 done += bytes.len() as u64;
+                // A body (chunked, or lying about its length) longer than the size we were
+                // told is cut here: it is never read to its end.
+                if let Some(want) = opts.size.filter(|w| done > *w) {
+                    break Err(Failure::from(Error::Integrity {
+                        what: t.shown.to_owned(),
+                        expected: format!("{want} bytes"),
+                        actual: format!("more than {want} bytes"),
+                    }));
+                }
                 if let Some(f) = &opts.progress {
                     f(done, total);
                 }

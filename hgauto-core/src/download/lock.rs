@@ -28,13 +28,26 @@ impl PartLock {
     fn acquire_blocking(path: &Path) -> Result<PartLock> {
         loop {
             let opened = match crate::backend::fs::create_private(path) {
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => File::open(path),
+                // Never through a planted symlink, and never blocking on a FIFO.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+                        .open(path)
+                }
                 other => other,
             };
             let file = match opened {
                 Ok(f) => f,
                 // Removed between our two opens: try again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                // A symlink planted where the lock goes is removed, never followed.
+                Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                    std::fs::remove_file(path)
+                        .map_err(|e| Error::io("remove planted link", path, "localhost", e))?;
+                    continue;
+                }
                 Err(e) => return Err(Error::io("open lock", path, "localhost", e)),
             };
             // SAFETY: flock on a descriptor we own.

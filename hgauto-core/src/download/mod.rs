@@ -18,7 +18,13 @@
 //!   hashing overlaps the network. A mismatch is [`Error::Integrity`]: never retried, the
 //!   partial file is removed and nothing appears at `dest`. The file lands at `dest` only by
 //!   rename, after verification.
-//! - Optional extraction ([`extract`]) into a directory, refusing entries that escape it.
+//! - A body longer than the expected `size` is cut at `size + 1` bytes, never read to its
+//!   end (a chunked body has no length to trust).
+//! - The part file is created exclusively (`O_EXCL|O_NOFOLLOW`, 0600); one is resumed only
+//!   when it and its sidecar are this user's own regular files, so a file planted in a
+//!   shared directory is never written through or spliced onto the download.
+//! - Optional extraction ([`extract`]) into a directory, refusing entries that escape it,
+//!   under [`ExtractLimits`] (8 GiB and 200,000 entries by default).
 //! - Proxies: `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured.
 //! - [`download_many`] runs many downloads concurrently under a limit.
 
@@ -33,7 +39,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use extract::{extract, ArchiveFormat};
+pub use extract::{extract, extract_with, ArchiveFormat, ExtractLimits};
 
 use crate::error::{Error, Result};
 use crate::redact::redact_url;
@@ -61,6 +67,8 @@ pub struct DownloadOptions {
     pub extract_to: Option<PathBuf>,
     /// The archive format; `None` guesses from the URL's file name.
     pub format: Option<ArchiveFormat>,
+    /// Caps on what extraction may unpack.
+    pub extract_limits: ExtractLimits,
     /// Called as bytes arrive.
     pub progress: Option<Progress>,
 }
@@ -74,6 +82,7 @@ impl std::fmt::Debug for DownloadOptions {
             .field("read_timeout", &self.read_timeout)
             .field("retry", &self.retry)
             .field("extract_to", &self.extract_to)
+            .field("extract_limits", &self.extract_limits)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +97,7 @@ impl Default for DownloadOptions {
             retry: RetryPolicy::network(),
             extract_to: None,
             format: None,
+            extract_limits: ExtractLimits::default(),
             progress: None,
         }
     }
@@ -247,6 +257,9 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
             }
         }
     }
+    // Private while it was written; readable like any downloaded file once verified.
+    std::fs::set_permissions(&p.part, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(|e| Error::io("chmod", &p.part, "localhost", e))?;
     std::fs::rename(&p.part, dest).map_err(|e| Error::io("rename into", dest, "localhost", e))?;
     let _ = std::fs::remove_file(&p.state);
     if let Some(to) = &opts.extract_to {
@@ -259,9 +272,11 @@ pub async fn download(url: &str, dest: &Path, opts: &DownloadOptions) -> Result<
                 )
             })?,
         };
-        let (archive, to) = (dest.to_owned(), to.clone());
-        crate::backend::task::run_blocking("extract", move || extract(&archive, &to, format))
-            .await?;
+        let (archive, to, limits) = (dest.to_owned(), to.clone(), opts.extract_limits);
+        crate::backend::task::run_blocking("extract", move || {
+            extract_with(&archive, &to, format, limits)
+        })
+        .await?;
     }
     Ok(report)
 }

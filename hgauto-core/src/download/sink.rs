@@ -4,6 +4,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::fs::{create_private, open_own_file};
 use crate::error::{Error, Result};
 
 /// Writes and hashes received bytes on a blocking thread, so the network task never waits
@@ -15,19 +16,15 @@ pub(super) struct Sink {
 
 impl Sink {
     /// Opens `part`, keeping its first `offset` bytes (hashed first) and dropping the rest.
+    /// A fresh part file is created exclusively, 0600, never through a link; one that is
+    /// continued must still be this user's own (see [`open_own_file`]).
     pub(super) async fn open(part: &Path, offset: u64) -> Result<Sink> {
         use std::io::{Read, Seek, Write};
         let path = part.to_owned();
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
         let worker = tokio::task::spawn_blocking(move || -> Result<(u64, String)> {
             let io = |op, e| Error::io(op, &path, "localhost", e);
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(offset == 0)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(|e| io("open", e))?;
+            let mut file = open_part(&path, offset).map_err(|e| io("open", e))?;
             let mut hasher = Sha256::new();
             let mut len = 0u64;
             if offset > 0 {
@@ -76,4 +73,22 @@ impl Sink {
             source: None,
         })?
     }
+}
+
+/// The part file to write: a new one (whatever was at the path is unlinked first, so a
+/// planted symlink is removed, not followed) or, to resume, the existing one if it is ours.
+fn open_part(path: &Path, offset: u64) -> std::io::Result<std::fs::File> {
+    if offset > 0 {
+        return open_own_file(path, true)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the partial file is not this user's own regular file",
+            )
+        });
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    create_private(path)
 }

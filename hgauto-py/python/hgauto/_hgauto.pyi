@@ -711,10 +711,12 @@ def download(
     extract_to: Optional[_StrPath] = None,
     format: Optional[str] = None,
     progress: Optional[Callable[[int, Optional[int]], object]] = None,
+    max_unpacked_bytes: int = 8589934592,
+    max_entries: int = 200000,
 ) -> DownloadReport:
     """Downloads url to dest: resumed after drops, checked against sha256/size, landed by
-    atomic rename, optionally unpacked into extract_to. progress(done, total) runs on
-    this thread."""
+    atomic rename, optionally unpacked into extract_to (refused past max_unpacked_bytes
+    or max_entries). progress(done, total) runs on this thread."""
 
 @final
 class CheckoutReport:

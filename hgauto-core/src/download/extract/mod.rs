@@ -4,7 +4,10 @@
 //! of another link, entries under a link or a file, duplicate names, hard links to anything
 //! but an earlier file of the archive, and device files and fifos are all refused with an
 //! [`Error::InvalidInput`] naming the entry. Permission bits are kept, setuid, setgid and
-//! sticky bits are not. Extraction happens in a private temporary sibling directory that is
+//! sticky bits are not. [`ExtractLimits`] caps the total bytes unpacked (8 GiB by default)
+//! and the number of entries (200,000), counting what is written, not what the archive
+//! declares, so a few-KB bomb cannot fill the disk; runs of zeros are written as holes.
+//! Extraction happens in a private temporary sibling directory that is
 //! renamed into place only when every entry succeeded, so a refused archive leaves nothing.
 
 mod readers;
@@ -80,8 +83,45 @@ impl std::str::FromStr for ArchiveFormat {
     }
 }
 
-/// Extracts `archive` into `dest` (which must not exist, or be an empty directory).
+/// How much one archive may unpack to. Going past either cap refuses the archive, naming
+/// the entry, and leaves nothing at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtractLimits {
+    /// Total bytes of all regular files (their logical size, holes included).
+    pub max_bytes: u64,
+    /// Entries of any kind: files, directories, links.
+    pub max_entries: u64,
+}
+
+impl ExtractLimits {
+    /// The default cap on unpacked bytes: 8 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
+    /// The default cap on entries: 200,000.
+    pub const DEFAULT_MAX_ENTRIES: u64 = 200_000;
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// Extracts `archive` into `dest` (which must not exist, or be an empty directory), under
+/// the default [`ExtractLimits`].
 pub fn extract(archive: &Path, dest: &Path, format: ArchiveFormat) -> Result<()> {
+    extract_with(archive, dest, format, ExtractLimits::default())
+}
+
+/// Extracts `archive` into `dest` under `limits`.
+pub fn extract_with(
+    archive: &Path,
+    dest: &Path,
+    format: ArchiveFormat,
+    limits: ExtractLimits,
+) -> Result<()> {
     if let Ok(mut entries) = std::fs::read_dir(dest) {
         if entries.next().is_some() {
             return Err(Error::invalid(
@@ -105,15 +145,17 @@ pub fn extract(archive: &Path, dest: &Path, format: ArchiveFormat) -> Result<()>
         let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
         let reader = BufReader::with_capacity(1 << 20, file);
         match format {
-            ArchiveFormat::Zip => unzip(archive, root, &what),
-            ArchiveFormat::Tar => untar(reader, root, &what),
-            ArchiveFormat::TarGz => untar(flate2::read::GzDecoder::new(reader), root, &what),
-            ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), root, &what),
-            ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), root, &what),
+            ArchiveFormat::Zip => unzip(archive, root, &what, limits),
+            ArchiveFormat::Tar => untar(reader, root, &what, limits),
+            ArchiveFormat::TarGz => {
+                untar(flate2::read::GzDecoder::new(reader), root, &what, limits)
+            }
+            ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), root, &what, limits),
+            ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), root, &what, limits),
             ArchiveFormat::TarZst => {
                 let z = zstd::stream::read::Decoder::with_buffer(reader)
                     .map_err(|e| Error::io("read", archive, "localhost", e))?;
-                untar(z, root, &what)
+                untar(z, root, &what, limits)
             }
         }
     })();

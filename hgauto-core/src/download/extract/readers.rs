@@ -7,12 +7,18 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::tree::Tree;
+use super::ExtractLimits;
 use crate::error::{Error, Result};
 
 /// Unpacks a tar stream into `root`.
-pub(super) fn untar(reader: impl Read, root: &Path, archive: &str) -> Result<()> {
+pub(super) fn untar(
+    reader: impl Read,
+    root: &Path,
+    archive: &str,
+    limits: ExtractLimits,
+) -> Result<()> {
     use tar::EntryType as T;
-    let mut tree = Tree::new(root, archive);
+    let mut tree = Tree::new(root, archive, limits);
     let mut ar = tar::Archive::new(reader);
     let io = |e| Error::io("read", archive, "localhost", e);
     for entry in ar.entries().map_err(io)? {
@@ -24,7 +30,9 @@ pub(super) fn untar(reader: impl Read, root: &Path, archive: &str) -> Result<()>
         let mtime = header.mtime().ok().and_then(|t| i64::try_from(t).ok());
         match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
-                tree.file(&path, mode, mtime, &mut entry)?;
+                // For a sparse entry this is its full (unpacked) size.
+                let size = entry.size();
+                tree.file(&path, mode, mtime, size, &mut entry)?;
             }
             T::Directory => tree.dir(&path, mode, mtime)?,
             T::Symlink | T::Link => {
@@ -68,11 +76,11 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFLNK: u32 = 0o120000;
 
 /// Unpacks the zip file `archive` into `root`.
-pub(super) fn unzip(archive: &Path, root: &Path, what: &str) -> Result<()> {
+pub(super) fn unzip(archive: &Path, root: &Path, what: &str, limits: ExtractLimits) -> Result<()> {
     let file = File::open(archive).map_err(|e| Error::io("open", archive, "localhost", e))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file))
         .map_err(|e| Error::invalid(format!("zip archive {what}"), e.to_string()))?;
-    let mut tree = Tree::new(root, what);
+    let mut tree = Tree::new(root, what, limits);
     // The zip crate indexes entries by name, so a second entry of the same name would
     // silently replace the first: find it in the central directory itself.
     let start = zip.offset() + zip.central_directory_start();
@@ -106,7 +114,10 @@ pub(super) fn unzip(archive: &Path, root: &Path, what: &str) -> Result<()> {
                 tree.symlink(&raw, Path::new(OsStr::from_bytes(&target)))?;
             }
             (Some(S_IFDIR), _) | (None | Some(S_IFREG), true) => tree.dir(&raw, mode, None)?,
-            (Some(S_IFREG) | None, false) => tree.file(&raw, mode, None, &mut entry)?,
+            (Some(S_IFREG) | None, false) => {
+                let size = entry.size();
+                tree.file(&raw, mode, None, size, &mut entry)?
+            }
             (Some(_), _) => {
                 return Err(tree.refuse(
                     &raw,

@@ -20,6 +20,7 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use super::ExtractLimits;
 use crate::backend::fs::MODE_MASK;
 use crate::error::{Error, Result};
 
@@ -38,6 +39,10 @@ enum Kind {
 pub(super) struct Tree<'a> {
     root: &'a Path,
     archive: &'a str,
+    limits: ExtractLimits,
+    /// Bytes and entries unpacked so far, checked against `limits`.
+    bytes: u64,
+    entries: u64,
     kinds: HashMap<PathBuf, Kind>,
     symlinks: Vec<(PathBuf, PathBuf)>,
     dir_modes: Vec<(PathBuf, u32, Option<i64>)>,
@@ -46,10 +51,13 @@ pub(super) struct Tree<'a> {
 impl<'a> Tree<'a> {
     /// A tree rooted at `root` (an empty directory only this process writes), for the
     /// archive named `archive` in errors.
-    pub(super) fn new(root: &'a Path, archive: &'a str) -> Self {
+    pub(super) fn new(root: &'a Path, archive: &'a str, limits: ExtractLimits) -> Self {
         Tree {
             root,
             archive,
+            limits,
+            bytes: 0,
+            entries: 0,
             kinds: HashMap::new(),
             symlinks: Vec::new(),
             dir_modes: Vec::new(),
@@ -84,6 +92,16 @@ impl<'a> Tree<'a> {
     /// Records that the archive puts a `kind` at `rel`, refusing clashes with what it
     /// already put there or above it.
     fn claim(&mut self, raw: &Path, rel: &Path, kind: Kind) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(self.refuse(
+                raw,
+                format!(
+                    "is past the cap of {} entries in one archive (ExtractLimits::max_entries)",
+                    self.limits.max_entries
+                ),
+            ));
+        }
         let mut above = PathBuf::new();
         let parents: Vec<_> = rel.components().collect();
         for c in &parents[..parents.len() - 1] {
@@ -157,18 +175,23 @@ impl<'a> Tree<'a> {
         Ok(())
     }
 
-    /// A regular file with the bytes of `data`.
+    /// A regular file with the bytes of `data`, which says it holds `declared` bytes (an
+    /// archive may lie: the bytes are counted as they are written, too).
     pub(super) fn file(
         &mut self,
         raw: &Path,
         mode: Option<u32>,
         mtime: Option<i64>,
+        declared: u64,
         data: &mut dyn Read,
     ) -> Result<()> {
         let Some(rel) = self.relative(raw)? else {
             return Err(self.refuse(raw, "is a file named like the archive's root"));
         };
         self.claim(raw, &rel, Kind::File)?;
+        if self.bytes.saturating_add(declared) > self.limits.max_bytes {
+            return Err(self.over_bytes(raw));
+        }
         self.make_parents(&rel)?;
         let path = self.root.join(&rel);
         let mut file = OpenOptions::new()
@@ -178,8 +201,24 @@ impl<'a> Tree<'a> {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::io("create", &path, "localhost", e))?;
-        std::io::copy(data, &mut file).map_err(|e| Error::io("extract", &path, "localhost", e))?;
+        let room = self.limits.max_bytes - self.bytes;
+        let written = copy_sparse(data, &mut file, room)
+            .map_err(|e| Error::io("extract", &path, "localhost", e))?;
+        if written > room {
+            return Err(self.over_bytes(raw));
+        }
+        self.bytes += written;
         set_mode_and_mtime(&file, &path, mode.unwrap_or(0o644), mtime)
+    }
+
+    fn over_bytes(&self, raw: &Path) -> Error {
+        self.refuse(
+            raw,
+            format!(
+                "would unpack the archive past its cap of {} bytes (ExtractLimits::max_bytes)",
+                self.limits.max_bytes
+            ),
+        )
     }
 
     /// A hard link to `target`, a regular file written earlier from the same archive.
@@ -284,6 +323,37 @@ impl<'a> Tree<'a> {
         }
         Ok(())
     }
+}
+
+/// Copies `data` into `file`, at most `room + 1` bytes (so a caller sees it went over), and
+/// returns how many it read. Runs of zeros become holes rather than written blocks, so a
+/// sparse entry stays sparse on disk.
+fn copy_sparse(data: &mut dyn Read, file: &mut File, room: u64) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut limited = data.take(room.saturating_add(1));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let mut hole = false;
+    loop {
+        let n = match limited.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        if buf[..n].iter().all(|b| *b == 0) {
+            file.seek(SeekFrom::Current(n as i64))?;
+            hole = true;
+        } else {
+            file.write_all(&buf[..n])?;
+            hole = false;
+        }
+    }
+    if hole {
+        file.set_len(total)?; // a trailing hole still counts in the file's length
+    }
+    Ok(total)
 }
 
 /// Sets permission bits (masked to 0o777) and, when known, the mtime through the handle.
