@@ -221,7 +221,11 @@ fn a_sparse_entry_within_the_caps_stays_sparse_on_disk() {
     extract(&archive, &out, ArchiveFormat::Tar).unwrap();
     let m = std::fs::metadata(out.join("disk.img")).unwrap();
     assert_eq!(m.len(), 256 << 20);
-    assert!(m.blocks() * 512 < 1 << 20, "{} blocks allocated", m.blocks());
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "{} blocks allocated",
+        m.blocks()
+    );
     let mut head = [0u8; 513];
     std::fs::File::open(out.join("disk.img"))
         .unwrap()
@@ -325,7 +329,13 @@ async fn a_part_file_another_user_owns_is_not_resumed() {
     }
     let r = download(&url, &dest, &once).await.unwrap();
     assert_eq!(r.resumed, 0, "{r:?}");
-    assert!(std::fs::read(&dest).unwrap() == data, "a planted prefix was spliced on");
-    let (m, me) = (std::fs::metadata(&dest).unwrap(), std::fs::metadata(dir.path()).unwrap());
+    assert!(
+        std::fs::read(&dest).unwrap() == data,
+        "a planted prefix was spliced on"
+    );
+    let (m, me) = (
+        std::fs::metadata(&dest).unwrap(),
+        std::fs::metadata(dir.path()).unwrap(),
+    );
     assert_eq!((m.uid(), m.mode() & 0o777), (me.uid(), 0o644));
 }

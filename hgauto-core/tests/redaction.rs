@@ -375,3 +375,33 @@ fn a_bare_query_token_is_masked() {
         "https://example.org/f?debug="
     );
 }
+
+/// `Debug` of everything that holds a repository or upload URL hides its credentials.
+#[test]
+fn debug_of_update_repos_self_update_and_pypi_settings_hides_credentials() {
+    use hgauto_core::pypi::PypiSettings;
+    use hgauto_core::selfupdate::{SelfUpdate, UpdateRepo};
+    let url = format!("https://bot:{SECRET}@example.invalid/repo?{SECRET}");
+    let repo = UpdateRepo {
+        name: "tools".into(),
+        vcs: Vcs::Git,
+        url: url.clone(),
+        branch: "prod".into(),
+        working_copy: "/srv/tools".into(),
+    };
+    let builder = SelfUpdate::builder("/tmp/state").repository(repo.clone());
+    let settings = PypiSettings {
+        repository_url: Some(url.clone()),
+        password: Some(SECRET.to_owned().into()),
+        ..PypiSettings::default()
+    };
+    for shown in [
+        format!("{repo:?}"),
+        format!("{builder:?}"),
+        format!("{:?}", builder.build().unwrap()),
+        format!("{settings:?}"),
+    ] {
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("example.invalid"), "{shown}");
+    }
+}

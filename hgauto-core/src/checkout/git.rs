@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+use super::remote::Remote;
+use super::run::run_with_env;
 use super::{run, Backend, Ctx};
 use crate::error::{Error, Result};
 
@@ -118,8 +120,9 @@ impl Backend for Git {
 
     fn pull(&self, cx: &Ctx, store: &Path, url: &str) -> Result<()> {
         // gc runs in the foreground, so none outlives our lock on the store; FETCH_HEAD
-        // would record the URL.
-        run(
+        // would record the URL. Credentials go through the environment, not argv.
+        let remote = Remote::parse(url);
+        run_with_env(
             cx,
             "git",
             &[
@@ -130,11 +133,12 @@ impl Backend for Git {
                 "--prune",
                 "--no-write-fetch-head",
                 "--",
-                url,
+                &remote.url,
                 "+refs/heads/*:refs/heads/*",
                 "+refs/tags/*:refs/tags/*",
             ],
             Some(store),
+            &remote.git_env(),
         )
         .map(drop)
     }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::remote::Remote;
 use super::{run, Backend, Ctx};
 use crate::error::{Error, Result};
 
@@ -17,15 +18,23 @@ const SHARE: &str = "extensions.share=";
 const PURGE: &str = "extensions.purge=";
 
 impl Backend for Hg {
-    fn root_of(&self, cx: &Ctx, url: &str, _scratch: &Path) -> Result<String> {
+    fn root_of(&self, cx: &Ctx, url: &str, scratch: &Path) -> Result<String> {
         // `-T '{node}'`: the full hash and nothing else (`--debug` would print protocol
-        // chatter before it for http URLs).
-        let out = run(
-            cx,
-            "hg",
-            &["identify", "-r", "0", "-T", "{node}", "--", url],
-            None,
-        )?;
+        // chatter before it for http URLs). Credentials need a repository whose hgrc can
+        // hold them: an empty one in the scratch directory.
+        let remote = Remote::parse(url);
+        let mut args = vec!["identify", "-r", "0", "-T", "{node}"];
+        let repo = scratch.join("auth");
+        let _auth = match remote.creds {
+            Some(_) => {
+                run(cx, "hg", &["init", "--", s(&repo)], None)?;
+                args.extend(["-R", s(&repo)]);
+                remote.hg_auth(&repo)?
+            }
+            None => None,
+        };
+        args.extend(["--", &remote.url]);
+        let out = run(cx, "hg", &args, None)?;
         Some(out.trim())
             .filter(|h| super::is_full_hash(h))
             .map(str::to_owned)
@@ -99,10 +108,12 @@ impl Backend for Hg {
     }
 
     fn pull(&self, cx: &Ctx, store: &Path, url: &str) -> Result<()> {
+        let remote = Remote::parse(url);
+        let _auth = remote.hg_auth(store)?;
         run(
             cx,
             "hg",
-            &["pull", "-R", s(store), "--quiet", "--", url],
+            &["pull", "-R", s(store), "--quiet", "--", &remote.url],
             None,
         )
         .map(drop)

@@ -28,6 +28,7 @@ mod adopt;
 mod git;
 mod hg;
 mod locks;
+mod remote;
 mod store;
 
 mod run;

@@ -24,7 +24,19 @@ pub(crate) struct Ctx {
 /// Runs a VCS command and returns its trimmed stdout; `Err` carries its stderr.
 /// Past `cx.timeout` the process group is killed and the error is [`Error::Timeout`].
 pub(crate) fn run(cx: &Ctx, program: &str, args: &[&str], cwd: Option<&Path>) -> Result<String> {
+    run_with_env(cx, program, args, cwd, &[])
+}
+
+/// [`run`] with extra environment variables (how credentials reach git: never argv).
+pub(crate) fn run_with_env(
+    cx: &Ctx,
+    program: &str,
+    args: &[&str],
+    cwd: Option<&Path>,
+    env: &[(&str, String)],
+) -> Result<String> {
     let mut cmd = std::process::Command::new(program);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -18,8 +18,9 @@ pub const TESTPYPI_UPLOAD_URL: &str = "https://test.pypi.org/legacy/";
 pub const TOKEN_USER: &str = "__token__";
 
 /// Settings given explicitly (arguments). Anything left `None` is looked up in the
-/// environment, then in `.pypirc`.
-#[derive(Debug, Clone, Default)]
+/// environment, then in `.pypirc`. `Debug` hides the password and any credentials in the
+/// URL.
+#[derive(Clone, Default)]
 pub struct PypiSettings {
     /// The upload endpoint (`https://upload.pypi.org/legacy/`, a pypiserver's root, a
     /// devpi index).
@@ -32,6 +33,24 @@ pub struct PypiSettings {
     pub password: Option<SecretString>,
     /// The `.pypirc` file (default `~/.pypirc`; a missing default file is not an error).
     pub pypirc: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PypiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PypiSettings")
+            .field(
+                "repository_url",
+                &self
+                    .repository_url
+                    .as_deref()
+                    .map(crate::redact::redact_url),
+            )
+            .field("repository", &self.repository)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("pypirc", &self.pypirc)
+            .finish()
+    }
 }
 
 /// What the settings, the environment and `.pypirc` resolve to.

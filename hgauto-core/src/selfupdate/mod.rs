@@ -42,7 +42,8 @@ use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 
 /// One watched repository: its production branch and the working copy that runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the URL as [`redact_url`](crate::redact::redact_url) does.
+#[derive(Clone, PartialEq, Eq)]
 pub struct UpdateRepo {
     /// A short name (in the state, the status and the environment of commands).
     pub name: String,
@@ -54,6 +55,18 @@ pub struct UpdateRepo {
     pub branch: String,
     /// The working copy this machine runs from.
     pub working_copy: PathBuf,
+}
+
+impl std::fmt::Debug for UpdateRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateRepo")
+            .field("name", &self.name)
+            .field("vcs", &self.vcs)
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("branch", &self.branch)
+            .field("working_copy", &self.working_copy)
+            .finish()
+    }
 }
 
 /// What one poll did. As data (JSON, Python) it is an object whose `outcome` names the

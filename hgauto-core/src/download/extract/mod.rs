@@ -150,7 +150,9 @@ pub fn extract_with(
             ArchiveFormat::TarGz => {
                 untar(flate2::read::GzDecoder::new(reader), root, &what, limits)
             }
-            ArchiveFormat::TarBz2 => untar(bzip2::read::BzDecoder::new(reader), root, &what, limits),
+            ArchiveFormat::TarBz2 => {
+                untar(bzip2::read::BzDecoder::new(reader), root, &what, limits)
+            }
             ArchiveFormat::TarXz => untar(xz2::read::XzDecoder::new(reader), root, &what, limits),
             ArchiveFormat::TarZst => {
                 let z = zstd::stream::read::Decoder::with_buffer(reader)
