@@ -286,7 +286,7 @@ run = ["sh", "-c", "test \"$0\" != \"$1\"", "{v}", "{broken}"]
     ]);
     assert_eq!(out.status.code(), Some(0));
     let def: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(def["StartAt"], "Pipeline");
+    assert_eq!(def["StartAt"], "Pipeline: run");
     assert!(e.local_machines().iter().all(|r| r["exists"] == false));
     // The README's own pipeline, whose function steps the control activity runs: the export
     // does not need them registered.

@@ -207,21 +207,21 @@ fn check_structure(p: &Pipeline, def: &Value) {
         "one should_run Choice per checked task"
     );
     assert!(task_states >= tasks.len(), "every task has a Task state");
-    let normalized = def["States"]["NormalizeResults"]["Parameters"]["tasks"]
+    let normalized = def["States"]["Pipeline: normalize results"]["Parameters"]["tasks"]
         .as_object()
         .unwrap();
     assert_eq!(
         normalized.len(),
         tasks.len(),
-        "NormalizeResults lists every task"
+        "Pipeline: normalize results lists every task"
     );
-    let or = def["States"]["CheckForFailures"]["Choices"][0]["Or"]
+    let or = def["States"]["Pipeline: check for failures"]["Choices"][0]["Or"]
         .as_array()
         .unwrap();
     assert_eq!(
         or.len(),
         tasks.len(),
-        "CheckForFailures looks at every task"
+        "Pipeline: check for failures looks at every task"
     );
 }
 
@@ -284,7 +284,7 @@ async fn exported_definitions_are_accepted_by_moto_and_well_formed() {
     )
     .unwrap();
     assert_eq!(
-        def["States"]["NormalizeResults"]["Parameters"]["tasks"]
+        def["States"]["Pipeline: normalize results"]["Parameters"]["tasks"]
             .as_object()
             .unwrap()
             .len(),

@@ -154,4 +154,4 @@ def test_export_asl_names_one_activity_per_worker_kind() -> None:
     d = p.export_asl("arn:aws:states:us-east-1:1:activity:")
     text = json.dumps(d)
     assert "arn:aws:states:us-east-1:1:activity:x-w" in text
-    assert d["States"]["CheckForFailures"]["Type"] == "Choice"
+    assert d["States"]["Pipeline: check for failures"]["Type"] == "Choice"

@@ -36,11 +36,13 @@ impl Cell {
             .all(|(d, v)| other.get(d).is_none_or(|o| o == v))
     }
 
-    /// The values joined by `-` (`3.1-debian`), or empty.
+    /// The values joined by `-` (`3.1-debian`), or empty. A `-` inside a value is
+    /// doubled (`x-y`, `z` is `x--y-z`; `x`, `y-z` is `x-y--z`), so two cells never share
+    /// a key: values start with a letter or digit, so a run of dashes reads one way only.
     pub fn key(&self) -> String {
         self.0
             .iter()
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.replace('-', "--"))
             .collect::<Vec<_>>()
             .join("-")
     }
@@ -198,11 +200,7 @@ pub(crate) fn expand(p: &Pipeline, sel: &Selection) -> Result<Vec<Task>> {
                         .filter(|&t| tasks[t].cell.agrees_with(&cell)),
                 );
             }
-            let name = if cell.0.is_empty() {
-                step.name.clone()
-            } else {
-                format!("{}-{}", step.name, cell.key())
-            };
+            let name = task_name(&step.name, &cell);
             let index = tasks.len();
             for &d in &deps {
                 tasks[d].dependants.push(index);
@@ -217,7 +215,50 @@ pub(crate) fn expand(p: &Pipeline, sel: &Selection) -> Result<Vec<Task>> {
             });
         }
     }
+    refuse_clashing_names(&p.name, &tasks)?;
     Ok(tasks)
+}
+
+/// The longest task name. Names become directories (`artifacts/<task>`), log names and
+/// Step Functions state names, which may not pass 80 characters: the longest state the
+/// export derives from a task adds 13 (`<task> start worker`).
+pub(crate) const MAX_TASK_NAME: usize = 64;
+
+/// `build-3.1-debian`: the step name, then the cell's [`key`](Cell::key). A longer name
+/// than [`MAX_TASK_NAME`] keeps its start and ends in a hash of the whole name.
+fn task_name(step: &str, cell: &Cell) -> String {
+    use sha2::{Digest, Sha256};
+    let full = if cell.0.is_empty() {
+        step.to_owned()
+    } else {
+        format!("{step}-{}", cell.key())
+    };
+    if full.len() <= MAX_TASK_NAME {
+        return full;
+    }
+    let hash = hex::encode(Sha256::digest(full.as_bytes()));
+    // Names are ASCII (checked with the definition), so any byte index is a boundary.
+    format!("{}-{}", &full[..MAX_TASK_NAME - 9], &hash[..8])
+}
+
+/// Two tasks may not share a name, compared without case: they would share a directory on
+/// a case-insensitive file system and a state name in the export. (Only a step named like
+/// another step's cell can clash, such as step `a-b` beside step `a` with value `b`.)
+fn refuse_clashing_names(pipeline: &str, tasks: &[Task]) -> Result<()> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for t in tasks {
+        if let Some(first) = seen.insert(t.name.to_ascii_lowercase(), &t.name) {
+            return Err(Error::invalid(
+                format!("pipeline {pipeline:?}"),
+                format!(
+                    "tasks {first:?} and {:?} (cell {}) have the same name, compared \
+                     without case; rename a step or a value",
+                    t.name, t.cell
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every selected combination of the values of `dims`, in definition order.
