@@ -7,12 +7,15 @@
 //!   source also keeps each lease's deadline: a heartbeat or report after it, or after a
 //!   release, is [`Error::LeaseLost`], never a call that might touch another holder's job.
 //! - `next` long-polls (`wait`), and holds every message it looks at while it picks the first
-//!   that passes the filter; the others are made visible again (in one batch call) before
-//!   it returns. With [`SqsJobSource::with_prefetch`], up to that many messages that pass
+//!   that passes the filter; the others are forwarded (sent again and deleted, in batches)
+//!   before it returns, so passing over another shard's job does not count as a receive
+//!   toward the dead-letter queue (see [`receive`]). With [`SqsJobSource::with_prefetch`], up to that many messages that pass
 //!   the filter are kept leased for the following calls, which then need no receive: a
 //!   throughput setting for short jobs, since a prefetched job waits for its holder.
-//! - After `max_receives` receives SQS moves a message to the dead-letter queue
-//!   ([`SqsJobSource::create_queues`] sets that up). A message that is not a job (not JSON,
+//! - After `max_receives` attempts a message goes to the dead-letter queue
+//!   ([`SqsJobSource::create_queues`] sets that up). The source reads the queue's redrive
+//!   policy and moves it itself, counting attempts over forwarded copies; SQS's own redrive
+//!   stays as a backstop. A message that is not a job (not JSON,
 //!   no id or check) is sent to the dead-letter queue at once and deleted, and the source
 //!   goes on.
 //! - Standard queues have no order and keep no history: jobs come in SQS's order, without
@@ -58,6 +61,9 @@ pub struct SqsJobSource {
     prefetch: usize,
     /// Messages received and leased but not handed out yet (see `with_prefetch`).
     prefetched: Mutex<VecDeque<Received>>,
+    /// The queue's redrive policy, read once: its `maxReceiveCount`, and the dead-letter
+    /// queue's URL when none was given.
+    redrive: tokio::sync::OnceCell<Option<(u32, String)>>,
 }
 
 impl SqsJobSource {
@@ -74,6 +80,7 @@ impl SqsJobSource {
             ended: Mutex::new(HashMap::new()),
             prefetch: 1,
             prefetched: Mutex::new(VecDeque::new()),
+            redrive: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -154,14 +161,13 @@ impl SqsJobSource {
 
     /// Gives back every prefetched message now (e.g. before the agent stops).
     pub async fn release_prefetched(&self) -> Result<()> {
-        let held: Vec<String> = self
+        let held: Vec<Received> = self
             .prefetched
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain(..)
-            .map(|r| r.receipt)
             .collect();
-        self.make_visible(&held).await
+        self.forward(held).await
     }
 
     /// Sets how long `next` waits for a message (long polling, at most 20 s).
@@ -203,10 +209,78 @@ impl SqsJobSource {
             .map_err(|e| sdk_error("sqs", "change message visibility", &self.queue_url, e))
     }
 
-    /// A message that is not a job: to the dead-letter queue (if any), then deleted.
+    /// The queue's `maxReceiveCount` and dead-letter queue URL, from its redrive policy
+    /// (read once; `None` without one).
+    async fn redrive(&self) -> Result<Option<(u32, String)>> {
+        self.redrive
+            .get_or_try_init(|| async {
+                let attrs = self
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(&self.queue_url)
+                    .attribute_names(QueueAttributeName::RedrivePolicy)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("sqs", "read queue attributes", &self.queue_url, e))?;
+                let Some(policy) = attrs
+                    .attributes()
+                    .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                else {
+                    return Ok(None);
+                };
+                let max = match &policy["maxReceiveCount"] {
+                    serde_json::Value::String(s) => s.parse().ok(),
+                    v => v.as_u64().and_then(|n| u32::try_from(n).ok()),
+                };
+                let Some(max) = max else { return Ok(None) };
+                let url = match &self.dead_letter_url {
+                    Some(u) => u.clone(),
+                    None => {
+                        self.queue_url_of(policy["deadLetterTargetArn"].as_str().unwrap_or(""))
+                            .await?
+                    }
+                };
+                Ok(Some((max, url)))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The URL of the queue with ARN `arn:aws:sqs:<region>:<account>:<name>`.
+    async fn queue_url_of(&self, arn: &str) -> Result<String> {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let [_, _, _, _, account, name] = parts[..] else {
+            return Err(Error::invalid(
+                format!("dead-letter queue ARN {arn:?}"),
+                "is not an SQS queue ARN",
+            ));
+        };
+        let out = self
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "find queue", name, e))?;
+        Ok(out.queue_url().unwrap_or_default().to_owned())
+    }
+
+    /// How many attempts a job may have before it goes to the dead-letter queue.
+    pub(super) async fn max_attempts(&self) -> Result<Option<u32>> {
+        Ok(self.redrive().await?.map(|(max, _)| max))
+    }
+
+    /// A message that is not a job, or has had all its attempts: to the dead-letter queue
+    /// (if any), then deleted.
     async fn quarantine(&self, body: &str, receipt: &str, error: &Error) {
-        tracing::warn!(queue = %self.queue_url, %error, "quarantined a message that is not a job");
-        if let Some(dlq) = &self.dead_letter_url {
+        tracing::warn!(queue = %self.queue_url, %error, "moved a message to the dead-letter queue");
+        let dlq = match &self.dead_letter_url {
+            Some(u) => Some(u.clone()),
+            None => self.redrive().await.ok().flatten().map(|(_, u)| u),
+        };
+        if let Some(dlq) = &dlq {
             let sent = self
                 .client
                 .send_message()
@@ -273,7 +347,7 @@ impl JobSource for SqsJobSource {
         if chosen.is_none() {
             chosen = self.receive_for(filter, &mut give_back).await?;
         }
-        if let Err(e) = self.make_visible(&give_back).await {
+        if let Err(e) = self.forward(give_back).await {
             // They come back on their own when their visibility timeout ends.
             tracing::warn!(queue = %self.queue_url, error = %e, "could not give messages back");
         }
@@ -281,6 +355,7 @@ impl JobSource for SqsJobSource {
             mut job,
             receipt,
             deadline_ms,
+            ..
         }) = chosen
         else {
             return Ok(None);
