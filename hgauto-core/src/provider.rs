@@ -16,7 +16,10 @@ use crate::spec::{ImageRecipe, MachineSpec};
 ///   them: owner/prefix, creator, deadline) *before* the call that creates it, so a crash at
 ///   any point leaves a trace that [`purge`](Self::purge) or a sweep can act on.
 /// - `provision` either returns all `count` machines or, on failure, removes what it had
-///   created before returning the error.
+///   created before returning the error. A `provision` future that is dropped before it
+///   completes (an interrupt, a caller's timeout) leaves nothing either: what it had made
+///   is undone through [`backend::background`](crate::backend::background), which a
+///   program about to exit drains.
 /// - `terminate` is idempotent: terminating a machine that is already gone succeeds.
 /// - `ensure_image` returns an image id for the recipe's fingerprint, building the image
 ///   only when no image with that fingerprint exists.

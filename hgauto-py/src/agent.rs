@@ -109,7 +109,7 @@ impl PyAgent {
         wait_with(
             py,
             OnInterrupt::Cancel,
-            move |events: Events<BuildCall>, _| {
+            move |events: Events<BuildCall>| {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
                 async move {
                     let out = fut.await;

@@ -34,6 +34,14 @@ use pyo3::prelude::*;
 /// name first, and returns its exit code. The wheel's `hgauto` console script calls it.
 #[pyfunction]
 fn _cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    // The command line is the whole program here, so it handles its signals as the Rust
+    // binary does: SIGINT, SIGTERM and SIGHUP terminate its machines, then end the process
+    // (importing the module chose manual handling, for scripts).
+    if let Err(e) =
+        hgauto_core::cleanup::set_signal_handling(hgauto_core::cleanup::SignalHandling::Install)
+    {
+        tracing::warn!(error = %e, "signals are handled by the embedding program");
+    }
     py.detach(|| hgauto::cli::main_with_args(argv))
 }
 

@@ -202,7 +202,7 @@ impl PyPipeline {
         let result = wait_with(
             py,
             OnInterrupt::Cancel,
-            move |events: Events<FunctionCall>, _| {
+            move |events: Events<FunctionCall>| {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(events);
                 async move {
                     let out = runner.run().await;

@@ -18,7 +18,7 @@ use hgauto_core::{
 use crate::convert::{platform_name, seconds};
 use crate::errors::{to_py, IntoPyResult};
 use crate::machine::PyMachine;
-use crate::runtime::{wait, wait_finishing};
+use crate::runtime::{wait, wait_abandoning, wait_finishing};
 
 /// What kind of machine to provision.
 #[pyclass(frozen, from_py_object, module = "hgauto", name = "MachineSpec")]
@@ -97,29 +97,15 @@ pub struct PyProvider {
     pub inner: Arc<dyn ResourceProvider>,
 }
 
-/// Provisions under [`OnInterrupt::Finish`]: Ctrl-C lets the provision complete and then
-/// terminates what it made, so nothing is left half-created.
+/// Provisions; an interrupt (Ctrl-C, SIGTERM) drops the provision at once and the provider
+/// undoes what it had made before the exception is raised (see [`wait_abandoning`]).
 fn provision_guarded(
     py: Python<'_>,
     provider: Arc<dyn ResourceProvider>,
     spec: MachineSpec,
     count: usize,
 ) -> PyResult<Vec<Arc<dyn RemoteMachine>>> {
-    wait_finishing(py, |cancelled| async move {
-        let made = provider.provision(&spec, count).await;
-        if let (true, Ok(ms)) = (cancelled.is_set(), &made) {
-            let ids: Vec<String> = ms.iter().map(|m| m.id().to_owned()).collect();
-            if let Err(e) = provider.terminate(&ids).await {
-                tracing::error!(
-                    machines = ?ids,
-                    error = %e,
-                    "interrupted: terminate failed; run purge"
-                );
-            }
-        }
-        made
-    })?
-    .py_err(py)
+    wait_abandoning(py, async move { provider.provision(&spec, count).await })?.py_err(py)
 }
 
 fn terminate_guarded(
@@ -127,7 +113,7 @@ fn terminate_guarded(
     provider: Arc<dyn ResourceProvider>,
     ids: Vec<String>,
 ) -> PyResult<()> {
-    wait_finishing(py, |_| async move { provider.terminate(&ids).await })?.py_err(py)
+    wait_finishing(py, async move { provider.terminate(&ids).await })?.py_err(py)
 }
 
 /// Machine ids from a list of `Machine`s or strings.
@@ -230,7 +216,7 @@ impl PyProvider {
     /// Returns the removed ids.
     fn purge(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let p = self.inner.clone();
-        let report = wait_finishing(py, |_| async move { p.purge().await })?.py_err(py)?;
+        let report = wait_finishing(py, async move { p.purge().await })?.py_err(py)?;
         Ok(report.removed)
     }
 
@@ -270,27 +256,16 @@ impl Drop for MachineSet {
     }
 }
 
-/// Provisions a guarded set under [`OnInterrupt::Finish`](crate::runtime::OnInterrupt):
-/// Ctrl-C lets the provision complete, then the guard terminates what it made, so nothing
-/// is left half-created.
+/// Provisions a guarded set; an interrupt drops the provision at once and the provider
+/// undoes what it had made before the exception is raised (see [`wait_abandoning`]).
 fn provision_set(
     py: Python<'_>,
     provider: Arc<dyn ResourceProvider>,
     spec: MachineSpec,
     count: usize,
 ) -> PyResult<TemporaryMachines> {
-    wait_finishing(py, |cancelled| async move {
-        let made = TemporaryMachines::provision(provider, &spec, count).await?;
-        if cancelled.is_set() {
-            let ids = made.ids();
-            if let Err(e) = made.terminate().await {
-                tracing::error!(machines = ?ids, error = %e, "interrupted: terminate failed; run purge");
-            }
-            return Err(Error::Interrupted {
-                signal: libc::SIGINT,
-            });
-        }
-        Ok(made)
+    wait_abandoning(py, async move {
+        TemporaryMachines::provision(provider, &spec, count).await
     })?
     .py_err(py)
 }
@@ -337,7 +312,7 @@ impl MachineSet {
         };
         let ids = set.ids();
         let result =
-            wait_finishing(py, |_| async move { set.terminate().await }).and_then(|r| r.py_err(py));
+            wait_finishing(py, async move { set.terminate().await }).and_then(|r| r.py_err(py));
         py.import("hgauto._signals")?.call_method0("leave")?;
         match (result, exc_type) {
             (Ok(()), _) => Ok(false),

@@ -9,7 +9,6 @@
 //! propagates like any other.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,21 +74,10 @@ pub(crate) enum OnInterrupt {
     /// Drop the operation (which kills a running command) and raise `KeyboardInterrupt`
     /// once it is gone.
     Cancel,
-    /// Tell the operation (through [`Cancelled`]) and let it finish; raise
+    /// Let the operation finish; raise
     /// `KeyboardInterrupt` afterwards. For provisioning and termination, which must not
     /// be torn in half.
     Finish,
-}
-
-/// Set when the caller was interrupted under [`OnInterrupt::Finish`].
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Cancelled(Arc<AtomicBool>);
-
-impl Cancelled {
-    /// True once the caller was interrupted.
-    pub(crate) fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 enum Msg<E, T> {
@@ -113,33 +101,47 @@ impl<E> Events<E> {
     }
 }
 
+/// How long an interrupted provision's undo (terminating what it had launched, run in the
+/// background by its provider) may take before the interrupt is raised anyway.
+const UNDO_GRACE: Duration = Duration::from_secs(20);
+
+/// Runs `fut`, an operation that undoes itself when dropped (provisioning, by the
+/// provider's contract), under [`OnInterrupt::Cancel`]: Ctrl-C or SIGTERM drops it at once,
+/// whatever it waits for, and its undo gets up to [`UNDO_GRACE`] before the exception is
+/// raised, so the caller's cleanup (and the process's exit) finds nothing left running.
+pub(crate) fn wait_abandoning<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let out = wait(py, fut);
+    if out.is_err() {
+        let rt = runtime();
+        let finished =
+            py.detach(|| rt.block_on(hgauto_core::backend::background::drain(UNDO_GRACE)));
+        if !finished {
+            tracing::error!("the undo of an interrupted provision did not finish; run purge");
+        }
+    }
+    out
+}
+
 /// Runs `fut` on the runtime and waits for it with the GIL released; Ctrl-C cancels it.
 pub(crate) fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    wait_with(
-        py,
-        OnInterrupt::Cancel,
-        |_: Events<()>, _| fut,
-        |_, ()| Ok(()),
-    )
+    wait_with(py, OnInterrupt::Cancel, |_: Events<()>| fut, |_, ()| Ok(()))
 }
 
-/// Runs the future `make(cancelled)` builds under [`OnInterrupt::Finish`]: Ctrl-C sets
-/// `cancelled` and is raised once the future has completed.
-pub(crate) fn wait_finishing<T, F>(py: Python<'_>, make: impl FnOnce(Cancelled) -> F) -> PyResult<T>
+/// Runs `fut` under [`OnInterrupt::Finish`]: Ctrl-C is raised once it has completed.
+pub(crate) fn wait_finishing<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
-    wait_with(
-        py,
-        OnInterrupt::Finish,
-        |_: Events<()>, cancelled| make(cancelled),
-        |_, ()| Ok(()),
-    )
+    wait_with(py, OnInterrupt::Finish, |_: Events<()>| fut, |_, ()| Ok(()))
 }
 
 /// Runs the future `make(events)` builds, handing each event to the optional Python
@@ -161,13 +163,13 @@ where
         Some(cb) => wait_with(
             py,
             OnInterrupt::Cancel,
-            |events, _| make(Some(events)),
+            |events| make(Some(events)),
             |_, e| call(&cb, e).map(drop),
         ),
     }
 }
 
-/// Runs the future that `make(events, cancelled)` builds, calling `on_event` on this
+/// Runs the future that `make(events)` builds, calling `on_event` on this
 /// thread (with the GIL) for every event it sends, in order, before the result. An error
 /// from `on_event`, or Ctrl-C under [`OnInterrupt::Cancel`], cancels the operation; the
 /// error is raised once the operation is gone (a running command has been killed).
@@ -181,7 +183,7 @@ where
     E: Send + 'static,
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
-    M: FnOnce(Events<E>, Cancelled) -> F,
+    M: FnOnce(Events<E>) -> F,
 {
     let (tx, rx) = mpsc::channel::<Msg<E, T>>();
     let events = {
@@ -190,8 +192,7 @@ where
             let _ = tx.send(Msg::Event(e));
         }))
     };
-    let cancelled = Cancelled::default();
-    let fut = make(events, cancelled.clone());
+    let fut = make(events);
     let rt = runtime();
     let mut task = rt.spawn(async move {
         let out = fut.await;
@@ -223,9 +224,8 @@ where
                 if raise.is_none() {
                     if let Err(err) = py.check_signals() {
                         raise = Some(err);
-                        match policy {
-                            OnInterrupt::Cancel => task.abort(),
-                            OnInterrupt::Finish => cancelled.0.store(true, Ordering::SeqCst),
+                        if policy == OnInterrupt::Cancel {
+                            task.abort();
                         }
                     }
                 }

@@ -162,7 +162,7 @@ impl ResourceProvider for Ec2Provider {
 
         if hgauto_core::cleanup::is_interrupted() {
             return Err(Error::Interrupted {
-                signal: libc::SIGINT,
+                signal: hgauto_core::cleanup::interrupt_signal(),
             });
         }
         // From here, a caller that stops waiting (a dropped future) leaves nothing behind:
@@ -203,12 +203,12 @@ impl ResourceProvider for Ec2Provider {
         let made = tokio::select! {
             r = made => r,
             () = hgauto_core::cleanup::interrupted() => Err(Error::Interrupted {
-                signal: libc::SIGINT,
+                signal: hgauto_core::cleanup::interrupt_signal(),
             }),
         };
         let made = match made {
             Ok(_) if hgauto_core::cleanup::is_interrupted() => Err(Error::Interrupted {
-                signal: libc::SIGINT,
+                signal: hgauto_core::cleanup::interrupt_signal(),
             }),
             other => other,
         };

@@ -79,6 +79,25 @@ where
     true
 }
 
+/// Runs `work` as [`spawn`] does and waits for its result. If the caller stops waiting
+/// (its future is dropped), the work still runs to the end, counted for [`drain`]: for an
+/// undo that a cancelled caller must not cut in half. `None` when there is no runtime to
+/// run it on, or the work panicked.
+pub async fn run_detached<T, F>(what: impl Into<String>, work: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = spawn(what, async move {
+        let _ = tx.send(work.await);
+    });
+    if !spawned {
+        return None;
+    }
+    rx.await.ok()
+}
+
 /// How many background tasks of this process are still running.
 pub fn in_flight() -> usize {
     adjust(0)

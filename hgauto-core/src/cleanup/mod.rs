@@ -17,7 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use signals::{install_signal_handler, lock_live, register, InFlight};
-pub use signals::{interrupt, interrupted, is_interrupted, set_signal_handling, SignalHandling};
+pub use signals::{
+    interrupt, interrupt_signal, interrupted, is_interrupted, set_signal_handling, SignalHandling,
+};
 
 use crate::error::{Error, Result};
 use crate::machine::RemoteMachine;
@@ -54,11 +56,28 @@ impl TemporaryMachines {
         install_signal_handler();
         if is_interrupted() {
             return Err(Error::Interrupted {
-                signal: libc::SIGINT,
+                signal: interrupt_signal(),
             });
         }
         let flight = InFlight::enter();
-        let machines = provider.provision(spec, count).await?;
+        // An interrupt drops the provision at once, whatever it is waiting for (EC2 waits
+        // minutes for host keys): the provider's contract is that a dropped provision
+        // undoes what it made, in the background that `interrupt` drains.
+        let made = tokio::select! {
+            made = provider.provision(spec, count) => Some(made),
+            () = interrupted() => None,
+        };
+        // The provision future is gone here; the undo it handed over runs, and the caller
+        // learns of the interrupt only once it is done (or given up on), so a program that
+        // exits on this error leaves nothing behind.
+        let Some(made) = made else {
+            drop(flight);
+            signals::wait_for_undo().await;
+            return Err(Error::Interrupted {
+                signal: interrupt_signal(),
+            });
+        };
+        let machines = made?;
         let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
         let key = register(provider.clone(), ids);
         drop(flight);

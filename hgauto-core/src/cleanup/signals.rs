@@ -20,12 +20,20 @@ use tokio::sync::Notify;
 use crate::error::{Error, Result};
 use crate::provider::ResourceProvider;
 
-/// How long [`interrupt`] waits for in-flight provisions before cleaning up anyway.
-const IN_FLIGHT_WAIT: Duration = Duration::from_secs(60);
+/// How long [`interrupt`] waits for in-flight provisions to notice it and stop. They stop
+/// at their next await (a guard's provision is dropped as soon as the interrupt lands), so
+/// this only bounds a provider stuck in blocking code.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
 /// How long [`interrupt`] gives each provider's `terminate`.
 const TERMINATE_WAIT: Duration = Duration::from_secs(120);
+/// How long [`interrupt`] waits for the undo of abandoned provisions (run in the
+/// background, see [`crate::backend::background`]). A CI runner sends SIGKILL about 10 s
+/// after its first signal.
+const UNDO_WAIT: Duration = Duration::from_secs(20);
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The signal [`interrupt`] was called with (0: not interrupted).
+static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 /// 0: install on first guard (default); 1: manual; 2: installed.
@@ -72,6 +80,15 @@ fn notify() -> &'static Notify {
 /// to stop creating machines.
 pub fn is_interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The signal the process was interrupted with, for [`Error::Interrupted`]: SIGINT when
+/// [`interrupt`] has not run (a provider noticing Ctrl-C some other way).
+pub fn interrupt_signal() -> i32 {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => libc::SIGINT,
+        sig => sig,
+    }
 }
 
 /// Resolves once the process is interrupted (immediately if it already is).
@@ -122,11 +139,14 @@ impl Drop for InFlight {
 }
 
 /// Cleans up as a signal would, without exiting: marks the process interrupted (providers
-/// stop creating machines, [`interrupted`] resolves), waits up to 60 s for provisions in
-/// flight, then terminates the machines of every live guard (each provider gets 120 s).
-/// Returns how many machine sets were terminated. Guards whose machines it took do nothing
-/// more when they drop.
+/// stop creating machines, [`interrupted`] resolves, and every guard's provision in flight
+/// is dropped, so its provider undoes what it had made), waits up to 10 s for those
+/// provisions to stop, terminates the machines of every live guard (each provider gets
+/// 120 s), and waits up to 20 s for the undo of the abandoned provisions. Returns how many
+/// machine sets were terminated. Guards whose machines it took do nothing more when they
+/// drop.
 pub async fn interrupt(signal: i32) -> usize {
+    let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
     notify().notify_waiters();
     tracing::warn!(signal, "interrupted: terminating machines");
@@ -147,7 +167,15 @@ pub async fn interrupt(signal: i32) -> usize {
         }
     });
     futures::future::join_all(jobs).await;
+    wait_for_undo().await;
     count
+}
+
+/// Waits (up to 20 s) for the undo of abandoned provisions, run in the background.
+pub(super) async fn wait_for_undo() {
+    if !crate::backend::background::drain(UNDO_WAIT).await {
+        tracing::error!("the undo of an interrupted provision did not finish; run purge");
+    }
 }
 
 /// Installs hgauto's handler once per process, unless the program chose

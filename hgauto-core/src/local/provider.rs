@@ -78,6 +78,24 @@ impl LocalProvider {
         LocalMachine::open(id, self.store.machines_dir.join(id))
     }
 
+    /// Removes what a provision made before it failed or was interrupted. The removal runs
+    /// detached: a caller that stops waiting (an interrupt drops the provision) does not
+    /// cut it short, and [`interrupt`](crate::cleanup::interrupt) waits for it.
+    async fn undo(&self, ids: Vec<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        let what = format!("removing the local machines {ids:?} of a failed provision");
+        let work = destroy(self.store.clone(), ids);
+        match crate::backend::background::run_detached(what, work).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cleanup after a failed provision failed; run purge")
+            }
+            None => tracing::error!("cleanup after a failed provision did not run; run purge"),
+        }
+    }
+
     fn create_one(
         &self,
         spec: &MachineSpec,
@@ -270,20 +288,18 @@ impl ResourceProvider for LocalProvider {
         };
         let mut machines: Vec<Arc<dyn RemoteMachine>> = Vec::with_capacity(count);
         for _ in 0..count {
-            if crate::cleanup::is_interrupted() {
-                let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
-                let _ = self.terminate(&ids).await;
-                return Err(Error::Interrupted {
-                    signal: libc::SIGINT,
-                });
-            }
-            match self.create_one(spec, template.as_deref()) {
+            let failed = if crate::cleanup::is_interrupted() {
+                Err(Error::Interrupted {
+                    signal: crate::cleanup::interrupt_signal(),
+                })
+            } else {
+                self.create_one(spec, template.as_deref())
+            };
+            match failed {
                 Ok(m) => machines.push(m),
                 Err(e) => {
                     let ids: Vec<String> = machines.iter().map(|m| m.id().to_owned()).collect();
-                    if let Err(t) = self.terminate(&ids).await {
-                        tracing::error!(error = %t, "cleanup after a failed provision failed; run purge");
-                    }
+                    self.undo(ids).await;
                     return Err(e);
                 }
             }
@@ -293,19 +309,7 @@ impl ResourceProvider for LocalProvider {
     }
 
     async fn terminate(&self, ids: &[String]) -> Result<()> {
-        for id in ids {
-            check_id_chars(id, "machine id")?;
-        }
-        let ids = ids.to_vec();
-        let store = self.store.clone();
-        blocking(move || {
-            for id in &ids {
-                store.destroy_machine(id)?;
-                tracing::info!(machine = %id, "terminated");
-            }
-            Ok(())
-        })
-        .await
+        destroy(self.store.clone(), ids.to_vec()).await
     }
 
     /// Rewrites the machines' ledger records with the new deadline.
@@ -424,6 +428,21 @@ impl ResourceProvider for LocalProvider {
 }
 
 /// Ids become directory names: only `[A-Za-z0-9._-]`, not starting with `.`.
+/// Destroys the machines `ids` (their processes, directories and records).
+async fn destroy(store: Store, ids: Vec<String>) -> Result<()> {
+    for id in &ids {
+        check_id_chars(id, "machine id")?;
+    }
+    blocking(move || {
+        for id in &ids {
+            store.destroy_machine(id)?;
+            tracing::info!(machine = %id, "terminated");
+        }
+        Ok(())
+    })
+    .await
+}
+
 fn check_id_chars(id: &str, what: &str) -> Result<()> {
     let ok = !id.is_empty()
         && !id.starts_with('.')

@@ -119,7 +119,7 @@ pub(crate) async fn run(
             Some(ev) = rx.recv() => c.handle(ev),
             _ = tick.tick() => c.health_check(),
             _ = &mut interrupted => {
-                outcome = Err(Error::Interrupted { signal: libc::SIGINT });
+                outcome = Err(Error::Interrupted { signal: crate::cleanup::interrupt_signal() });
                 break;
             }
         }
