@@ -117,6 +117,72 @@ async fn new_heads_become_one_job_per_check(vcs: Vcs) {
     assert_eq!(j.revision.as_deref(), Some(next_head.as_str()));
 }
 
+/// A repository that cannot be read (gone, or not yet made) is reported by name and does
+/// not stop the poll of the others, and `next` does not poll again before one is due.
+async fn one_failing_repository_does_not_stop_the_others(vcs: Vcs) {
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("not-yet-a-repository");
+    let missing = later.join(format!("upstream-{}", vcs.name()));
+    let good = init(vcs, dir.path());
+    let head = commit(vcs, &good, "stable", "one");
+    let source = VcsBranchSource::new(dir.path().join("jobs"), options(dir.path()))
+        .unwrap()
+        .with_poll_interval(Duration::from_secs(3600));
+    for url in [&missing, &good] {
+        source
+            .watch(Watch {
+                vcs,
+                url: url.display().to_string(),
+                branches: vec!["stable".into()],
+                checks: vec!["build".into()],
+                priority: 0,
+            })
+            .unwrap();
+    }
+    // Through `next`, as an agent polls: the good repository's job is there.
+    let job = source.next(&JobFilter::any()).await.unwrap();
+    assert_eq!(
+        job.as_ref().and_then(|j| j.revision.as_deref()),
+        Some(head.as_str()),
+        "the readable repository was polled"
+    );
+    source.release(&job.unwrap()).await.unwrap();
+    // Made readable now; `next` must not poll again before the interval is up.
+    let other = init(vcs, &later);
+    assert_eq!(other, missing);
+    commit(vcs, &other, "stable", "two");
+    let again = source.next(&JobFilter::any()).await.unwrap().unwrap();
+    assert_eq!(
+        again.revision.as_deref(),
+        Some(head.as_str()),
+        "no poll on every next"
+    );
+    source.release(&again).await.unwrap();
+
+    std::fs::remove_dir_all(&missing).unwrap();
+    let report = source.poll_report().await;
+    assert_eq!((report.repositories, report.added), (2, 0));
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert!(report.failures[0]
+        .repository
+        .contains("not-yet-a-repository"));
+    let e = source.poll().await.unwrap_err().to_string();
+    assert!(
+        e.contains("1 of 2 repositories") && e.contains("not-yet-a-repository"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_one_failing_repository_does_not_stop_the_others() {
+    one_failing_repository_does_not_stop_the_others(Vcs::Git).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hg_one_failing_repository_does_not_stop_the_others() {
+    one_failing_repository_does_not_stop_the_others(Vcs::Hg).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn git_new_heads_become_one_job_per_check() {
     new_heads_become_one_job_per_check(Vcs::Git).await;

@@ -16,4 +16,4 @@ pub use machine::LocalMachine;
 pub use processes::kill_machine_processes;
 pub use provider::LocalProvider;
 pub use publisher::DirPublisher;
-pub use vcs_jobs::{VcsBranchSource, Watch};
+pub use vcs_jobs::{PollFailure, PollReport, VcsBranchSource, Watch};

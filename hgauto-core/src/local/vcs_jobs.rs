@@ -36,6 +36,26 @@ pub struct Watch {
     pub priority: i32,
 }
 
+/// What one [`VcsBranchSource::poll_report`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollReport {
+    /// How many repositories were polled.
+    pub repositories: usize,
+    /// How many jobs were queued, from the repositories that answered.
+    pub added: usize,
+    /// The repositories that could not be polled.
+    pub failures: Vec<PollFailure>,
+}
+
+/// A repository a poll could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollFailure {
+    /// Its URL, credentials masked.
+    pub repository: String,
+    /// Why.
+    pub error: String,
+}
+
 /// Jobs from the heads of watched branches (see the [module docs](self)).
 #[derive(Debug)]
 pub struct VcsBranchSource {
@@ -98,8 +118,36 @@ impl VcsBranchSource {
     }
 
     /// Reads every watched branch's head now and queues a job for each new (head, check).
-    /// Returns how many jobs were added. A repository that cannot be read fails the poll.
+    /// Returns how many jobs were added. Each repository is polled on its own: one that
+    /// cannot be read does not stop the others, and the error names it (see
+    /// [`poll_report`](Self::poll_report) for the whole picture).
     pub async fn poll(&self) -> Result<usize> {
+        let report = self.poll_report().await;
+        match report.failures.as_slice() {
+            [] => Ok(report.added),
+            failures => Err(Error::Backend {
+                backend: "vcs branch source".into(),
+                message: format!(
+                    "{} of {} repositories could not be polled ({} jobs were queued from the \
+                     others): {}",
+                    failures.len(),
+                    report.repositories,
+                    report.added,
+                    failures
+                        .iter()
+                        .map(|f| format!("{}: {}", f.repository, f.error))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                retryable: true,
+                source: None,
+            }),
+        }
+    }
+
+    /// Polls every watched repository on its own and says how each went: the jobs added
+    /// from those that answered, and the repositories that could not be read, with why.
+    pub async fn poll_report(&self) -> PollReport {
         let _one_at_a_time = self.polling.lock().await;
         let watches = self
             .watches
@@ -117,17 +165,36 @@ impl VcsBranchSource {
                 None => repos.push((w.vcs, &w.url, w.branches.clone())),
             }
         }
-        let mut added = 0;
+        let mut report = PollReport {
+            repositories: repos.len(),
+            ..PollReport::default()
+        };
         for (vcs, url, mut branches) in repos {
             branches.sort();
             branches.dedup();
-            let heads = resolve_heads(vcs, url, &branches, &self.checkout).await?;
-            for w in watches.iter().filter(|w| w.vcs == vcs && w.url == url) {
-                added += self.queue_heads(w, &heads).await?;
+            let polled = async {
+                let heads = resolve_heads(vcs, url, &branches, &self.checkout).await?;
+                let mut added = 0;
+                for w in watches.iter().filter(|w| w.vcs == vcs && w.url == url) {
+                    added += self.queue_heads(w, &heads).await?;
+                }
+                Ok::<_, Error>(added)
+            };
+            match polled.await {
+                Ok(added) => report.added += added,
+                Err(e) => {
+                    let repository = redact_url(url);
+                    tracing::warn!(source = %self.name, repository = %repository, error = %e, "polling a repository failed");
+                    report.failures.push(PollFailure {
+                        repository,
+                        error: crate::redact::redact_text(&e.to_string()),
+                    });
+                }
             }
         }
+        // Even after a failure: the next poll comes when it is due, not on every `next`.
         *self.last_poll.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        Ok(added)
+        report
     }
 
     /// Queues a job per (head of one of `w`'s branches, check); returns how many were new.
