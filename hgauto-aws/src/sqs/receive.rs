@@ -170,8 +170,17 @@ impl SqsJobSource {
 
     /// Gives back messages this source looked at but did not hand out: each is sent again
     /// with the attempts made so far, then deleted, ten per call. A message that could not
-    /// be sent again is made visible instead (its receive then counts, as before).
+    /// be sent again is made visible instead (its receive then counts, as before), and so
+    /// is one with less than half its lease left: if its lease ran out between the copy
+    /// and the delete, another agent could take the original while the copy is queued.
     pub(super) async fn forward(&self, messages: Vec<Received>) -> Result<()> {
+        let now = self.clock.now_ms();
+        let half = u64::from(self.ttl_secs() as u32) * 500;
+        let (messages, late): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|r| r.deadline_ms.saturating_sub(now) >= half);
+        let late: Vec<String> = late.into_iter().map(|r| r.receipt).collect();
+        self.make_visible(&late).await?;
         for chunk in messages.chunks(10) {
             let entries = chunk
                 .iter()

@@ -7,6 +7,9 @@ use std::process::{Child, Stdio};
 use super::ports::spawn_listening;
 use super::pypiserver::venv_program;
 
+/// moto_server's `main`, with SQS receives made atomic (see the script for why).
+const LAUNCHER: &str = include_str!("moto_launcher.py");
+
 /// A running moto_server, killed on drop.
 pub struct MotoServer {
     /// Its port on 127.0.0.1.
@@ -15,16 +18,16 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Starts moto_server from the project's test venv (made by scripts/test-all), else
-    /// from PATH, and waits until it listens. Sets fake credentials for the SDK and turns
+    /// Starts moto_server with the project's test venv's Python (made by scripts/test-all),
+    /// else `python3` from PATH, and waits until it listens. Sets fake credentials for the SDK and turns
     /// off instance-metadata lookups (no network).
     pub fn start() -> MotoServer {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         let (child, port) = spawn_listening("moto_server", std::net::Ipv4Addr::LOCALHOST, |port| {
-            let mut cmd = std::process::Command::new(venv_program("moto_server"));
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let mut cmd = std::process::Command::new(venv_program("python3"));
+            cmd.args(["-c", LAUNCHER, "-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "1")
                 .env("MOTO_ENABLE_AMI_VALIDATION", "1")
                 .env("MOTO_ENABLE_KEYPAIR_VALIDATION", "1")
