@@ -101,10 +101,25 @@ async fn undo_launch(
             .send()
             .await
             .map_err(|e| sdk_error("ec2", "describe instances", token, e))?;
-        let ids: Vec<String> = out
+        let instances: Vec<_> = out
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
+            .collect();
+        // Already going (a terminate that was cut short before it forgot them): only the
+        // ledger records are left to remove.
+        for i in &instances {
+            if let Some(id) = i.instance_id() {
+                if matches!(
+                    i.state().and_then(|s| s.name()),
+                    Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
+                ) {
+                    ledger.forget(id)?;
+                }
+            }
+        }
+        let ids: Vec<String> = instances
+            .iter()
             .filter(|i| {
                 !matches!(
                     i.state().and_then(|s| s.name()),
