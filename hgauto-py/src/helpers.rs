@@ -50,8 +50,14 @@ impl DownloadReport {
 /// and `size`, landed by atomic rename, optionally unpacked into `extract_to`.
 /// `progress(done_bytes, total_bytes_or_None)` is called on this thread as data arrives.
 /// An archive that unpacks past `max_unpacked_bytes` or `max_entries` is refused.
+// Literal defaults, so Python's signature (and stubtest) sees the numbers; kept equal to
+// core's defaults here.
+const _: () = assert!(
+    ExtractLimits::DEFAULT_MAX_BYTES == 8589934592 && ExtractLimits::DEFAULT_MAX_ENTRIES == 200000
+);
+
 #[pyfunction]
-#[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None, max_unpacked_bytes=ExtractLimits::DEFAULT_MAX_BYTES, max_entries=ExtractLimits::DEFAULT_MAX_ENTRIES))]
+#[pyo3(signature = (url, dest, *, sha256=None, size=None, connect_timeout=10.0, read_timeout=30.0, retry=None, extract_to=None, format=None, progress=None, max_unpacked_bytes=8589934592, max_entries=200000))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn download(
     py: Python<'_>,
