@@ -9,8 +9,8 @@ use std::time::Duration;
 use hgauto_aws::Ec2Provider;
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider, TemporaryMachines};
 use support::{
-    child_env, config_for, live_instances, some_image, spawn_provisioning_child, Moto,
-    ThrottleProxy,
+    child_env, config_for, live_instances, micro_linux_spec, some_image, spawn_provisioning_child,
+    Moto, ThrottleProxy,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,9 +57,7 @@ fn child_provisions_in_parallel() {
         let ec2 = Ec2Provider::new(config_for(&endpoint, std::path::Path::new(&state)))
             .await
             .unwrap();
-        let spec = MachineSpec::linux()
-            .with_image(some_image(&ec2, false).await)
-            .with_instance_type("t3.micro");
+        let spec = micro_linux_spec(&ec2).await;
         let p: Arc<dyn ResourceProvider> = Arc::new(ec2);
         println!("STARTING");
         let (a, b, c) = tokio::join!(

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hgauto_aws::Ec2Provider;
-use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider, TemporaryMachines};
+use hgauto_core::{ResourceKind, ResourceProvider, TemporaryMachines};
 use support::{
-    child_env, config_for, live_instances, some_image, Moto, CHILD_ENDPOINT, CHILD_STATE,
+    child_env, config_for, live_instances, micro_linux_spec, Moto, CHILD_ENDPOINT, CHILD_STATE,
 };
 
 /// Well above the few seconds the teardown takes (terminate, then look again for a launch
@@ -34,9 +34,7 @@ fn child_provisions_with_the_default_host_key_wait() {
         let config = config_for(&endpoint, std::path::Path::new(&state))
             .with_host_key_wait(Duration::from_secs(120));
         let ec2 = Ec2Provider::new(config).await.unwrap();
-        let spec = MachineSpec::linux()
-            .with_image(some_image(&ec2, false).await)
-            .with_instance_type("t3.micro");
+        let spec = micro_linux_spec(&ec2).await;
         let p: Arc<dyn ResourceProvider> = Arc::new(ec2);
         println!("STARTING");
         let (a, b) = tokio::join!(

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use hgauto_aws::Ec2Provider;
 use hgauto_core::{MachineSpec, ResourceKind, ResourceProvider};
-use support::{child_env, config_for, live_instances, some_image, spawn_provisioning_child, Moto};
+use support::{
+    child_env, config_for, live_instances, micro_linux_spec, some_image, spawn_provisioning_child,
+    Moto,
+};
 
 /// Runs in the child: provisions 5 instances, then waits to be killed.
 /// A moto_server, a provider over it with its own state, and a t3.micro Linux spec on an
@@ -36,16 +39,9 @@ fn child_provisions_five() {
         let p = Ec2Provider::new(config_for(&endpoint, std::path::Path::new(&state)))
             .await
             .unwrap();
-        let image = some_image(&p, false).await;
+        let spec = micro_linux_spec(&p).await;
         println!("STARTING");
-        let _ = p
-            .provision(
-                &MachineSpec::linux()
-                    .with_image(image)
-                    .with_instance_type("t3.micro"),
-                5,
-            )
-            .await;
+        let _ = p.provision(&spec, 5).await;
         println!("PROVISIONED");
         tokio::time::sleep(Duration::from_secs(300)).await;
     });

@@ -101,13 +101,9 @@ impl<E> Events<E> {
     }
 }
 
-/// How long an interrupted provision's undo (terminating what it had launched, run in the
-/// background by its provider) may take before the interrupt is raised anyway.
-const UNDO_GRACE: Duration = Duration::from_secs(20);
-
 /// Runs `fut`, an operation that undoes itself when dropped (provisioning, by the
 /// provider's contract), under [`OnInterrupt::Cancel`]: Ctrl-C or SIGTERM drops it at once,
-/// whatever it waits for, and its undo gets up to [`UNDO_GRACE`] before the exception is
+/// whatever it waits for, and its undo gets up to 20 s ([`hgauto_core::cleanup::wait_for_undo`]) before the exception is
 /// raised, so the caller's cleanup (and the process's exit) finds nothing left running.
 pub(crate) fn wait_abandoning<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
@@ -117,11 +113,7 @@ where
     let out = wait(py, fut);
     if out.is_err() {
         let rt = runtime();
-        let finished =
-            py.detach(|| rt.block_on(hgauto_core::backend::background::drain(UNDO_GRACE)));
-        if !finished {
-            tracing::error!("the undo of an interrupted provision did not finish; run purge");
-        }
+        py.detach(|| rt.block_on(hgauto_core::cleanup::wait_for_undo()));
     }
     out
 }

@@ -101,31 +101,23 @@ async fn undo_launch(
             .send()
             .await
             .map_err(|e| sdk_error("ec2", "describe instances", token, e))?;
-        let instances: Vec<_> = out
+        // Instances already going (a terminate cut short before it forgot them) only leave
+        // ledger records behind; the others are terminated.
+        let (gone, live): (Vec<_>, Vec<_>) = out
             .reservations()
             .iter()
             .flat_map(|r| r.instances())
-            .collect();
-        // Already going (a terminate that was cut short before it forgot them): only the
-        // ledger records are left to remove.
-        for i in &instances {
-            if let Some(id) = i.instance_id() {
-                if matches!(
-                    i.state().and_then(|s| s.name()),
-                    Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
-                ) {
-                    ledger.forget(id)?;
-                }
-            }
-        }
-        let ids: Vec<String> = instances
-            .iter()
-            .filter(|i| {
-                !matches!(
+            .partition(|i| {
+                matches!(
                     i.state().and_then(|s| s.name()),
                     Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
                 )
-            })
+            });
+        for id in gone.iter().filter_map(|i| i.instance_id()) {
+            ledger.forget(id)?;
+        }
+        let ids: Vec<String> = live
+            .iter()
             .filter_map(|i| i.instance_id().map(str::to_owned))
             .collect();
         if !ids.is_empty() {

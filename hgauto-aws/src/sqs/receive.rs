@@ -37,6 +37,11 @@ pub(super) struct Received {
 }
 
 impl SqsJobSource {
+    /// Half a lease, in ms: a message with less left is neither handed out nor forwarded.
+    fn half_lease_ms(&self) -> u64 {
+        u64::from(self.ttl_secs() as u32) * 500
+    }
+
     /// The first prefetched message that passes `filter` and has at least half its lease
     /// left. Those that do not pass, or are half gone, go to `give_back`.
     pub(super) fn take_prefetched(
@@ -45,7 +50,7 @@ impl SqsJobSource {
         give_back: &mut Vec<Received>,
     ) -> Option<Received> {
         let now = self.clock.now_ms();
-        let half = u64::from(self.ttl_secs() as u32) * 500;
+        let half = self.half_lease_ms();
         let mut held = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
         let mut chosen = None;
         let mut keep = std::collections::VecDeque::new();
@@ -175,7 +180,7 @@ impl SqsJobSource {
     /// and the delete, another agent could take the original while the copy is queued.
     pub(super) async fn forward(&self, messages: Vec<Received>) -> Result<()> {
         let now = self.clock.now_ms();
-        let half = u64::from(self.ttl_secs() as u32) * 500;
+        let half = self.half_lease_ms();
         let (messages, late): (Vec<_>, Vec<_>) = messages
             .into_iter()
             .partition(|r| r.deadline_ms.saturating_sub(now) >= half);

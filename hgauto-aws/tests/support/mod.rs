@@ -53,6 +53,14 @@ pub async fn some_image(p: &Ec2Provider, windows: bool) -> String {
         .to_owned()
 }
 
+/// A t3.micro Linux spec on one of moto's images: what the crash and interrupt tests
+/// provision.
+pub async fn micro_linux_spec(p: &Ec2Provider) -> hgauto_core::MachineSpec {
+    hgauto_core::MachineSpec::linux()
+        .with_image(some_image(p, false).await)
+        .with_instance_type("t3.micro")
+}
+
 /// Instances tagged with `prefix` that are not terminated or terminating.
 pub async fn live_instances(p: &Ec2Provider, prefix: &str) -> Vec<aws_sdk_ec2::types::Instance> {
     let out = p

@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use signals::{install_signal_handler, lock_live, register, InFlight};
 pub use signals::{
-    interrupt, interrupt_signal, interrupted, is_interrupted, set_signal_handling, SignalHandling,
+    interrupt, interrupt_signal, interrupted, is_interrupted, set_signal_handling, wait_for_undo,
+    SignalHandling,
 };
 
 use crate::error::{Error, Result};
@@ -72,7 +73,7 @@ impl TemporaryMachines {
         // exits on this error leaves nothing behind.
         let Some(made) = made else {
             drop(flight);
-            signals::wait_for_undo().await;
+            wait_for_undo().await;
             return Err(Error::Interrupted {
                 signal: interrupt_signal(),
             });

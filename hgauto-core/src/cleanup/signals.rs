@@ -171,8 +171,9 @@ pub async fn interrupt(signal: i32) -> usize {
     count
 }
 
-/// Waits (up to 20 s) for the undo of abandoned provisions, run in the background.
-pub(super) async fn wait_for_undo() {
+/// Waits (up to 20 s) for the undo of abandoned provisions, run in the background: what a
+/// program calls after dropping a provision, before it reports the interrupt or exits.
+pub async fn wait_for_undo() {
     if !crate::backend::background::drain(UNDO_WAIT).await {
         tracing::error!("the undo of an interrupted provision did not finish; run purge");
     }

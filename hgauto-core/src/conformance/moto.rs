@@ -19,8 +19,8 @@ pub struct MotoServer {
 
 impl MotoServer {
     /// Starts moto_server with the project's test venv's Python (made by scripts/test-all),
-    /// else `python3` from PATH, and waits until it listens. Sets fake credentials for the SDK and turns
-    /// off instance-metadata lookups (no network).
+    /// else `python3` from PATH, and waits until it listens. Sets fake credentials for the
+    /// SDK and turns off instance-metadata lookups (no network).
     pub fn start() -> MotoServer {
         std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");

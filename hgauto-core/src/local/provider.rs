@@ -427,7 +427,6 @@ impl ResourceProvider for LocalProvider {
     }
 }
 
-/// Ids become directory names: only `[A-Za-z0-9._-]`, not starting with `.`.
 /// Destroys the machines `ids` (their processes, directories and records).
 async fn destroy(store: Store, ids: Vec<String>) -> Result<()> {
     for id in &ids {
@@ -443,6 +442,7 @@ async fn destroy(store: Store, ids: Vec<String>) -> Result<()> {
     .await
 }
 
+/// Ids become directory names: only `[A-Za-z0-9._-]`, not starting with `.`.
 fn check_id_chars(id: &str, what: &str) -> Result<()> {
     let ok = !id.is_empty()
         && !id.starts_with('.')
