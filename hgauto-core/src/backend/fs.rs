@@ -135,6 +135,16 @@ fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> crate::Result<()> {
     Ok(())
 }
 
+/// Removes the file at `path`; one that is already gone is not an error.
+pub fn remove_if_exists(path: &Path) -> crate::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(crate::Error::io("remove", path, "localhost", e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`) with
 /// `mode` (less the umask).
 pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std::fs::File)> {

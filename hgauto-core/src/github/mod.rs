@@ -8,7 +8,10 @@
 //! - **What is built**: drafts and `[WIP]` titles are not. A pull request whose author is
 //!   not trusted (by `author_association` or by login, see [`TrustRules`]) is built only
 //!   once a trusted reviewer approved its current head; until then each check gets one
-//!   "approval needed" status. A head whose check already has a final status is tested.
+//!   "approval needed" status. The approval is read again whenever one of its jobs is
+//!   handed out: a job whose approval was dismissed while it waited is withdrawn (and
+//!   queued again if the head is approved again). A head whose check already has a final
+//!   status is tested.
 //! - **Order**: untested heads first, a priority label first among them, then the oldest
 //!   pull request. Re-checks ([`GithubPrSourceBuilder::rechecks`]) come after every
 //!   untested head: failed ones before passed ones.
@@ -27,6 +30,7 @@
 //! A list item missing a field the job needs is quarantined in the state directory's
 //! `failed/` (the payload and the reason), and the round goes on with the others.
 
+mod approval;
 mod cache;
 pub mod client;
 mod poll;
@@ -363,6 +367,21 @@ impl JobSource for GithubPrSource {
                 let skipped = JobOutcome::Skipped { reason: why.into() };
                 self.queue.report(&job, &skipped).await?;
                 continue;
+            }
+            match self.approval_stands(&job).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Withdrawn, not reported: a new approval of the head queues it again.
+                    tracing::info!(job = %job.id, "the approval of its head no longer stands: withdrawn");
+                    let queue = self.queue.clone();
+                    crate::backend::task::blocking(move || queue.withdraw(&job)).await?;
+                    continue;
+                }
+                Err(e) => {
+                    // Unknown is not approved: the job waits in the queue for a later try.
+                    let _ = self.queue.release(&job).await;
+                    return Err(e);
+                }
             }
             job.source = self.name.clone();
             if job.previous.is_none() {

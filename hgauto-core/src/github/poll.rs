@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::pulls::{PullRequest, Review};
+use super::approval::{TrustedBy, TRUSTED_BY};
+use super::pulls::PullRequest;
 use super::statuses::{self, Status, Wanted, APPROVAL_NEEDED, STARTED};
 use super::{GithubPrSource, GithubRepo};
 use crate::error::{Error, Result};
@@ -19,14 +20,14 @@ const RECHECK_PASSED: i32 = -2_000_000;
 #[derive(Debug, Default)]
 pub(crate) struct RepoView {
     /// Open pull requests by number.
-    pulls: HashMap<u64, PullRequest>,
+    pub(super) pulls: HashMap<u64, PullRequest>,
     /// The latest status per context, by head.
     statuses: HashMap<String, HashMap<String, Status>>,
     /// Whether a pull request's head was approved, as of (head, updated_at).
-    approvals: HashMap<u64, (String, String, bool)>,
+    pub(super) approvals: HashMap<u64, (String, String, bool)>,
     /// Whether the last round decided about every pull request. One that failed halfway
     /// is done again even when the listing has not changed.
-    complete: bool,
+    pub(super) complete: bool,
 }
 
 /// What a status write is for.
@@ -117,7 +118,14 @@ impl GithubPrSource {
             return Ok(0);
         }
         let sha = pr.head.sha.clone();
-        let trusted = self.trust.trusts_author(pr) || self.approved(repo, pr, view).await?;
+        let trusted_by = if self.trust.trusts_author(pr) {
+            Some(TrustedBy::Author)
+        } else if self.approved(repo, pr, view).await? {
+            Some(TrustedBy::Review)
+        } else {
+            None
+        };
+        let trusted = trusted_by.is_some();
         if !view.statuses.contains_key(&sha) {
             // A head whose jobs this queue already has (a restarted agent's) needs no read:
             // nothing is queued from its statuses unless re-checks are on.
@@ -149,7 +157,10 @@ impl GithubPrSource {
             }
             return Ok(0);
         }
-        let priority = self.priority_of(pr);
+        let (priority, trusted_by) = (
+            self.priority_of(pr),
+            trusted_by.unwrap_or(TrustedBy::Review),
+        );
         let mut added = 0;
         for check in &repo.checks {
             if view.statuses[&sha]
@@ -158,7 +169,7 @@ impl GithubPrSource {
             {
                 continue;
             }
-            let job = self.job_for(repo, pr, check, priority, String::new());
+            let job = self.job_for(repo, pr, check, priority, trusted_by, String::new());
             let queue = self.queue.clone();
             if crate::backend::task::blocking(move || queue.enqueue(job)).await? {
                 added += 1;
@@ -181,6 +192,7 @@ impl GithubPrSource {
         pr: &PullRequest,
         check: &str,
         priority: i32,
+        trusted_by: TrustedBy,
         suffix: String,
     ) -> Job {
         let full = repo.full_name();
@@ -195,36 +207,7 @@ impl GithubPrSource {
             .with_attribute("base", pr.base.branch.clone())
             .with_attribute("head_ref", pr.head.branch.clone())
             .with_attribute("title", pr.title.clone())
-    }
-
-    /// Whether a trusted reviewer approved the current head; read again only when the pull
-    /// request changed (a review moves its `updated_at`).
-    async fn approved(
-        &self,
-        repo: &GithubRepo,
-        pr: &PullRequest,
-        view: &mut RepoView,
-    ) -> Result<bool> {
-        if let Some((sha, updated, ok)) = view.approvals.get(&pr.number) {
-            if *sha == pr.head.sha && *updated == pr.updated_at {
-                return Ok(*ok);
-            }
-        }
-        let path = format!(
-            "repos/{}/pulls/{}/reviews?per_page=100",
-            repo.full_name(),
-            pr.number
-        );
-        let listing = self.client.get_list(&path).await?;
-        let reviews: Vec<Review> = listing
-            .items
-            .iter()
-            .filter_map(|v| serde_json::from_value(v.clone()).ok())
-            .collect();
-        let ok = self.trust.approved(pr, &reviews);
-        view.approvals
-            .insert(pr.number, (pr.head.sha.clone(), pr.updated_at.clone(), ok));
-        Ok(ok)
+            .with_attribute(TRUSTED_BY, trusted_by.as_str())
     }
 
     /// The latest status per context of `sha`, read conditionally.
@@ -386,6 +369,7 @@ impl GithubPrSource {
                         pr,
                         check,
                         base + self.priority_of(pr),
+                        TrustedBy::of(&self.trust, pr),
                         format!("~recheck-{period}"),
                     );
                     jobs.push(job);

@@ -3,7 +3,7 @@
 //! whether one is built: drafts and `[WIP]` titles are not, untrusted authors wait for an
 //! approving review.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
@@ -130,16 +130,26 @@ impl TrustRules {
         self.trusts(&pr.user.login, &pr.author_association)
     }
 
-    /// Whether one of `reviews` approves `pr`'s current head and comes from a trusted
-    /// reviewer. An approval of an earlier head does not carry over to new commits.
-    pub(crate) fn approved(&self, pr: &PullRequest, reviews: &[Review]) -> bool {
-        reviews.iter().any(|r| {
-            r.state == "APPROVED"
-                && r.commit_id.as_deref().is_none_or(|c| c == pr.head.sha)
-                && r.user
-                    .as_ref()
-                    .is_some_and(|u| self.trusts(&u.login, &r.author_association))
-        })
+    /// Whether a trusted reviewer's latest verdict on `head` is an approval. Reviews come
+    /// oldest first: an approval that was later dismissed, or followed by a request for
+    /// changes from the same reviewer, no longer counts, and an approval of an earlier head
+    /// does not carry over to new commits.
+    pub(crate) fn approves(&self, head: &str, reviews: &[Review]) -> bool {
+        let mut latest: BTreeMap<&str, (&str, bool)> = BTreeMap::new();
+        for r in reviews {
+            let Some(u) = r.user.as_ref() else { continue };
+            if !self.trusts(&u.login, &r.author_association) {
+                continue;
+            }
+            let on_head = r.commit_id.as_deref().is_none_or(|c| c == head);
+            match r.state.as_str() {
+                "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED" => {
+                    latest.insert(&u.login, (r.state.as_str(), on_head));
+                }
+                _ => {} // a comment leaves the verdict as it was
+            }
+        }
+        latest.values().any(|v| *v == ("APPROVED", true))
     }
 }
 
@@ -199,10 +209,23 @@ mod tests {
             commit_id: Some(commit.into()),
         };
         let head = "a".repeat(40);
-        assert!(rules.approved(&pr, &[review("bob", "MEMBER", "APPROVED", &head)]));
-        assert!(!rules.approved(&pr, &[review("eve", "NONE", "APPROVED", &head)]));
-        assert!(!rules.approved(&pr, &[review("bob", "MEMBER", "COMMENTED", &head)]));
-        let old = "c".repeat(40);
-        assert!(!rules.approved(&pr, &[review("bob", "MEMBER", "APPROVED", &old)]));
+        let old = "b".repeat(40);
+        let approves = |reviews: &[Review]| rules.approves(&pr.head.sha, reviews);
+        assert_eq!(pr.head.sha, head);
+        assert!(approves(&[review("bob", "MEMBER", "APPROVED", &head)]));
+        assert!(!approves(&[review("eve", "NONE", "APPROVED", &head)]));
+        assert!(!approves(&[review("bob", "MEMBER", "COMMENTED", &head)]));
+        assert!(!approves(&[review("bob", "MEMBER", "APPROVED", &old)]));
+        // The latest verdict of each trusted reviewer counts; comments change nothing.
+        let approved = review("bob", "MEMBER", "APPROVED", &head);
+        let comment = review("bob", "MEMBER", "COMMENTED", &head);
+        let dismissed = review("bob", "MEMBER", "DISMISSED", &head);
+        let changes = review("bob", "MEMBER", "CHANGES_REQUESTED", &head);
+        assert!(approves(&[approved.clone(), comment.clone()]));
+        assert!(!approves(&[approved.clone(), dismissed.clone()]));
+        assert!(!approves(&[approved.clone(), changes.clone()]));
+        assert!(approves(&[changes, approved.clone()]));
+        let carol = review("carol", "OWNER", "APPROVED", &head);
+        assert!(approves(&[approved, dismissed, carol]));
     }
 }

@@ -400,6 +400,20 @@ impl FakeGithub {
         }));
     }
 
+    /// Dismisses `login`'s reviews of pull request `n`, as GitHub does: their state becomes
+    /// `DISMISSED` and the pull request's `updated_at` moves.
+    pub fn dismiss(&self, repo: &str, n: u64, login: &str) {
+        {
+            let mut st = self.state.lock().unwrap();
+            for r in st.reviews.entry((repo.into(), n)).or_default() {
+                if r["user"]["login"] == login {
+                    r["state"] = "DISMISSED".into();
+                }
+            }
+        }
+        self.edit(repo, n, |_| {});
+    }
+
     /// Every status written to (`repo`, `sha`), oldest first: (context, state, description).
     pub fn statuses(&self, repo: &str, sha: &str) -> Vec<(String, String, String)> {
         let st = self.state.lock().unwrap();

@@ -321,6 +321,27 @@ impl DirJobSource {
         self.lease(fresh, 1).map(Some)
     }
 
+    /// Takes the job the caller holds out of the queue as if it had never been queued, so
+    /// that the same id may be queued again later (a pull request whose approval was
+    /// dismissed, and may be given again). The id's mark goes first: a crash midway leaves
+    /// a queued job (whose id the scan marks again), never a mark without a job.
+    #[cfg(feature = "github")]
+    pub(crate) fn withdraw(&self, job: &Job) -> Result<()> {
+        let _lock = self.lock()?;
+        let (_, fid) = self.held(job)?;
+        let marker = self.root.join("ids").join(&fid);
+        crate::backend::fs::remove_if_exists(&marker)?;
+        if let Some(q) = self.find_queued(&fid)? {
+            crate::backend::fs::remove_if_exists(&q)?;
+        }
+        crate::backend::fs::remove_if_exists(&self.claim_path(&fid))?;
+        self.view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget_listing();
+        Ok(())
+    }
+
     fn release_blocking(&self, job: &Job) -> Result<()> {
         let _lock = self.lock()?;
         let (mut claim, fid) = self.held(job)?;
