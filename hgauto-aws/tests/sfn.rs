@@ -108,12 +108,52 @@ fn state_maps<'a>(
     }
 }
 
+/// The control activity's ARN: the resource of the `Work done` state.
+fn def_control(def: &Value) -> &Value {
+    &def["States"]["Pipeline: run"]["Branches"][0]["States"]["Work done"]["Resource"]
+}
+
+/// A task on a worker runs only after a granted slot (asking again after a Wait), and
+/// gives it back on success and on failure.
+fn check_worker_slot(states: &serde_json::Map<String, Value>, run: &str, at: &str) {
+    let acquire = states
+        .values()
+        .find(|s| s["Parameters"]["action"] == "acquire-worker" && s["Parameters"]["task"] == run)
+        .unwrap_or_else(|| panic!("{at}/{run}: no acquire-worker state"));
+    let choice = &states[acquire["Next"].as_str().unwrap()];
+    assert_eq!(choice["Type"], "Choice", "{at}/{run}");
+    assert_eq!(choice["Choices"][0]["Variable"], "$.slot.granted");
+    assert_eq!(
+        choice["Choices"][0]["Next"], run,
+        "{at}/{run}: granted runs"
+    );
+    let wait = &states[choice["Default"].as_str().unwrap()];
+    assert_eq!(wait["Type"], "Wait", "{at}/{run}");
+    assert_eq!(
+        states[wait["Next"].as_str().unwrap()]["Parameters"]["action"],
+        "acquire-worker",
+        "{at}/{run}: the wait asks again"
+    );
+    let s = &states[run];
+    let after = [
+        s["Next"].as_str().unwrap(),
+        s["Catch"][0]["Next"].as_str().unwrap(),
+    ];
+    for next in after {
+        assert_eq!(
+            states[next]["Parameters"]["action"], "release-worker",
+            "{at}/{run}: {next} gives the slot back"
+        );
+    }
+}
+
 /// What moto does not check, for a definition of `p`.
 fn check_structure(p: &Pipeline, def: &Value) {
     let mut maps = Vec::new();
     state_maps(def, "", &mut maps);
     let mut task_states = 0;
     let mut check_choices = 0;
+    let mut worker_runs = 0;
     for (at, states) in &maps {
         for (name, s) in *states {
             if let Some(next) = s.get("Next").and_then(Value::as_str) {
@@ -150,11 +190,18 @@ fn check_structure(p: &Pipeline, def: &Value) {
                         c["ResultPath"].as_str().unwrap().starts_with("$."),
                         "{at}/{name}"
                     );
-                    let next = &states[c["Next"].as_str().unwrap()];
+                    let mut next = &states[c["Next"].as_str().unwrap()];
+                    // A worker slot is given back on the way to the record.
+                    let releasing = s["Parameters"]["action"] == "release-worker";
+                    if next["Parameters"]["action"] == "release-worker" {
+                        next = &states[next["Next"].as_str().unwrap()];
+                    }
                     // Every failure becomes a result record (the branch's output, which the
-                    // level's Parallel writes under $.levels), or the health loop goes on.
+                    // level's Parallel writes under $.levels), or the health loop goes on;
+                    // a slot that cannot be given back leaves the task's own record.
                     let records = next["Type"] == "Pass"
-                        && next["Parameters"]["state"] == "failed"
+                        && (next["Parameters"]["state"] == "failed"
+                            || (releasing && c["Next"] == s["Next"]))
                         && next["End"] == true;
                     assert!(
                         records || c["Next"] == "Health wait" || c["Next"] == "Work end",
@@ -166,6 +213,10 @@ fn check_structure(p: &Pipeline, def: &Value) {
                     s["Parameters"]["action"] != "should-run"
                         && s["Parameters"]["action"] != "start-worker"
                 }) {
+                    if &s["Resource"] != def_control(def) {
+                        worker_runs += 1;
+                        check_worker_slot(states, name, at);
+                    }
                     let policy = p.step(step).unwrap().step_kind().policy();
                     assert_eq!(
                         retry.last().unwrap()["MaxAttempts"],
@@ -207,6 +258,17 @@ fn check_structure(p: &Pipeline, def: &Value) {
         "one should_run Choice per checked task"
     );
     assert!(task_states >= tasks.len(), "every task has a Task state");
+    let on_workers = tasks
+        .iter()
+        .filter(|t| {
+            let step = p.steps().iter().find(|s| t.starts_with(s.name())).unwrap();
+            step.worker().is_some()
+        })
+        .count();
+    assert_eq!(
+        worker_runs, on_workers,
+        "every task on a worker holds a slot"
+    );
     let normalized = def["States"]["Pipeline: normalize results"]["Parameters"]["tasks"]
         .as_object()
         .unwrap();

@@ -88,9 +88,10 @@ async fn control_answers_checks_functions_starts_and_health_checks() {
 
     let activity = "arn:aws:states:us-east-1:1:activity:ctl-builder";
     let started = control
-        .handle(&json!({"action": "start-worker", "kind": "builder", "activity": activity, "execution": "e1"}))
+        .handle(&json!({"action": "acquire-worker", "kind": "builder", "activity": activity, "task": "build-2", "execution": "e1"}))
         .await
         .unwrap();
+    assert_eq!(started["granted"], true);
     let first = started["machine"].as_str().unwrap().to_owned();
     let rec = provider.ledger().get(&first).unwrap().unwrap();
     assert_eq!(
@@ -162,4 +163,103 @@ async fn control_answers_checks_functions_starts_and_health_checks() {
         .unwrap_err();
     assert!(e.message.contains("user data"), "{e:?}");
     assert!(provider.list_managed().await.unwrap().is_empty());
+}
+
+/// 10 tasks of a kind capped at 2 workers: 2 slots at a time, never more than 2 machines,
+/// a freed slot goes to a waiting task on the worker already up, a lost worker is
+/// replaced on the next grant, and the end of the execution frees what it still held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_slots_keep_a_step_within_max_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Arc::new(LocalProvider::new(dir.path().join("state")).unwrap());
+    let values: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let p = Pipeline::builder("capped")
+        .dimension("v", values)
+        .worker(
+            "builder",
+            WorkerKind::new(MachineSpec::linux()).max_workers(2),
+        )
+        .step(Step::command("build", "builder", StepCommand::argv(["make"])).over(["v"]))
+        .build()
+        .unwrap();
+    let control = Control::new(p, BTreeMap::new())
+        .unwrap()
+        .provider(provider.clone());
+    let activity = "arn:aws:states:us-east-1:1:activity:capped-builder";
+    let ask = |action: &'static str, task: String| json!({"action": action, "kind": "builder", "activity": activity, "task": task, "execution": "e1"});
+    let live = || async {
+        provider
+            .list_managed()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.exists)
+            .count()
+    };
+    let mut granted = Vec::new();
+    for round in 0..2 {
+        for i in 0..10 {
+            let a = control
+                .handle(&ask("acquire-worker", format!("build-{i}")))
+                .await
+                .unwrap();
+            if a["granted"] == true && !granted.contains(&i) {
+                granted.push(i);
+            }
+            assert!(live().await <= 2, "round {round}, task {i}");
+        }
+    }
+    assert_eq!(granted, [0, 1], "two slots, and asking again keeps them");
+    assert_eq!(live().await, 2);
+
+    // A freed slot goes to the next task that asks, on the workers already up.
+    control
+        .handle(&ask("release-worker", "build-0".into()))
+        .await
+        .unwrap();
+    let a = control
+        .handle(&ask("acquire-worker", "build-5".into()))
+        .await
+        .unwrap();
+    assert_eq!(a, json!({"granted": true, "machine": null}));
+    assert_eq!(
+        control
+            .handle(&ask("acquire-worker", "build-6".into()))
+            .await
+            .unwrap()["granted"],
+        false
+    );
+    // A worker powers off (a failed task ends it): the next grant starts one in its place.
+    let ids: Vec<String> = provider
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    provider.terminate(&ids[..1]).await.unwrap();
+    control
+        .handle(&ask("release-worker", "build-1".into()))
+        .await
+        .unwrap();
+    let a = control
+        .handle(&ask("acquire-worker", "build-6".into()))
+        .await
+        .unwrap();
+    assert_eq!(a["granted"], true);
+    assert!(a["machine"].is_string(), "{a}");
+    assert_eq!(live().await, 2);
+
+    // The end of the execution frees its slots: another execution gets both.
+    control
+        .handle(&json!({"action": "work-done", "execution": "e1"}))
+        .await
+        .unwrap();
+    for task in ["build-7", "build-8"] {
+        let mut req = ask("acquire-worker", task.into());
+        req["execution"] = "e2".into();
+        assert_eq!(control.handle(&req).await.unwrap()["granted"], true);
+    }
+    assert_eq!(live().await, 2);
+    provider.purge().await.unwrap();
 }

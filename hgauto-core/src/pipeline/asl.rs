@@ -4,9 +4,10 @@
 //!
 //! Shape: a `Pipeline` Parallel state with two branches. `Work` runs one Parallel state per
 //! dependency level, one branch per task: a Choice that skips the task when a task it needs
-//! failed, its `should_run` check (a Choice on the control worker's answer), a request for
-//! a worker, and the Task state on the kind's activity with the step kind's Retry and a
-//! Catch. Every outcome, failures included, is written under `$.levels`, so one failing
+//! failed, its `should_run` check (a Choice on the control worker's answer), a loop that
+//! waits for one of the kind's `max_workers` worker slots (the control worker starts a
+//! worker with the grant when the kind needs one), the Task state on the kind's activity
+//! with the step kind's Retry and a Catch, and the slot given back on either outcome. Every outcome, failures included, is written under `$.levels`, so one failing
 //! cell never stops the others; `Work done` tells the control worker the work is over.
 //! `Health` waits, asks the control worker ([`super::control`]) to start workers for kinds
 //! with work and none alive, and loops until the control worker says the work is done.
@@ -32,6 +33,9 @@ use super::step::Body;
 
 /// The error a worker reports for a failure of the work itself: never retried.
 pub const FATAL_ERROR: &str = "hgauto.Fatal";
+
+/// How long a task waits before it asks again for a worker slot of its kind.
+pub const SLOT_WAIT_SECS: u64 = 10;
 
 /// The error a worker reports when it gives a task back untouched: retried at once.
 pub const RELEASED_ERROR: &str = "hgauto.Released";
@@ -242,8 +246,12 @@ fn task_branch(
     let s_check = format!("{n} should_run");
     let s_choice = format!("{n} should_run?");
     let s_skipped = format!("{n} skipped");
-    let s_start = format!("{n} start worker");
+    let s_start = format!("{n} get worker");
+    let s_granted = format!("{n} worker?");
+    let s_wait = format!("{n} wait worker");
     let s_run = n.clone();
+    let s_free = format!("{n} free worker");
+    let s_free_failed = format!("{n} free failed");
     let s_ok = format!("{n} succeeded");
     let s_failed = format!("{n} failed");
     let has_check = !matches!(step.should_run, super::step::ShouldRun::Always);
@@ -309,22 +317,58 @@ fn task_branch(
             json!({"Type": "Pass", "Parameters": record("skipped", false, json!({"reason.$": "$.check.reason"})), "End": true}),
         );
     }
+    // A task on a worker holds one of its kind's `max_workers` slots while it runs; a
+    // task granted none waits and asks again, so no more run at once than the cap and
+    // none waits in the activity's queue (where its timeouts would already be running).
+    let (after_run, after_failure) = match &needs_worker {
+        Some(_) => (s_free.clone(), s_free_failed.clone()),
+        None => (s_ok.clone(), s_failed.clone()),
+    };
     if let Some(kind) = &needs_worker {
+        let slot = |action: &str| {
+            json!({
+                "action": action, "kind": kind, "activity": resource, "task": n,
+                "pipeline": p.name, "execution.$": "$$.Execution.Id"
+            })
+        };
         states.insert(
             s_start.clone(),
             json!({
                 "Type": "Task",
                 "Resource": a.control,
-                "Parameters": {
-                    "action": "start-worker", "kind": kind, "activity": resource,
-                    "pipeline": p.name, "execution.$": "$$.Execution.Id"
-                },
-                "ResultPath": null,
+                "Parameters": slot("acquire-worker"),
+                "ResultPath": "$.slot",
                 "Retry": retriers(&RetryPolicy::cheap()),
-                "Catch": catch(s_failed.clone()),
-                "Next": s_run
+                "Catch": catch(s_free_failed.clone()),
+                "Next": s_granted
             }),
         );
+        states.insert(
+            s_granted,
+            json!({
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.slot.granted", "BooleanEquals": true, "Next": s_run}],
+                "Default": s_wait
+            }),
+        );
+        states.insert(
+            s_wait,
+            json!({"Type": "Wait", "Seconds": SLOT_WAIT_SECS, "Next": s_start}),
+        );
+        // A slot that cannot be given back is not a failure of the task.
+        let free = |next: &str| {
+            json!({
+                "Type": "Task",
+                "Resource": a.control,
+                "Parameters": slot("release-worker"),
+                "ResultPath": null,
+                "Retry": retriers(&RetryPolicy::cheap()),
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": next}],
+                "Next": next
+            })
+        };
+        states.insert(s_free, free(&s_ok));
+        states.insert(s_free_failed, free(&s_failed));
     }
     let action = if needs_worker.is_some() {
         "run"
@@ -344,8 +388,8 @@ fn task_branch(
             "HeartbeatSeconds": 300,
             "ResultPath": "$.out",
             "Retry": retriers(&step.kind.policy()),
-            "Catch": catch(s_failed.clone()),
-            "Next": s_ok
+            "Catch": catch(after_failure),
+            "Next": after_run
         }),
     );
     states.insert(

@@ -4,14 +4,22 @@
 //! Requests (the Task states' `Parameters`) and answers (their output):
 //! - `should-run` `{task, mode}` → `{"run": bool, "reason": str}`: the task's `should_run`
 //!   check (always "run" in `fake` mode).
-//! - `start-worker` `{kind, activity}` → `{"machine": id}`: provisions a worker of that kind
-//!   through the provider, labelled with the activity it serves (`hgauto-activity`), whose
-//!   image starts the worker loop ([`super::asl::worker_user_data`]).
+//! - `acquire-worker` `{kind, activity, task, execution}` → `{"granted": bool, "machine":
+//!   id or null}`: a worker slot for the task. At most the kind's `max_workers` tasks hold
+//!   one at a time, as in the embedded engine; a task not granted one waits and asks again.
+//!   A grant starts a worker when the kind has fewer live workers than granted slots: so
+//!   a 200-cell step never has more than `max_workers` machines. Workers are provisioned
+//!   through the provider, labelled with the activity they serve (`hgauto-activity`), and
+//!   their image starts the worker loop ([`super::asl::worker_user_data`]).
+//! - `release-worker` `{kind, task, execution}` → `{}`: the task ended; its slot is free.
+//! - `start-worker` `{kind, activity}` → `{"machine": id or null}`: one more worker of the
+//!   kind, unless it already has `max_workers` live ones.
 //! - `function` `{task, inputs, mode}` → `{"outputs": {...}}`: runs a function step.
-//! - `work-done` `{execution}` → `{}`: every task of the execution has ended.
+//! - `work-done` `{execution}` → `{}`: every task of the execution has ended (any slot it
+//!   still held is freed).
 //! - `health-check` `{execution}` → `{"finished": bool, "started": [ids]}`: once the work is
-//!   done, ends the health loop; before that, starts a worker for every kind this
-//!   execution asked workers for that has none alive.
+//!   done, ends the health loop; before that, starts a worker for every kind of which this
+//!   execution holds slots and that has no live worker.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -36,8 +44,27 @@ struct State {
     finished: HashSet<String>,
     /// Per execution, the worker kinds it asked for.
     kinds: HashMap<String, BTreeSet<String>>,
-    /// Per kind, the workers started (machine id) and the activity they serve.
-    workers: BTreeMap<String, (Vec<String>, String)>,
+    /// Per kind, the workers started and the activity they serve.
+    workers: BTreeMap<String, KindWorkers>,
+    /// Per kind, the (execution, task) pairs holding a worker slot.
+    slots: BTreeMap<String, BTreeSet<(String, String)>>,
+}
+
+#[derive(Default, Clone)]
+struct KindWorkers {
+    /// Machine ids, as started (some may have powered off since).
+    ids: Vec<String>,
+    /// Starts under way.
+    starting: usize,
+    activity: String,
+}
+
+impl State {
+    fn held(&self, kind: &str, exec: &str) -> usize {
+        self.slots
+            .get(kind)
+            .map_or(0, |s| s.iter().filter(|(e, _)| e == exec).count())
+    }
 }
 
 /// How workers started by the control worker boot: HHVM's `worker.sh` as user data.
@@ -177,6 +204,40 @@ impl Control {
                 let outputs = f(self.context(t, inputs, attempt)).await?;
                 Ok(json!({"outputs": outputs}))
             }
+            "acquire-worker" => {
+                let (kind, activity) = (text(request, "kind")?, text(request, "activity")?);
+                let slot = (
+                    text(request, "execution")?.to_owned(),
+                    text(request, "task")?.to_owned(),
+                );
+                let max = self.max_workers(kind)?;
+                let held = {
+                    let mut st = self.state();
+                    st.kinds
+                        .entry(slot.0.clone())
+                        .or_default()
+                        .insert(kind.to_owned());
+                    let slots = st.slots.entry(kind.to_owned()).or_default();
+                    if !slots.contains(&slot) && slots.len() >= max {
+                        return Ok(json!({"granted": false, "machine": null}));
+                    }
+                    slots.insert(slot);
+                    slots.len()
+                };
+                let machine = self.ensure_workers(kind, activity, held).await?;
+                Ok(json!({"granted": true, "machine": machine}))
+            }
+            "release-worker" => {
+                let kind = text(request, "kind")?;
+                let slot = (
+                    text(request, "execution")?.to_owned(),
+                    text(request, "task")?.to_owned(),
+                );
+                if let Some(slots) = self.state().slots.get_mut(kind) {
+                    slots.remove(&slot);
+                }
+                Ok(json!({}))
+            }
             "start-worker" => {
                 let kind = text(request, "kind")?.to_owned();
                 let activity = text(request, "activity")?.to_owned();
@@ -187,13 +248,17 @@ impl Control {
                         .or_default()
                         .insert(kind.clone());
                 }
-                let id = self.start(&kind, &activity).await?;
-                Ok(json!({"machine": id}))
+                let known = self.state().workers.get(&kind).map_or(0, |w| w.ids.len());
+                let machine = self.ensure_workers(&kind, &activity, known + 1).await?;
+                Ok(json!({"machine": machine}))
             }
             "work-done" => {
-                self.state()
-                    .finished
-                    .insert(text(request, "execution")?.to_owned());
+                let exec = text(request, "execution")?.to_owned();
+                let mut st = self.state();
+                for slots in st.slots.values_mut() {
+                    slots.retain(|(e, _)| *e != exec);
+                }
+                st.finished.insert(exec);
                 Ok(json!({}))
             }
             "health-check" => {
@@ -204,10 +269,15 @@ impl Control {
                 let kinds = self.state().kinds.get(&exec).cloned().unwrap_or_default();
                 let mut started = Vec::new();
                 for kind in kinds {
-                    let (ids, activity) =
-                        self.state().workers.get(&kind).cloned().unwrap_or_default();
-                    if !self.any_alive(&ids).await? {
-                        started.push(self.start(&kind, &activity).await?);
+                    let (workers, held) = {
+                        let st = self.state();
+                        let w = st.workers.get(&kind).cloned().unwrap_or_default();
+                        (w, st.held(&kind, &exec))
+                    };
+                    if held > 0 && !self.any_alive(&workers.ids).await? {
+                        if let Some(id) = self.ensure_workers(&kind, &workers.activity, 1).await? {
+                            started.push(id);
+                        }
                     }
                 }
                 Ok(json!({"finished": false, "started": started}))
@@ -251,19 +321,78 @@ impl Control {
             .first()
             .map(|m| m.id().to_owned())
             .ok_or_else(|| StepFailure::retryable("the provider returned no machine"))?;
-        let mut state = self.state();
-        let entry = state.workers.entry(kind.to_owned()).or_default();
-        entry.0.push(id.clone());
-        entry.1 = activity.to_owned();
         Ok(id)
     }
 
+    fn max_workers(&self, kind: &str) -> std::result::Result<usize, StepFailure> {
+        self.pipeline
+            .workers
+            .get(kind)
+            .map(|w| w.max_workers.max(1))
+            .ok_or_else(|| {
+                StepFailure::fatal(format!(
+                    "pipeline {:?} has no worker kind {kind:?}",
+                    self.pipeline.name
+                ))
+            })
+    }
+
+    /// Starts one worker of `kind` when it has fewer than `wanted` (at most `max_workers`)
+    /// live or starting ones; returns the new machine's id. Workers that powered off are
+    /// forgotten first, so a lost worker is replaced.
+    async fn ensure_workers(
+        &self,
+        kind: &str,
+        activity: &str,
+        wanted: usize,
+    ) -> std::result::Result<Option<String>, StepFailure> {
+        let wanted = wanted.min(self.max_workers(kind)?);
+        let known = |st: &State| st.workers.get(kind).map_or(0, |w| w.ids.len() + w.starting);
+        if known(&self.state()) >= wanted {
+            let ids = self
+                .state()
+                .workers
+                .get(kind)
+                .map(|w| w.ids.clone())
+                .unwrap_or_default();
+            let alive = self.alive(&ids).await?;
+            if let Some(w) = self.state().workers.get_mut(kind) {
+                w.ids.retain(|id| alive.contains(id));
+            }
+        }
+        {
+            let mut st = self.state();
+            if known(&st) >= wanted {
+                return Ok(None);
+            }
+            let w = st.workers.entry(kind.to_owned()).or_default();
+            w.starting += 1;
+            w.activity = activity.to_owned();
+        }
+        let started = self.start(kind, activity).await;
+        let mut st = self.state();
+        let w = st.workers.entry(kind.to_owned()).or_default();
+        w.starting -= 1;
+        let id = started?;
+        w.ids.push(id.clone());
+        Ok(Some(id))
+    }
+
     async fn any_alive(&self, ids: &[String]) -> std::result::Result<bool, StepFailure> {
-        let Some(provider) = &self.provider else {
-            return Ok(false);
+        Ok(!self.alive(ids).await?.is_empty())
+    }
+
+    /// Which of `ids` the provider still has.
+    async fn alive(&self, ids: &[String]) -> std::result::Result<HashSet<String>, StepFailure> {
+        let Some(provider) = self.provider.as_ref().filter(|_| !ids.is_empty()) else {
+            return Ok(HashSet::new());
         };
         let managed = provider.list_managed().await.map_err(StepFailure::from)?;
-        Ok(managed.iter().any(|r| r.exists && ids.contains(&r.id)))
+        Ok(managed
+            .into_iter()
+            .filter(|r| r.exists && ids.contains(&r.id))
+            .map(|r| r.id)
+            .collect())
     }
 }
 

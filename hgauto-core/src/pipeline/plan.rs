@@ -221,7 +221,7 @@ pub(crate) fn expand(p: &Pipeline, sel: &Selection) -> Result<Vec<Task>> {
 
 /// The longest task name. Names become directories (`artifacts/<task>`), log names and
 /// Step Functions state names, which may not pass 80 characters: the longest state the
-/// export derives from a task adds 13 (`<task> start worker`).
+/// export derives from a task adds 12 (`<task> wait worker`, `<task> free worker`).
 pub(crate) const MAX_TASK_NAME: usize = 64;
 
 /// `build-3.1-debian`: the step name, then the cell's [`key`](Cell::key). A longer name
