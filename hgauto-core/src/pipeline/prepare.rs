@@ -25,8 +25,10 @@ pub(crate) struct PreparedCommand {
     pub command: StepCommand,
     pub sync: Vec<(PathBuf, String)>,
     pub collect: Vec<String>,
-    /// Where the command writes its outputs, relative to its directory on the worker.
-    pub output_file: String,
+    /// The stem of the file the command writes its outputs to, relative to its directory
+    /// on the worker: unique to the run, and each attempt adds its number
+    /// ([`Self::output_file`]), so no attempt reads what an earlier one left on a reused host.
+    pub output_stem: String,
 }
 
 /// A task's filled-in skip check.
@@ -53,6 +55,7 @@ pub(crate) fn prepare(
     inputs: &BTreeMap<String, String>,
     mode: Mode,
 ) -> Result<Vec<Prepared>> {
+    let run = hex::encode(rand::random::<[u8; 6]>());
     tasks
         .iter()
         .map(|t| {
@@ -77,7 +80,7 @@ pub(crate) fn prepare(
                         command: StepCommand::argv(["true"]),
                         sync: Vec::new(),
                         collect: Vec::new(),
-                        output_file: output_file(&t.name),
+                        output_stem: format!(".hgauto-outputs-{}-{run}", t.name),
                     }
                 } else {
                     let mut filled = command.clone();
@@ -104,7 +107,7 @@ pub(crate) fn prepare(
                             })
                             .collect::<Result<_>>()?,
                         collect: fill_all(collect)?,
-                        output_file: output_file(&t.name),
+                        output_stem: format!(".hgauto-outputs-{}-{run}", t.name),
                     }
                 }),
                 Body::Function(_) => None,
@@ -130,10 +133,6 @@ pub(crate) fn prepare(
         .collect()
 }
 
-fn output_file(task: &str) -> String {
-    format!(".hgauto-outputs-{task}")
-}
-
 impl PreparedCommand {
     /// The command to run: the step's own, with the task's environment, directory and
     /// timeout. Matrix values, inputs and dependencies' outputs (by step name) arrive as
@@ -145,6 +144,7 @@ impl PreparedCommand {
         cell_dims: &[(String, String)],
         dep_outputs: &[(String, super::step::Outputs)],
         timeout: std::time::Duration,
+        attempt: u32,
     ) -> Command {
         let c = &self.command;
         let mut cmd = match &c.script {
@@ -182,7 +182,7 @@ impl PreparedCommand {
                 "HGAUTO_TASK",
                 values.get("task").map(String::as_str).unwrap_or(""),
             )
-            .env(OUTPUT_ENV, &self.output_file);
+            .env(OUTPUT_ENV, self.output_file(attempt));
         for (k, v) in &c.env {
             cmd = cmd.env(k.clone(), v);
         }
@@ -194,10 +194,24 @@ impl PreparedCommand {
 }
 
 impl PreparedCommand {
+    /// The file attempt `attempt` writes its outputs to.
+    pub(super) fn output_file(&self, attempt: u32) -> String {
+        format!("{}-{attempt}", self.output_stem)
+    }
+
     /// A path on the worker relative to its home: `rel` inside the command's directory.
+    /// An absolute `rel` (`/x`, `C:\x`, `\\host\x`) stays as it is.
     pub(super) fn in_cwd(&self, rel: &str) -> String {
+        let b = rel.as_bytes();
+        let absolute = rel.starts_with(['/', '\\'])
+            || (b.len() > 2
+                && b[0].is_ascii_alphabetic()
+                && b[1] == b':'
+                && b"/\\".contains(&b[2]));
         match &self.command.cwd {
-            Some(cwd) if !cwd.is_empty() => format!("{}/{rel}", cwd.trim_end_matches('/')),
+            Some(cwd) if !cwd.is_empty() && !absolute => {
+                format!("{}/{rel}", cwd.trim_end_matches(['/', '\\']))
+            }
             _ => rel.to_owned(),
         }
     }

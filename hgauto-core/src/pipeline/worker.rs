@@ -167,6 +167,7 @@ async fn run_attempt(
         t.cell.pairs(),
         &deps,
         step.timeout,
+        attempt,
     );
     let hook = shared.cfg.on_line.clone();
     let mut sink = |stream: Stream, line: &[u8]| {
@@ -208,7 +209,7 @@ async fn run_attempt(
         return Err(failure);
     }
     let artifacts = collect(shared, machine, task).await?;
-    let outputs = read_outputs(shared, machine, task).await?;
+    let outputs = read_outputs(shared, machine, task, attempt).await?;
     log.line(&t.name, "=== succeeded ===");
     Ok((outputs, artifacts))
 }
@@ -275,28 +276,94 @@ async fn collect(
     Ok(got)
 }
 
-/// The `KEY=VALUE` lines the command wrote to `$HGAUTO_OUTPUT`, if it wrote any.
+/// The `KEY=VALUE` lines the command wrote to `$HGAUTO_OUTPUT`, if it wrote any. Whether
+/// it wrote the file is asked first; a file that is there but cannot be read is retried,
+/// then fails the attempt (retryably): outputs are never taken as absent because a read
+/// failed. The file is removed once read.
 async fn read_outputs(
     shared: &Shared,
     machine: &dyn RemoteMachine,
     task: usize,
+    attempt: u32,
 ) -> Result<Outputs, StepFailure> {
     let pc = shared.prepared[task]
         .command
         .as_ref()
         .expect("command task");
-    let tmp = tempfile::NamedTempFile::new()
-        .map_err(|e| StepFailure::retryable(format!("temporary file: {e}")))?;
-    if machine
-        .get(&pc.in_cwd(&pc.output_file), tmp.path())
+    let path = pc.in_cwd(&pc.output_file(attempt));
+    let unreadable = |e: crate::Error| {
+        StepFailure::retryable(format!(
+            "the step's outputs {path} on {} could not be read: {e}",
+            machine.id()
+        ))
+    };
+    let retry = crate::retry::RetryPolicy {
+        max_retries: 3,
+        base_delay: Duration::from_millis(250),
+        factor: 2.0,
+        max_delay: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let probe = retry
+        .run_if(
+            "look for the step's outputs",
+            |_| true,
+            |_| remote_file_exists(machine, &path),
+        )
         .await
-        .is_err()
-    {
+        .map_err(unreadable)?;
+    if !probe {
         return Ok(Outputs::new());
     }
+    let tmp = tempfile::NamedTempFile::new()
+        .map_err(|e| StepFailure::retryable(format!("temporary file: {e}")))?;
+    retry
+        .run_if(
+            "read the step's outputs",
+            |_| true,
+            |_| machine.get(&path, tmp.path()),
+        )
+        .await
+        .map_err(unreadable)?;
     let text = std::fs::read_to_string(tmp.path())
         .map_err(|e| StepFailure::fatal(format!("outputs: {e}")))?;
+    let _ = machine.exec(&remove_remote_file(machine, &path)).await;
     parse_outputs(&text).map_err(StepFailure::fatal)
+}
+
+/// Whether anything is at `path` on `machine` (the path reaches the shell as data): what
+/// is there but is no readable file fails the read, rather than passing for "no outputs".
+async fn remote_file_exists(machine: &dyn RemoteMachine, path: &str) -> crate::Result<bool> {
+    let probe = match machine.platform() {
+        Platform::Linux => {
+            Command::new("sh").args(["-c", "[ -e \"$1\" ] || [ -L \"$1\" ] || exit 3", "sh", path])
+        }
+        Platform::Windows => Command::script(
+            "if (Test-Path -LiteralPath $env:HGAUTO_PATH) { exit 0 } else { exit 3 }",
+        )
+        .env("HGAUTO_PATH", path),
+    }
+    .timeout(Duration::from_secs(60));
+    let out = machine.exec(&probe).await?;
+    match out.status.code() {
+        Some(0) => Ok(true),
+        Some(3) => Ok(false),
+        _ => Err(crate::Error::invalid(
+            format!("the check for {path} on {}", machine.id()),
+            format!("ended with {}: {}", out.status, out.stderr_str().trim()),
+        )),
+    }
+}
+
+fn remove_remote_file(machine: &dyn RemoteMachine, path: &str) -> Command {
+    match machine.platform() {
+        Platform::Linux => Command::new("rm").args(["-f", "--", path]),
+        Platform::Windows => Command::script(
+            "Remove-Item -LiteralPath $env:HGAUTO_PATH -Force -ErrorAction SilentlyContinue",
+        )
+        .env("HGAUTO_PATH", path),
+    }
+    .timeout(Duration::from_secs(60))
 }
 
 /// `KEY=VALUE` lines; blank lines are ignored; anything else is an error naming the line.
