@@ -177,7 +177,13 @@ impl Control {
                 }
                 let step = &self.pipeline.steps[t.step];
                 let ctx = self.context(t, self.inputs.clone(), 0);
-                let reason = run_check(&step.should_run, p.check.clone(), ctx).await?;
+                let reason = run_check(
+                    &step.should_run,
+                    p.check.clone(),
+                    ctx,
+                    super::checks::DEFAULT_CHECK_TIMEOUT,
+                )
+                .await?;
                 Ok(json!({"run": reason.is_none(), "reason": reason.unwrap_or_default()}))
             }
             "function" => {

@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub health_check: Duration,
     pub idle_timeout: Duration,
     pub ready_timeout: Duration,
+    /// The longest a `should_run` check may take.
+    pub check_timeout: Duration,
     pub time_scale: f64,
     pub function_limit: usize,
     pub on_line: Option<LineHook>,
@@ -95,6 +97,7 @@ impl Runner {
                 health_check: Duration::from_secs(300),
                 idle_timeout: Duration::from_secs(600),
                 ready_timeout: Duration::from_secs(600),
+                check_timeout: super::checks::DEFAULT_CHECK_TIMEOUT,
                 time_scale: 1.0,
                 function_limit: 64,
                 on_line: None,
@@ -158,6 +161,13 @@ impl Runner {
     /// How long a worker waits for a task before it shuts down (default 10 minutes).
     pub fn idle_timeout(mut self, after: Duration) -> Self {
         self.cfg.idle_timeout = after;
+        self
+    }
+
+    /// The longest a task's `should_run` check may take (default 10 minutes). A check
+    /// command past it is killed with its whole process group, and the task fails.
+    pub fn check_timeout(mut self, limit: Duration) -> Self {
+        self.cfg.check_timeout = limit;
         self
     }
 

@@ -113,8 +113,9 @@ pub struct WorkerFile {
     pub lifetime_secs: Option<u64>,
 }
 
-/// A retry kind: `"cheap"`, `"heavy"`, or a policy of your own.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// A retry kind: `"cheap"`, `"heavy"`, or a policy of your own. A policy's table refuses
+/// keys it does not know, as every other table of the file does.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum KindFile {
     /// `cheap` or `heavy`.
@@ -132,6 +133,44 @@ pub enum KindFile {
         #[serde(default)]
         max_delay_secs: Option<f64>,
     },
+}
+
+/// [`KindFile::Custom`]'s table, read strictly: untagged enums cannot refuse unknown keys
+/// themselves (and would only say that nothing matched).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomKindTable {
+    max_retries: u32,
+    base_delay_secs: f64,
+    #[serde(default)]
+    factor: Option<f64>,
+    #[serde(default)]
+    max_delay_secs: Option<f64>,
+}
+
+impl<'de> Deserialize<'de> for KindFile {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Named(String),
+            Table(serde_json::Map<String, serde_json::Value>),
+        }
+        let table = match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("a step kind is \"cheap\", \"heavy\" or a table of max_retries, base_delay_secs, factor and max_delay_secs")
+        })? {
+            Raw::Named(name) => return Ok(KindFile::Named(name)),
+            Raw::Table(t) => t,
+        };
+        let t: CustomKindTable = serde_json::from_value(serde_json::Value::Object(table))
+            .map_err(|e| serde::de::Error::custom(format!("step kind: {e}")))?;
+        Ok(KindFile::Custom {
+            max_retries: t.max_retries,
+            base_delay_secs: t.base_delay_secs,
+            factor: t.factor,
+            max_delay_secs: t.max_delay_secs,
+        })
+    }
 }
 
 /// A "skip when these artifacts are published" check against a directory.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::command::{Command, Platform};
 use crate::env::name_part;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::publisher::Publisher;
 
 use super::definition::Pipeline;
@@ -75,7 +75,12 @@ pub(crate) fn prepare(
                     command,
                     sync,
                     collect,
-                } => Some(if mode == Mode::Fake {
+                } => Some(if let Some(bad) = bad_env_name(command) {
+                    return Err(Error::invalid(
+                        what,
+                        format!("environment variable name {bad:?} must match [A-Za-z_][A-Za-z0-9_]*"),
+                    ));
+                } else if mode == Mode::Fake {
                     PreparedCommand {
                         command: StepCommand::argv(["true"]),
                         sync: Vec::new(),
@@ -131,6 +136,14 @@ pub(crate) fn prepare(
             })
         })
         .collect()
+}
+
+/// The first name in the command's environment that no shell can set.
+fn bad_env_name(c: &StepCommand) -> Option<&str> {
+    c.env
+        .keys()
+        .map(String::as_str)
+        .find(|k| crate::backend::render::check_env_key(k).is_err())
 }
 
 impl PreparedCommand {

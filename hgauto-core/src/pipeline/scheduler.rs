@@ -241,7 +241,7 @@ impl Coordinator {
         let ctx = shared.context(task, 0);
         tokio::spawn(async move {
             let step = &shared.pipeline.steps[shared.tasks[task].step];
-            let result = run_check(&step.should_run, check, ctx).await;
+            let result = run_check(&step.should_run, check, ctx, shared.cfg.check_timeout).await;
             shared.send(Event::Checked { task, result });
         });
     }

@@ -141,7 +141,8 @@ pub fn quote_posix(word: &OsStr, what: &str) -> Result<String> {
     Ok(out)
 }
 
-fn check_env_key(key: &str) -> Result<()> {
+/// Refuses an environment variable name a shell cannot set (`MY-VAR`, `1X`, empty).
+pub fn check_env_key(key: &str) -> Result<()> {
     let mut chars = key.chars();
     let ok = matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
