@@ -117,6 +117,7 @@ pub struct WorkerFile {
 /// keys it does not know, as every other table of the file does.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[schemars(deny_unknown_fields)]
 pub enum KindFile {
     /// `cheap` or `heavy`.
     Named(String),
