@@ -55,6 +55,7 @@ pub mod selfupdate;
 pub mod session;
 pub mod spec;
 pub mod suggest;
+pub mod sweep;
 pub mod venv;
 
 pub use artifact::Artifact;

@@ -1,5 +1,6 @@
-//! Bad pipeline input is refused before anything is provisioned, and a `should_run`
-//! check cannot hang a run: on the local provider, with real processes.
+//! Bad pipeline input is refused before anything is provisioned, a `should_run` check
+//! cannot hang a run, and a worker keeps its deadline ahead of its task: on the local
+//! provider, with real processes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,4 +101,44 @@ kind = { max_retires = 2, base_delay_secs = 1 }
         .unwrap_err()
         .to_string();
     assert!(e.contains("a step kind is"), "{e}");
+}
+
+/// A worker moves its deadline past the end of the task it starts, so that a sweep never
+/// takes it mid-task: here a 60 s lifetime and a one-hour step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_moves_its_deadline_past_the_task_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let provider = Arc::new(LocalProvider::new(&state).unwrap());
+    let ledger = hgauto_core::Ledger::open(&state, provider.name()).unwrap();
+    let script = format!(
+        "cat '{}'/ledger/local/* | tr -d ' \\n' | grep -o '\"deadline\":[0-9]*' | tr -d '\"' | tr : = >> \"$HGAUTO_OUTPUT\"",
+        state.display()
+    );
+    let p = Pipeline::builder("long")
+        .worker(
+            "w",
+            WorkerKind::new(MachineSpec::linux().with_lifetime(Duration::from_secs(60))),
+        )
+        .step(
+            Step::command("build", "w", StepCommand::script(script))
+                .timeout(Duration::from_secs(3600)),
+        )
+        .build()
+        .unwrap();
+    let before = hgauto_core::ledger::unix_now();
+    let r = Runner::new(p, dir.path().join("out"))
+        .provider(provider.clone())
+        .run()
+        .await
+        .unwrap();
+    assert!(r.ok, "{}", r.failure_summary());
+    let deadline: u64 = r.task("build").unwrap().outputs["deadline"]
+        .parse()
+        .unwrap();
+    assert!(deadline >= before + 3600 + 600, "{deadline} vs {before}");
+    assert!(
+        ledger.records().unwrap().is_empty(),
+        "the worker was terminated"
+    );
 }

@@ -97,7 +97,8 @@ pub(super) async fn purge(ctx: &Context) -> Result<i32> {
     Ok(0)
 }
 
-/// `sweep`: EC2's own sweep (tags, reachability); elsewhere, machines past their deadline.
+/// `sweep`: EC2's own sweep (tags, reachability); elsewhere, machines past their deadline
+/// or whose creator is gone, never one whose creator still runs.
 pub(super) async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
     let bar = spinner(ctx.json, ctx.quiet, "sweeping");
     let removed = match ctx.kind {
@@ -109,19 +110,12 @@ pub(super) async fn sweep(ctx: &Context, grace_secs: u64) -> Result<i32> {
                 .removed
         }
         _ => {
+            // Machines whose creator still runs stay; see `hgauto_core::sweep`.
             let p = ctx.provider().await?;
-            let cutoff = unix_now().saturating_sub(grace_secs);
-            let expired: Vec<String> = p
-                .list_managed()
+            let ledger = hgauto_core::Ledger::open(&ctx.state_dir, p.name())?;
+            hgauto_core::sweep::sweep_ledger(p.as_ref(), &ledger, Duration::from_secs(grace_secs))
                 .await?
-                .into_iter()
-                .filter(|r| {
-                    r.kind == ResourceKind::Machine && r.deadline.is_some_and(|d| d < cutoff)
-                })
-                .map(|r| r.id)
-                .collect();
-            p.terminate(&expired).await?;
-            expired
+                .removed
         }
     };
     bar.finish_and_clear();

@@ -101,6 +101,7 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, kind: String, from_health_ch
         received += 1;
         let name = shared.tasks[task].name.clone();
         last = label(format!("wa-{received}-{name}")).await;
+        extend_deadline(&shared, provider.as_ref(), &spec, machine.id(), task).await;
         let started = Instant::now();
         let outcome = run_attempt(&shared, machine.as_ref(), task, attempt, &log).await;
         let failed = outcome.is_err();
@@ -133,6 +134,27 @@ pub(crate) async fn run_worker(shared: Arc<Shared>, kind: String, from_health_ch
         }),
         None,
     ));
+}
+
+/// Moves the worker's deadline past the end of this task's attempt (and at least a whole
+/// lifetime on), so that a sweep never takes a worker in use, however long the run. Best
+/// effort: a provider without deadlines has nothing to move.
+async fn extend_deadline(
+    shared: &Shared,
+    provider: &dyn crate::provider::ResourceProvider,
+    spec: &crate::spec::MachineSpec,
+    id: &str,
+    task: usize,
+) {
+    let step = &shared.pipeline.steps[shared.tasks[task].step];
+    let needed = spec.lifetime.max(step.timeout + Duration::from_secs(600));
+    let until = match crate::spec::deadline_after(needed) {
+        Ok(u) => u,
+        Err(e) => return tracing::warn!(machine = %id, error = %e, "cannot compute a deadline"),
+    };
+    if let Err(e) = provider.extend_deadline(&[id.to_owned()], until).await {
+        tracing::debug!(machine = %id, error = %e, "cannot move the worker's deadline on");
+    }
 }
 
 /// One attempt of a command task on `machine`: sync, run, collect, read outputs.
