@@ -359,10 +359,7 @@ async fn untrusted_authors_wait_for_an_approval_and_drafts_wait() {
     let fake = FakeGithub::start().await;
     let dir = tempfile::tempdir().unwrap();
     let head = sha_of("outsider");
-    let mut outsider = NewPull::new("acme/widget", &head);
-    outsider.author = "stranger".into();
-    outsider.association = "CONTRIBUTOR".into();
-    let n = fake.open(outsider);
+    let n = fake.open(NewPull::by_outsider("acme/widget", &head));
     let mut draft = NewPull::new("acme/widget", &sha_of("draft"));
     draft.draft = true;
     fake.open(draft);

@@ -15,10 +15,7 @@ async fn a_dismissed_approval_stops_the_queued_jobs_and_a_new_one_queues_them_ag
     let fake = FakeGithub::start().await;
     let dir = tempfile::tempdir().unwrap();
     let head = sha_of("outsider");
-    let mut outsider = NewPull::new("acme/widget", &head);
-    outsider.author = "stranger".into();
-    outsider.association = "CONTRIBUTOR".into();
-    let n = fake.open(outsider);
+    let n = fake.open(NewPull::by_outsider("acme/widget", &head));
     fake.review("acme/widget", n, "maintainer", "MEMBER", "APPROVED", &head);
     // Rounds run only when asked for, so the queue is what the last round left.
     let s = GithubPrSource::builder(dir.path())

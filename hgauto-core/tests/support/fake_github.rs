@@ -65,6 +65,15 @@ impl NewPull {
             created_at: "2026-01-01T00:00:00Z".into(),
         }
     }
+
+    /// A pull request by `stranger`, a contributor the default trust rules do not trust.
+    pub fn by_outsider(repo: &str, head: &str) -> Self {
+        NewPull {
+            author: "stranger".into(),
+            association: "CONTRIBUTOR".into(),
+            ..NewPull::new(repo, head)
+        }
+    }
 }
 
 /// A 40-hex commit id made from `seed`.
