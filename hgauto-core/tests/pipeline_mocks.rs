@@ -18,6 +18,18 @@ fn label(p: &mut MockResourceProvider, seq: &mut Sequence, id: &str, text: &'sta
         .returning(|_, _| Ok(()));
 }
 
+/// A worker that starts a task moves its deadline a lifetime (2 h by default) on first.
+fn extend(p: &mut MockResourceProvider, seq: &mut Sequence, id: &str) {
+    let ids = vec![id.to_owned()];
+    p.expect_extend_deadline()
+        .withf(move |got, until| {
+            *got == ids && *until >= hgauto_core::ledger::unix_now() + 7200 - 60
+        })
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _| Ok(()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_is_named_waiting_then_active_per_task_and_stops_after_a_failure() {
     let dir = tempfile::tempdir().unwrap();
@@ -39,8 +51,10 @@ async fn a_worker_is_named_waiting_then_active_per_task_and_stops_after_a_failur
         .returning(move |_, _| Ok(vec![handed.clone()]));
     label(&mut p, &mut seq, &id, "ww-0-w");
     label(&mut p, &mut seq, &id, "wa-1-s-a");
+    extend(&mut p, &mut seq, &id);
     label(&mut p, &mut seq, &id, "ww-1-s-a");
     label(&mut p, &mut seq, &id, "wa-2-s-b");
+    extend(&mut p, &mut seq, &id);
     // s-b fails: the worker keeps its active name and takes nothing more.
     p.expect_terminate()
         .with(eq(vec![id.clone()]))

@@ -12,8 +12,9 @@
 //! backend whose check needs more than the artifact (PyPI parses each distribution first).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 
 use crate::artifact::{validate_batch, Artifact};
 use crate::error::Result;
@@ -88,7 +89,10 @@ where
 
 /// Steps 3 and 4 for a batch a backend has checked itself: uploads each item whose
 /// `present` flag is false (at most `concurrency` at once) and reports every item by
-/// `name`, in order.
+/// `name`, in order. After a failed upload no other one starts, but those under way
+/// finish: an upload cut mid-body could leave a partial file on an index that checks no
+/// digest (pypiserver), and the re-run would then find a bare conflict. The first error is
+/// returned.
 pub async fn upload_missing<'a, T, U, UF>(
     destination: &str,
     items: &'a [T],
@@ -101,23 +105,45 @@ where
     U: Fn(&'a T) -> UF,
     UF: Future<Output = Result<bool>>,
 {
-    let uploads: Vec<UF> = items
+    // Futures do nothing until polled, so an upload whose turn comes after a failure
+    // never begins.
+    let failed = AtomicBool::new(false);
+    let uploads: Vec<_> = items
         .iter()
         .zip(present)
         .filter(|(_, there)| !**there)
-        .map(|(item, _)| upload(item))
+        .map(|(item, _)| unless_failed(&failed, upload(item)))
         .collect();
-    let mut stored = futures::stream::iter(uploads)
+    let outcomes: Vec<Result<Option<bool>>> = futures::stream::iter(uploads)
         .buffered(concurrency.max(1))
-        .try_collect::<Vec<bool>>()
-        .await?
-        .into_iter();
+        .collect()
+        .await;
+    let mut stored = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        stored.push(o?.unwrap_or(false));
+    }
+    let mut stored = stored.into_iter();
     let mut report = PublishReport::default();
     for (item, there) in items.iter().zip(present) {
         let uploaded = !*there && stored.next().unwrap_or(false);
         report.record(name(item), uploaded, destination);
     }
     Ok(report)
+}
+
+/// Runs `upload` unless `failed` is set by then (`Ok(None)`); sets it when `upload` fails.
+async fn unless_failed<F: Future<Output = Result<bool>>>(
+    failed: &AtomicBool,
+    upload: F,
+) -> Result<Option<bool>> {
+    if failed.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    let stored = upload.await;
+    if stored.is_err() {
+        failed.store(true, Ordering::SeqCst);
+    }
+    stored.map(Some)
 }
 
 #[cfg(test)]
@@ -211,5 +237,47 @@ mod tests {
             ["p0.whl", "p1.whl", "p3.whl", "p4.whl", "p5.whl"]
         );
         assert_eq!(report.already_present, ["p2.whl"]);
+    }
+
+    /// A failed upload lets the ones under way finish and starts no other.
+    #[tokio::test]
+    async fn after_a_failed_upload_those_under_way_finish_and_no_other_starts() {
+        let batch: Vec<Artifact> = ["a.whl", "b.whl", "c.whl"].map(art).to_vec();
+        let present = [false; 3];
+        let (a_failed, a_failed_rx) = tokio::sync::watch::channel(false);
+        let (b_started, b_started_rx) = tokio::sync::watch::channel(false);
+        let log = std::sync::Mutex::new(Vec::new());
+        let e = upload_missing(
+            "test",
+            &batch,
+            &present,
+            |a| &a.name,
+            2,
+            |a| {
+                let (log, a_failed, b_started) = (&log, &a_failed, &b_started);
+                let (mut a_seen, mut b_seen) = (a_failed_rx.clone(), b_started_rx.clone());
+                async move {
+                    log.lock().unwrap().push(format!("start {}", a.name));
+                    if a.name == "a.whl" {
+                        // a fails while b is still sending.
+                        b_seen.wait_for(|s| *s).await.unwrap();
+                        a_failed.send_replace(true);
+                        return Err(Error::invalid("a.whl", "refused by the index"));
+                    }
+                    b_started.send_replace(true);
+                    a_seen.wait_for(|f| *f).await.unwrap();
+                    tokio::task::yield_now().await;
+                    log.lock().unwrap().push(format!("end {}", a.name));
+                    Ok(true)
+                }
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("refused by the index"), "{e}");
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["start a.whl", "start b.whl", "end b.whl"]
+        );
     }
 }
