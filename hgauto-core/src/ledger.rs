@@ -75,13 +75,7 @@ impl Ledger {
 
     /// Removes a record (absent is fine).
     pub fn forget(&self, id: &str) -> Result<()> {
-        let path = self.path_of(id);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io("remove ledger record", path, "localhost", e))
-            }
-            _ => Ok(()),
-        }
+        crate::backend::fs::remove_if_exists(&self.path_of(id), "remove ledger record")
     }
 
     /// The record for `id`, if any.

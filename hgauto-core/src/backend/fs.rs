@@ -135,11 +135,12 @@ fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> crate::Result<()> {
     Ok(())
 }
 
-/// Removes the file at `path`; one that is already gone is not an error.
-pub fn remove_if_exists(path: &Path) -> crate::Result<()> {
+/// Removes the file at `path`; one that is already gone is not an error. `action` names
+/// the removal in an error ("remove ledger record").
+pub fn remove_if_exists(path: &Path, action: &'static str) -> crate::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(crate::Error::io("remove", path, "localhost", e))
+            Err(crate::Error::io(action, path, "localhost", e))
         }
         _ => Ok(()),
     }

@@ -118,11 +118,8 @@ where
         .buffered(concurrency.max(1))
         .collect()
         .await;
-    let mut stored = Vec::with_capacity(outcomes.len());
-    for o in outcomes {
-        stored.push(o?.unwrap_or(false));
-    }
-    let mut stored = stored.into_iter();
+    let stored: Vec<Option<bool>> = outcomes.into_iter().collect::<Result<_>>()?;
+    let mut stored = stored.into_iter().map(|s| s.unwrap_or(false));
     let mut report = PublishReport::default();
     for (item, there) in items.iter().zip(present) {
         let uploaded = !*there && stored.next().unwrap_or(false);

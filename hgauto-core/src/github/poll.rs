@@ -118,14 +118,8 @@ impl GithubPrSource {
             return Ok(0);
         }
         let sha = pr.head.sha.clone();
-        let trusted_by = if self.trust.trusts_author(pr) {
-            Some(TrustedBy::Author)
-        } else if self.approved(repo, pr, view).await? {
-            Some(TrustedBy::Review)
-        } else {
-            None
-        };
-        let trusted = trusted_by.is_some();
+        let trusted_by = TrustedBy::of(&self.trust, pr);
+        let trusted = trusted_by == TrustedBy::Author || self.approved(repo, pr, view).await?;
         if !view.statuses.contains_key(&sha) {
             // A head whose jobs this queue already has (a restarted agent's) needs no read:
             // nothing is queued from its statuses unless re-checks are on.
@@ -157,10 +151,7 @@ impl GithubPrSource {
             }
             return Ok(0);
         }
-        let (priority, trusted_by) = (
-            self.priority_of(pr),
-            trusted_by.unwrap_or(TrustedBy::Review),
-        );
+        let priority = self.priority_of(pr);
         let mut added = 0;
         for check in &repo.checks {
             if view.statuses[&sha]

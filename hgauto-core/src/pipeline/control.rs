@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::provider::ResourceProvider;
 
 use super::checks::run_check;
-use super::definition::Pipeline;
+use super::definition::{Pipeline, WorkerKind};
 use super::plan::{expand, Selection, Task};
 use super::prepare::{prepare, Prepared};
 use super::results::Mode;
@@ -104,6 +104,14 @@ fn text<'a>(request: &'a Value, key: &str) -> std::result::Result<&'a str, StepF
         .get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| StepFailure::fatal(format!("control request without {key:?}: {request}")))
+}
+
+/// The (execution, task) pair a worker-slot request is about.
+fn slot_of(request: &Value) -> std::result::Result<(String, String), StepFailure> {
+    Ok((
+        text(request, "execution")?.to_owned(),
+        text(request, "task")?.to_owned(),
+    ))
 }
 
 impl Control {
@@ -212,10 +220,7 @@ impl Control {
             }
             "acquire-worker" => {
                 let (kind, activity) = (text(request, "kind")?, text(request, "activity")?);
-                let slot = (
-                    text(request, "execution")?.to_owned(),
-                    text(request, "task")?.to_owned(),
-                );
+                let slot = slot_of(request)?;
                 let max = self.max_workers(kind)?;
                 let held = {
                     let mut st = self.state();
@@ -235,10 +240,7 @@ impl Control {
             }
             "release-worker" => {
                 let kind = text(request, "kind")?;
-                let slot = (
-                    text(request, "execution")?.to_owned(),
-                    text(request, "task")?.to_owned(),
-                );
+                let slot = slot_of(request)?;
                 if let Some(slots) = self.state().slots.get_mut(kind) {
                     slots.remove(&slot);
                 }
@@ -275,13 +277,14 @@ impl Control {
                 let kinds = self.state().kinds.get(&exec).cloned().unwrap_or_default();
                 let mut started = Vec::new();
                 for kind in kinds {
-                    let (workers, held) = {
+                    let (activity, held) = {
                         let st = self.state();
-                        let w = st.workers.get(&kind).cloned().unwrap_or_default();
-                        (w, st.held(&kind, &exec))
+                        let activity = st.workers.get(&kind).map(|w| w.activity.clone());
+                        (activity.unwrap_or_default(), st.held(&kind, &exec))
                     };
-                    if held > 0 && !self.any_alive(&workers.ids).await? {
-                        if let Some(id) = self.ensure_workers(&kind, &workers.activity, 1).await? {
+                    // Forgets the workers that powered off, and starts one when none lives.
+                    if held > 0 {
+                        if let Some(id) = self.ensure_workers(&kind, &activity, 1).await? {
                             started.push(id);
                         }
                     }
@@ -299,13 +302,8 @@ impl Control {
         let provider = self.provider.clone().ok_or_else(|| {
             StepFailure::fatal("the control worker has no provider to start workers with")
         })?;
-        let worker = self.pipeline.workers.get(kind).ok_or_else(|| {
-            StepFailure::fatal(format!(
-                "pipeline {:?} has no worker kind {kind:?}",
-                self.pipeline.name
-            ))
-        })?;
-        let mut spec = worker
+        let mut spec = self
+            .worker_kind(kind)?
             .spec
             .clone()
             .with_label(ACTIVITY_LABEL, activity)
@@ -330,17 +328,17 @@ impl Control {
         Ok(id)
     }
 
+    fn worker_kind(&self, kind: &str) -> std::result::Result<&WorkerKind, StepFailure> {
+        self.pipeline.workers.get(kind).ok_or_else(|| {
+            StepFailure::fatal(format!(
+                "pipeline {:?} has no worker kind {kind:?}",
+                self.pipeline.name
+            ))
+        })
+    }
+
     fn max_workers(&self, kind: &str) -> std::result::Result<usize, StepFailure> {
-        self.pipeline
-            .workers
-            .get(kind)
-            .map(|w| w.max_workers.max(1))
-            .ok_or_else(|| {
-                StepFailure::fatal(format!(
-                    "pipeline {:?} has no worker kind {kind:?}",
-                    self.pipeline.name
-                ))
-            })
+        Ok(self.worker_kind(kind)?.max_workers.max(1))
     }
 
     /// Starts one worker of `kind` when it has fewer than `wanted` (at most `max_workers`)
@@ -382,10 +380,6 @@ impl Control {
         let id = started?;
         w.ids.push(id.clone());
         Ok(Some(id))
-    }
-
-    async fn any_alive(&self, ids: &[String]) -> std::result::Result<bool, StepFailure> {
-        Ok(!self.alive(ids).await?.is_empty())
     }
 
     /// Which of `ids` the provider still has.

@@ -330,11 +330,11 @@ impl DirJobSource {
         let _lock = self.lock()?;
         let (_, fid) = self.held(job)?;
         let marker = self.root.join("ids").join(&fid);
-        crate::backend::fs::remove_if_exists(&marker)?;
+        crate::backend::fs::remove_if_exists(&marker, "remove job id mark")?;
         if let Some(q) = self.find_queued(&fid)? {
-            crate::backend::fs::remove_if_exists(&q)?;
+            crate::backend::fs::remove_if_exists(&q, "remove queued job")?;
         }
-        crate::backend::fs::remove_if_exists(&self.claim_path(&fid))?;
+        crate::backend::fs::remove_if_exists(&self.claim_path(&fid), "remove job claim")?;
         self.view
             .lock()
             .unwrap_or_else(|p| p.into_inner())
