@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto::agent::{Agent, AgentContext, Iteration};
-use hgauto::{DirJobSource, Job, JobFilter, JobOutcome, JobSource};
+use hgauto_agent::{Agent, AgentContext, Iteration};
+use hgauto_core::{DirJobSource, Job, JobFilter, JobOutcome, JobSource};
 
 const RUNS: usize = 3;
 

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command as Cmd, Stdio};
 use std::time::{Duration, Instant};
 
-use hgauto::checkout::{checkout, CheckoutOptions, Vcs, Want};
+use hgauto_ci::checkout::{checkout, CheckoutOptions, Vcs, Want};
 
 const RUNS: usize = 5;
 

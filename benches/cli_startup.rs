@@ -33,7 +33,7 @@ fn time(runs: usize, mut make: impl FnMut() -> Command) -> Duration {
 }
 
 fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python3");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-test/bin/python3");
     if venv.exists() {
         venv
     } else {

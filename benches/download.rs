@@ -10,13 +10,12 @@
 //! the median of 5 runs. hgauto hashes while receiving (on a second thread); the peer pays
 //! for the transfer and the hash one after the other.
 
-#[path = "../hgauto-core/tests/support/mod.rs"]
-mod support;
+use hgauto_testkit::support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hgauto::download::{download, DownloadOptions};
+use hgauto_ci::download::{download, DownloadOptions};
 use support::Nginx;
 
 const RUNS: usize = 5;

@@ -10,15 +10,14 @@
 //!
 //! Goal: one request and no status write per idle round.
 
-#[path = "../hgauto-core/tests/support/fake_github.rs"]
-mod fake_github;
+use hgauto_testkit::fake_github;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fake_github::{sha_of, FakeGithub, NewPull};
-use hgauto::github::{GithubPrSource, GithubRepo};
-use hgauto::{JobFilter, JobOutcome, JobSource};
+use hgauto_agent::github::{GithubPrSource, GithubRepo};
+use hgauto_core::{JobFilter, JobOutcome, JobSource};
 
 const PULLS: usize = 100;
 const ROUNDS: u64 = 20;
@@ -71,7 +70,7 @@ async fn main() {
     let peer = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/benches/peers/github_poll.py"
+            "/../benches/peers/github_poll.py"
         ))
         .args([fake.url(), "acme/widget".into(), ROUNDS.to_string()])
         .output()

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hgauto::{DirJobSource, Job, JobFilter, JobOutcome, JobSource};
+use hgauto_core::{DirJobSource, Job, JobFilter, JobOutcome, JobSource};
 
 const CONSUMERS: usize = 4;
 const RUNS: usize = 3;
@@ -85,7 +85,7 @@ fn main() {
         tempfile::tempdir().unwrap()
     };
     let me = std::env::current_exe().unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/job_queue.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/job_queue.py");
     let (mut ours, mut peer) = (Vec::new(), Vec::new());
     for run in 0..RUNS {
         let root = base.path().join(format!("ours-{run}"));

@@ -17,8 +17,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto::conformance::fixtures::random_tree;
-use hgauto::{Command, LocalProvider, MachineSpec, ResourceProvider, SyncOptions};
+use hgauto_core::{Command, LocalProvider, MachineSpec, ResourceProvider, SyncOptions};
+use hgauto_testkit::fixtures::random_tree;
 
 const RUNS: usize = 5;
 const COMMANDS: usize = 1000;

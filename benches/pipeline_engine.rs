@@ -22,8 +22,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto::pipeline::{Pipeline, Runner, Step, StepCommand, WorkerKind};
-use hgauto::{LocalProvider, MachineSpec};
+use hgauto_core::{LocalProvider, MachineSpec};
+use hgauto_pipeline::{Pipeline, Runner, Step, StepCommand, WorkerKind};
 
 fn values(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("c{i}")).collect()

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hgauto::conformance::dists;
-use hgauto::conformance::pypiserver::{venv_program, PypiServer, USER};
-use hgauto::{Artifact, Publisher, PypiPublisher};
+use hgauto_core::{Artifact, Publisher};
+use hgauto_release::PypiPublisher;
+use hgauto_testkit::dists;
+use hgauto_testkit::pypiserver::{venv_program, PypiServer, USER};
 
 const RUNS: usize = 5;
 const CHILD: &str = "HGAUTO_BENCH_PYPI_CHILD";
@@ -52,7 +53,7 @@ fn child(url: String, files: Vec<PathBuf>) {
             let artifacts = files
                 .iter()
                 .map(Artifact::from_file)
-                .collect::<hgauto::Result<Vec<_>>>()?;
+                .collect::<hgauto_core::Result<Vec<_>>>()?;
             p.publish(&artifacts).await
         })
         .unwrap();
@@ -90,7 +91,7 @@ fn main() {
     let mut seed = 11u64;
     let files: Vec<PathBuf> = (0..wheels)
         .map(|i| {
-            let payload = hgauto::conformance::fixtures::random_bytes(&mut seed, kb << 10);
+            let payload = hgauto_testkit::fixtures::random_bytes(&mut seed, kb << 10);
             dists::wheel(work.path(), "benchpkg", &format!("1.0.{i}"), &payload)
         })
         .collect();

@@ -14,14 +14,14 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto::aws::{AwsConfig, SqsJobSource};
-use hgauto::conformance::moto::MotoServer;
-use hgauto::conformance::pypiserver::venv_program;
-use hgauto::{Job, JobFilter, JobOutcome, JobSource};
+use hgauto_aws::{AwsConfig, SqsJobSource};
+use hgauto_core::{Job, JobFilter, JobOutcome, JobSource};
+use hgauto_testkit::moto::MotoServer;
+use hgauto_testkit::pypiserver::venv_program;
 
 const RUNS: usize = 3;
 
-async fn fill(client: &hgauto::aws::sdk::sqs::Client, name: &str, jobs: usize) -> String {
+async fn fill(client: &hgauto_aws::sdk::sqs::Client, name: &str, jobs: usize) -> String {
     let url = client
         .create_queue()
         .queue_name(name)
@@ -35,7 +35,7 @@ async fn fill(client: &hgauto::aws::sdk::sqs::Client, name: &str, jobs: usize) -
         let entries = (start..(start + 10).min(jobs))
             .map(|i| {
                 let job = Job::new(format!("job-{i}"), "build").with_revision(format!("{i:040x}"));
-                hgauto::aws::sdk::sqs::types::SendMessageBatchRequestEntry::builder()
+                hgauto_aws::sdk::sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(serde_json::to_string(&job).unwrap())
                     .build()
@@ -65,7 +65,7 @@ async fn drain(source: Arc<SqsJobSource>) -> usize {
     n
 }
 
-async fn ours(client: &hgauto::aws::sdk::sqs::Client, url: &str, consumers: usize) -> Duration {
+async fn ours(client: &hgauto_aws::sdk::sqs::Client, url: &str, consumers: usize) -> Duration {
     let t = Instant::now();
     let tasks: Vec<_> = (0..consumers)
         .map(|_| {
@@ -114,7 +114,7 @@ async fn main() {
         let out = Command::new(venv_program("python3"))
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/benches/peers/sqs_queue.py"
+                "/../benches/peers/sqs_queue.py"
             ))
             .args([&endpoint, &url])
             .output()

@@ -10,13 +10,12 @@
 //! Each number is the median of 5 runs into fresh directories (on /dev/shm when it
 //! exists). hgauto installs with uv when it is on PATH, as a user would have it.
 
-#[path = "../hgauto-core/tests/support/mod.rs"]
-mod support;
+use hgauto_testkit::support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hgauto::venv::{create_virtualenv, Installer, VenvOptions};
+use hgauto_ci::venv::{create_virtualenv, Installer, VenvOptions};
 
 const RUNS: usize = 5;
 
@@ -45,7 +44,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin");
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-test/bin");
     let (uv, virtualenv) = (tools.join("uv"), tools.join("virtualenv"));
     assert!(
         uv.exists() && virtualenv.exists(),

@@ -23,29 +23,68 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use hgauto::pipeline::{PipelineFile, RunResult, Runner, StepFailure, StepFn, TaskState};
 use hgauto::release::{Release, ReleaseReport, SigningKey, Status as ReleaseStatus};
 use hgauto::{DirPublisher, LocalProvider, Publisher, Stream};
 
-/// Build, test and publish the sample project on two local machines.
-#[derive(Debug, Parser)]
+const USAGE: &str = "\
+Build, test and publish the sample project on two local machines.
+
+Usage: release [--out DIR] [--state-dir DIR] [--break VARIANT] [--sign KEY]
+
+  --out DIR          where the result tree, the report, logs, artifacts and dist/ go
+                     (default: target/hgauto-demo)
+  --state-dir DIR    hgauto's state directory (ledger, sandboxes); default:
+                     $HGAUTO_STATE_DIR or ~/.hgauto
+  --break VARIANT    make this variant's tests fail, to see how failures are reported
+  --sign KEY         sign SHA256SUMS and every tarball with this minisign secret key
+                     (mode 0600; `minisign -G -W` makes one without a password)
+";
+
+/// The demo's flags (a hand parser: the demo builds no argument-parsing crate).
+#[derive(Debug)]
 struct Args {
-    /// Where the result tree, the report, logs, artifacts and `dist/` go.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/hgauto-demo"))]
     out: PathBuf,
-    /// hgauto's state directory (ledger, sandboxes). Default: $HGAUTO_STATE_DIR or ~/.hgauto.
-    #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Make this variant's tests fail, to see how failures are reported.
-    #[arg(long, value_name = "VARIANT")]
     r#break: Option<String>,
-    /// Sign SHA256SUMS and every tarball with this minisign secret key (mode 0600;
-    /// `minisign -G -W` makes one without a password).
-    #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+}
+
+impl Args {
+    fn parse() -> Result<Args, String> {
+        let mut args = Args {
+            out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/hgauto-demo")),
+            state_dir: None,
+            r#break: None,
+            sign: None,
+        };
+        let mut it = std::env::args_os().skip(1);
+        while let Some(flag) = it.next() {
+            let flag = flag.to_string_lossy().into_owned();
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.into())),
+                None => (flag.clone(), None),
+            };
+            if name == "-h" || name == "--help" {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            let value = match inline.or_else(|| it.next()) {
+                Some(v) => v,
+                None => return Err(format!("{name} needs a value")),
+            };
+            match name.as_str() {
+                "--out" => args.out = value.into(),
+                "--state-dir" => args.state_dir = Some(value.into()),
+                "--break" => args.r#break = Some(value.to_string_lossy().into_owned()),
+                "--sign" => args.sign = Some(value.into()),
+                _ => return Err(format!("unknown flag {name:?}")),
+            }
+        }
+        Ok(args)
+    }
 }
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample-project");
@@ -62,7 +101,13 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
+    let args = match Args::parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match run(args).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,

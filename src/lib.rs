@@ -4,10 +4,11 @@
 //! machines, drive them (commands with streamed output and real exit codes, file and tree
 //! transfers), publish artifacts idempotently, and never leak a machine.
 //!
-//! This crate is a facade: everything lives in focused crates and is re-exported here.
-//! [`hgauto_core`] (always present) holds the traits, the value types, the error type, the
-//! retry policy and the embedded local backend. Remote backends join behind features as
-//! they land (`ssh`, `aws`).
+//! This crate is a facade: everything lives in focused crates and is re-exported here, one
+//! feature per crate. `hgauto-core` (always present) holds the traits, the value types, the
+//! error type, the retry policy and the embedded local backend; `ci`, `release`, `agent` and
+//! `pipeline` (on by default) add the engines, and `ssh`, `github` and `aws` the remote
+//! backends. The `hgauto` command is the `hgauto-cli` crate.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,8 +30,38 @@
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
-pub use hgauto_core;
 pub use hgauto_core::*;
+
+/// CI helpers: download, checkout, virtualenvs (feature `ci`).
+#[cfg(feature = "ci")]
+pub use hgauto_ci::{
+    checkout, create_virtualenv, download, download_many, progress, venv, CheckoutOptions,
+    CheckoutReport, DownloadOptions, DownloadReport, Installer, StepProgress, Vcs, VenvOptions,
+    VenvReport, Want,
+};
+
+/// Releases: expected artifacts, checksums, signatures, every destination (feature
+/// `release`).
+#[cfg(feature = "release")]
+pub use hgauto_release as release;
+#[cfg(feature = "release")]
+pub use hgauto_release::{
+    pypi, PypiPublisher, PypiPublisherBuilder, Release, ReleaseReport, SigningKey,
+};
+
+/// Builder agents (feature `agent`).
+#[cfg(feature = "agent")]
+pub use hgauto_agent as agent;
+#[cfg(feature = "agent")]
+pub use hgauto_agent::{selfupdate, vcs_jobs, VcsBranchSource};
+
+/// GitHub pull requests as jobs (feature `github`).
+#[cfg(feature = "github")]
+pub use hgauto_agent::github;
+
+/// Pipelines (feature `pipeline`).
+#[cfg(feature = "pipeline")]
+pub use hgauto_pipeline as pipeline;
 
 /// SSH machines and the SFTP publisher (feature `ssh`).
 #[cfg(feature = "ssh")]
@@ -39,11 +70,6 @@ pub use hgauto_ssh as ssh;
 /// The AWS backend: EC2 provider, SSM machines, S3 publisher (feature `aws`).
 #[cfg(feature = "aws")]
 pub use hgauto_aws as aws;
-
-/// The `hgauto` command line (feature `cli`, on by default): what `src/bin/hgauto.rs` and
-/// the Python wheel's `hgauto` entry point run.
-#[cfg(feature = "cli")]
-pub mod cli;
 
 /// The README's examples, compiled as doctests so they stay true (with every feature, as
 /// `scripts/test-all` runs them).

@@ -16,6 +16,7 @@ pub mod config;
 pub mod ec2;
 mod error;
 pub mod s3;
+#[cfg(feature = "sfn")]
 pub mod sfn;
 pub mod sqs;
 pub mod ssm;
@@ -24,12 +25,18 @@ pub mod ssm;
 /// a raw client gets the same versions and features, so nothing builds the SDK twice.
 pub mod sdk {
     pub use aws_sdk_ec2 as ec2;
+    pub use aws_sdk_iam as iam;
+    pub use aws_sdk_s3 as s3;
+    #[cfg(feature = "sfn")]
+    pub use aws_sdk_sfn as sfn;
     pub use aws_sdk_sqs as sqs;
+    pub use aws_sdk_ssm as ssm;
 }
 
 pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;
 pub use s3::S3Publisher;
+#[cfg(feature = "sfn")]
 pub use sfn::SfnActivitySource;
 pub use sqs::SqsJobSource;
 pub use ssm::{SsmMachine, SsmOptions};

@@ -1,6 +1,6 @@
 //! [`SfnActivitySource`]: the tasks of one AWS Step Functions activity as jobs, so a builder
 //! agent (or any [`JobSource`] consumer) serves a pipeline exported with
-//! [`hgauto_core::pipeline::asl`].
+//! [`hgauto_pipeline::asl`].
 //!
 //! - `next` is GetActivityTask (a long poll of up to 60 s on the service side). The task's
 //!   JSON input becomes the job: `task` is its id, `check` its check (default: the
@@ -14,7 +14,7 @@
 //!   Reporting a token this source already closed is harmless.
 //! - `release` is SendTaskFailure with `hgauto.Released`, which the export retries at once.
 //! - [`serve_control`] answers the pipeline's control activity with a
-//!   [`Control`](hgauto_core::pipeline::Control) (checks, worker starts, function steps,
+//!   [`Control`](hgauto_pipeline::Control) (checks, worker starts, function steps,
 //!   the health check), sending the answer as the task's output.
 //!   A task outside the caller's filter is released the same way: an activity has no other
 //!   way to give a task back.
@@ -27,10 +27,10 @@ use async_trait::async_trait;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::SdkError;
 use hgauto_core::clock::{self, SharedClock};
-use hgauto_core::pipeline::asl::{FATAL_ERROR, RELEASED_ERROR};
-use hgauto_core::pipeline::control::{request_of, Control};
-use hgauto_core::pipeline::StepFailure;
 use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
+use hgauto_pipeline::asl::{FATAL_ERROR, RELEASED_ERROR};
+use hgauto_pipeline::control::{request_of, Control};
+use hgauto_pipeline::StepFailure;
 use serde_json::Value;
 
 use crate::error::sdk_error;

@@ -624,7 +624,7 @@ async fn windows_images_are_built_from_powershell_user_data() {
 /// played by the test, as moto's instances run nothing), and purge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ec2_provider_passes_the_provider_suite() {
-    use hgauto_core::conformance::provider::{self, ProviderCase};
+    use hgauto_testkit::provider::{self, ProviderCase};
     let moto = Moto::start();
     let state = tempfile::tempdir().unwrap();
     let p = Ec2Provider::new(moto.config(state.path())).await.unwrap();

@@ -263,7 +263,7 @@ async fn a_sweep_during_an_image_build_leaves_the_build_alone() {
 #[tokio::test]
 async fn control_starts_ec2_workers_with_the_worker_script() {
     use base64::Engine as _;
-    use hgauto_core::pipeline::{Control, Pipeline, Step, StepCommand, WorkerBoot, WorkerKind};
+    use hgauto_pipeline::{Control, Pipeline, Step, StepCommand, WorkerBoot, WorkerKind};
     let (_moto, _state, p, spec) = linux_micros().await;
     let pipeline = Pipeline::builder("fleet")
         .worker("builder", WorkerKind::new(spec))

@@ -3,8 +3,8 @@
 mod support;
 
 use hgauto_aws::S3Publisher;
-use hgauto_core::conformance::publisher;
 use hgauto_core::{Artifact, Error, Publisher};
+use hgauto_testkit::publisher;
 use support::Moto;
 
 async fn client(moto: &Moto, state: &std::path::Path) -> aws_sdk_s3::Client {

@@ -21,12 +21,12 @@ use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
 use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
 use hgauto_aws::SfnActivitySource;
 use hgauto_core::clock::ManualClock;
-use hgauto_core::conformance::job_source::{run_all, Capabilities, Harness};
-use hgauto_core::pipeline::asl::{self, Activities};
-use hgauto_core::pipeline::{
+use hgauto_core::{DirPublisher, Error, Job, JobFilter, JobOutcome, JobSource, MachineSpec};
+use hgauto_pipeline::asl::{self, Activities};
+use hgauto_pipeline::{
     Pipeline, PipelineFile, Selection, ShouldRun, Step, StepCommand, StepFn, StepKind, WorkerKind,
 };
-use hgauto_core::{DirPublisher, Error, Job, JobFilter, JobOutcome, JobSource, MachineSpec};
+use hgauto_testkit::job_source::{run_all, Capabilities, Harness};
 use serde_json::{json, Value};
 use support::fake_sfn::FakeSfn;
 use support::Moto;
@@ -235,7 +235,7 @@ fn check_structure(p: &Pipeline, def: &Value) {
             }
         }
     }
-    let tasks = hgauto_core::pipeline::Runner::new(p.clone(), "/nonexistent")
+    let tasks = hgauto_pipeline::Runner::new(p.clone(), "/nonexistent")
         .input("sample", "/src")
         .input("break", "")
         .plan()
@@ -372,7 +372,7 @@ fn the_demo_definition_matches_its_reviewed_snapshot() {
         Duration::from_secs(300),
     )
     .unwrap();
-    let text = hgauto_core::pipeline::canonical_json(&def);
+    let text = hgauto_pipeline::canonical_json(&def);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/release.asl.json");
     if std::env::var_os("HGAUTO_UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &text).unwrap();
@@ -587,7 +587,7 @@ async fn a_timed_out_task_is_a_lost_lease_and_an_empty_poll_is_no_job() {
 #[tokio::test]
 async fn the_control_activity_is_answered_with_the_task_output() {
     use hgauto_aws::sfn::serve_control;
-    use hgauto_core::pipeline::Control;
+    use hgauto_pipeline::Control;
     let control = Control::new(matrix_pipeline(), BTreeMap::new()).unwrap();
     let get = mock!(aws_sdk_sfn::Client::get_activity_task).then_output(|| {
         GetActivityTaskOutput::builder()
@@ -633,7 +633,7 @@ async fn the_control_activity_is_answered_with_the_task_output() {
 /// the service sees the task closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_builder_agent_serves_an_activity() {
-    use hgauto_core::agent::{Agent, AgentContext, Iteration};
+    use hgauto_agent::{Agent, AgentContext, Iteration};
     let clock = ManualClock::default();
     let fake = FakeSfn::new(clock.clone(), TTL);
     let server = fake.serve().await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hgauto_aws::SqsJobSource;
-use hgauto_core::conformance::job_source::{run_all, Capabilities, Harness};
 use hgauto_core::{Job, JobFilter, JobOutcome, JobSource};
+use hgauto_testkit::job_source::{run_all, Capabilities, Harness};
 use support::Moto;
 
 const TTL: Duration = Duration::from_secs(2);

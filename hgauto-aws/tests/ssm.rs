@@ -15,8 +15,8 @@ use aws_sdk_ssm::types::CommandInvocationStatus as S;
 use aws_sdk_ssm::Client;
 use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
 use hgauto_aws::{SsmMachine, SsmOptions};
-use hgauto_core::conformance::machine::{self as suite, Capabilities};
 use hgauto_core::{Command, Error, ExitStatus, Platform, RemoteMachine, SyncOptions};
+use hgauto_testkit::machine::{self as suite, Capabilities};
 use support::{fake_agent, Moto};
 
 async fn s3_client(moto: &Moto, state: &std::path::Path) -> aws_sdk_s3::Client {

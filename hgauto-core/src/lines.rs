@@ -4,7 +4,7 @@
 
 /// The longest line passed on whole: a longer one (a program printing megabytes without a
 /// newline) is passed on in pieces of this size, so a splitter's memory stays bounded.
-pub(crate) const MAX_LINE: usize = 1 << 20;
+pub const MAX_LINE: usize = 1 << 20;
 
 /// Splits chunks of one stream's output into lines and keeps what it saw: everything, or
 /// with a capture limit only the last `limit` bytes (and says it dropped some).

@@ -103,7 +103,7 @@ enum ProcState {
 
 /// Is process `pid` of this host alive? A process we may not signal (EPERM: another
 /// user's) is alive; only "no such process" (ESRCH) is dead.
-pub(crate) fn pid_alive(pid: i32) -> bool {
+pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }

@@ -59,12 +59,11 @@ pub fn unknown_field(message: &str, line: Option<usize>) -> String {
     }
 }
 
-/// A TOML parse error as one line: the message with a suggestion, and its line.
-pub fn toml_error(text: &str, e: &toml::de::Error) -> String {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-    unknown_field(e.message(), line)
+/// A parse error of a configuration file (TOML's `message()` and `span()`) as one line: the
+/// message with a suggestion, and the line `span` starts on in `text`.
+pub fn parse_error(text: &str, message: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let line = span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    unknown_field(message, line)
 }
 
 #[cfg(test)]

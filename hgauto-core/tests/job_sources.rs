@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hgauto_core::clock::ManualClock;
-use hgauto_core::conformance::job_source::{run_all, Capabilities, Harness};
 use hgauto_core::{DirJobSource, Job, JobFilter, JobOutcome, JobSource, ListJobSource};
+use hgauto_testkit::job_source::{run_all, Capabilities, Harness};
 
 const TTL: Duration = Duration::from_secs(30);
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use hgauto_core::conformance::provider::{self, ProviderCase};
-use hgauto_core::conformance::{machine, publisher};
 use hgauto_core::{
     DirPublisher, ImageRecipe, LocalProvider, MachineSpec, Platform, ResourceProvider,
 };
+use hgauto_testkit::provider::{self, ProviderCase};
+use hgauto_testkit::{machine, publisher};
 
 #[tokio::test]
 async fn local_provider_passes_the_provider_suite() {

@@ -12,7 +12,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_core::agent::{Agent, AgentContext, Iteration, Sharing, StopHandle};
+use hgauto_agent::{Agent, AgentContext, Iteration, Sharing, StopHandle};
 use hgauto_core::{Error, Job, JobOutcome};
 
 use crate::convert::seconds;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use hgauto_core::github::{GithubPrSource, GithubRepo, TrustRules};
+use hgauto_agent::github::{GithubPrSource, GithubRepo, TrustRules};
 use hgauto_core::redact::SecretString;
 
 use crate::convert::seconds;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use pyo3::prelude::*;
 
-use hgauto_core::download::{ArchiveFormat, ExtractLimits};
-use hgauto_core::{
+use hgauto_ci::download::{ArchiveFormat, ExtractLimits};
+use hgauto_ci::{
     CheckoutOptions, DownloadOptions, Installer, StepProgress, Vcs, VenvOptions, Want,
 };
 
@@ -99,7 +99,7 @@ pub(crate) fn download(
             if let Some(events) = events {
                 opts = opts.with_progress(move |done, total| events.send((done, total)));
             }
-            hgauto_core::download(&url, &dest, &opts).await
+            hgauto_ci::download(&url, &dest, &opts).await
         },
         |callback, (done, total): (u64, Option<u64>)| callback.call1((done, total)),
     )?
@@ -187,7 +187,7 @@ pub(crate) fn checkout(
     }
     let report = with_steps(py, progress, move |steps| async move {
         opts.progress = steps;
-        hgauto_core::checkout(vcs, &url, &dest, &want, &opts).await
+        hgauto_ci::checkout(vcs, &url, &dest, &want, &opts).await
     })?;
     Ok(CheckoutReport {
         revision: report.revision,
@@ -263,7 +263,7 @@ pub(crate) fn create_virtualenv(
     }
     let report = with_steps(py, progress, move |steps| async move {
         opts.progress = steps;
-        hgauto_core::create_virtualenv(&path, &opts).await
+        hgauto_ci::create_virtualenv(&path, &opts).await
     })?;
     Ok(VenvReport {
         path: report.path,

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use hgauto_core::checkout::CheckoutOptions;
+use hgauto_agent::vcs_jobs::Watch;
+use hgauto_agent::VcsBranchSource;
+use hgauto_ci::checkout::CheckoutOptions;
 use hgauto_core::job::Shard;
-use hgauto_core::local::Watch;
-use hgauto_core::{
-    DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource, VcsBranchSource,
-};
+use hgauto_core::{DirJobSource, Error, Job, JobFilter, JobOutcome, JobSource, ListJobSource};
 
 use crate::convert::{json_to_py, py_to_json, seconds};
 use crate::errors::IntoPyResult;

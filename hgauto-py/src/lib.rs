@@ -42,7 +42,7 @@ fn _cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
     {
         tracing::warn!(error = %e, "signals are handled by the embedding program");
     }
-    py.detach(|| hgauto::cli::main_with_args(argv))
+    py.detach(|| hgauto_cli::main_with_args(argv))
 }
 
 #[pymodule]

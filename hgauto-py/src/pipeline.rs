@@ -13,10 +13,10 @@ use pyo3::exceptions::{PyConnectionError, PyException, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_core::pipeline::{
+use hgauto_core::Error;
+use hgauto_pipeline::{
     asl, Mode, Outputs, PipelineFile, Runner, Selection, StepContext, StepFailure, StepFn,
 };
-use hgauto_core::Error;
 
 use crate::convert::{json_to_py, py_to_json, seconds, serialized_to_py};
 use crate::errors::IntoPyResult;
@@ -81,7 +81,7 @@ impl PyPipeline {
         &self,
         py: Python<'_>,
         events: Arc<std::sync::Mutex<Option<Events<FunctionCall>>>>,
-    ) -> PyResult<hgauto_core::pipeline::Pipeline> {
+    ) -> PyResult<hgauto_pipeline::Pipeline> {
         let mut functions: BTreeMap<String, StepFn> = BTreeMap::new();
         for name in self.functions.bind(py).keys() {
             let name = name.str()?.to_string();

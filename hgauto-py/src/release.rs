@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use pyo3::prelude::*;
 
 use hgauto_core::redact::SecretString;
-use hgauto_core::release::{Expected, Release, ReleaseReport, SigningKey, Status};
-use hgauto_core::{Error, Publisher, PypiPublisher};
+use hgauto_core::{Error, Publisher};
+use hgauto_release::PypiPublisher;
+use hgauto_release::{Expected, Release, ReleaseReport, SigningKey, Status};
 
 use crate::convert::PyRetryPolicy;
 use crate::errors::IntoPyResult;
@@ -281,7 +282,7 @@ pub struct PyReleaseReport {
     inner: ReleaseReport,
 }
 
-fn entry(e: &hgauto_core::release::Entry) -> ReleaseEntry {
+fn entry(e: &hgauto_release::Entry) -> ReleaseEntry {
     ReleaseEntry {
         artifact: e.artifact.clone(),
         destination: e.destination.clone(),

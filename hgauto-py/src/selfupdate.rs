@@ -6,7 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_core::selfupdate::{SelfUpdate, UpdateRepo};
+use hgauto_agent::selfupdate::{SelfUpdate, UpdateRepo};
 use hgauto_core::Error;
 
 use crate::convert::{json_to_py, seconds};

@@ -24,9 +24,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hgauto_core::conformance::fixtures::{random_bytes, random_tree};
 use hgauto_core::{fan_out, Command, RemoteMachine, SyncOptions};
 use hgauto_ssh::SshMachine;
+use hgauto_testkit::fixtures::{random_bytes, random_tree};
 use support::{Sshd, UserKeys};
 
 const RUNS: usize = 5;

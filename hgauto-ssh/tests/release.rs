@@ -10,12 +10,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hgauto_core::conformance::dists;
-use hgauto_core::conformance::fixtures::run_ok;
-use hgauto_core::conformance::pypiserver::{uploader, PypiServer};
-use hgauto_core::release::{Release, ReleaseReport, SigningKey, Status};
 use hgauto_core::{DirPublisher, Error, RemoteMachine};
+use hgauto_release::{Release, ReleaseReport, SigningKey, Status};
 use hgauto_ssh::{SshMachine, SshPublisher};
+use hgauto_testkit::dists;
+use hgauto_testkit::fixtures::run_ok;
+use hgauto_testkit::pypiserver::{uploader, PypiServer};
 use support::{Sshd, UserKeys};
 
 /// Everything one scenario needs: three destinations and a directory of built artifacts.

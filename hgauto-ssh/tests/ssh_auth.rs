@@ -98,7 +98,7 @@ async fn hostile_remote_paths_and_compressed_sync() {
     assert_eq!(std::fs::read(&back).unwrap(), b"payload");
 
     let tree = local.path().join("tree");
-    hgauto_core::conformance::machine::make_tree(&tree);
+    hgauto_testkit::machine::make_tree(&tree);
     let opts = hgauto_core::SyncOptions {
         delete: true,
         compress: true,

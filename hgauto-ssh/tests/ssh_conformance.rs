@@ -2,9 +2,9 @@
 
 mod support;
 
-use hgauto_core::conformance::{machine, publisher};
 use hgauto_core::RemoteMachine;
 use hgauto_ssh::{SshMachine, SshPublisher};
+use hgauto_testkit::{machine, publisher};
 use support::{Sshd, UserKeys};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,8 +27,8 @@ async fn ssh_machine_passes_the_machine_suite() {
 /// spec is refused (the inventory has none), and it has no images.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_provider_passes_the_provider_suite() {
-    use hgauto_core::conformance::provider::{self, ProviderCase};
     use hgauto_core::MachineSpec;
+    use hgauto_testkit::provider::{self, ProviderCase};
     let keys = UserKeys::new();
     let servers = [
         Sshd::start("127.0.0.2", &keys),

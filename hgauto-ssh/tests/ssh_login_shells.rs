@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use hgauto_core::conformance::machine;
 use hgauto_core::{Command, Error, ExitStatus, RemoteMachine};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
+use hgauto_testkit::machine;
 use support::{Sshd, UserKeys};
 
 /// The login shell each test user has (see `scripts/test-all`).

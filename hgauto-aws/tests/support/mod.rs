@@ -9,9 +9,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hgauto_aws::{AwsConfig, Ec2Provider};
-use hgauto_core::conformance::moto::MotoServer;
+use hgauto_testkit::moto::MotoServer;
 
-/// A running moto_server (see `hgauto_core::conformance::moto`), killed on drop.
+/// A running moto_server (see `hgauto_testkit::moto`), killed on drop.
 pub struct Moto {
     pub port: u16,
     _server: MotoServer,
@@ -226,7 +226,7 @@ fn proxy_one(
 /// Runs an ignored test of this binary in a child process with its own environment.
 pub fn run_child_test(name: &str, set: &[(&str, &str)], remove: &[&str]) {
     let set: Vec<(&str, &std::ffi::OsStr)> = set.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-    hgauto_core::conformance::child::run_ignored_test(name, &set, remove);
+    hgauto_testkit::child::run_ignored_test(name, &set, remove);
 }
 
 /// Env vars through which a crash test tells its child process where moto and the state are.

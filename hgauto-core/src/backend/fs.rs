@@ -2,9 +2,9 @@
 //! will hold someone else's bytes is created, and how a file lands whole (by rename from a
 //! temporary file beside it, so a reader never sees half of it).
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext};
@@ -31,7 +31,6 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 /// is there but fails these checks (planted by someone else, or a link); `NotFound` when
 /// nothing is there.
 pub fn open_own_file(path: &Path, write: bool) -> io::Result<Option<File>> {
-    use std::os::unix::fs::MetadataExt;
     let file = match OpenOptions::new()
         .read(true)
         .write(write)
@@ -148,7 +147,7 @@ pub fn remove_if_exists(path: &Path, action: &'static str) -> crate::Result<()> 
 
 /// Creates a new, uniquely named temporary file in `dir` (name starts with `.tmp-`) with
 /// `mode` (less the umask).
-pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std::fs::File)> {
+pub fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::OpenOptionsExt;
     for _ in 0..16 {
         let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
@@ -167,6 +166,46 @@ pub(crate) fn tempfile_in(dir: &Path, mode: u32) -> crate::Result<(PathBuf, std:
         format!("directory {}", dir.display()),
         "could not create a unique temporary file",
     ))
+}
+
+/// Removes a file, symlink or whole directory tree, making read-only directories writable
+/// first when that is what stops the removal.
+pub fn remove_any(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        return fs::remove_file(path);
+    }
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(path)?;
+            fs::remove_dir_all(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn make_dirs_writable(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    fs::set_permissions(
+        dir,
+        fs::Permissions::from_mode((meta.mode() & 0o7777) | 0o700),
+    )?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            make_dirs_writable(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -202,5 +241,18 @@ mod tests {
         std::os::unix::fs::symlink(&victim, dir.path().join("l")).unwrap();
         assert!(create_private(&dir.path().join("l")).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn remove_any_handles_read_only_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let ro = t.path().join("ro");
+        fs::create_dir_all(ro.join("inner")).unwrap();
+        fs::write(ro.join("inner/f"), "x").unwrap();
+        fs::set_permissions(ro.join("inner"), fs::Permissions::from_mode(0o555)).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
+        remove_any(&ro).unwrap();
+        assert!(!ro.exists());
+        remove_any(&ro).unwrap();
     }
 }

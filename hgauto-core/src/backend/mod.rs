@@ -15,13 +15,14 @@
 //! - [`clip`]: text cut to a byte budget on a character boundary.
 //! - [`IoContext`]: an I/O error with the operation, path and machine attached.
 //! - [`tree_sync`]: `sync_tree` for any machine that can run POSIX commands, by a remote
-//!   manifest and one tar stream of what changed.
+//!   manifest and one tar stream of what changed ([`tar_writer`]).
 
 pub mod background;
 pub mod fs;
 pub mod process_group;
 pub mod publish;
 pub mod render;
+pub mod tar_writer;
 pub mod task;
 pub mod tree_sync;
 

@@ -18,8 +18,8 @@ pub async fn run_blocking<T: Send + 'static>(
         })?
 }
 
-/// [`run_blocking`] for the local backend.
-pub(crate) async fn blocking<T: Send + 'static>(
+/// [`run_blocking`] for the local backend and the engines.
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     run_blocking("local", f).await

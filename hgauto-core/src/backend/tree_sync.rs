@@ -303,45 +303,43 @@ pub async fn sync_over_exec(
 
 /// Writes the tar stream of `items` into `out`.
 pub fn write_tar(items: &[Item], out: impl Write) -> std::io::Result<()> {
-    let mut builder = tar::Builder::new(out);
-    builder.follow_symlinks(false);
+    use super::tar_writer::{Entry, EntryKind, TarWriter};
+    use std::io::Read as _;
+    let mut tar = TarWriter::new(out);
     for item in items {
-        let mut header = tar::Header::new_gnu();
-        match item {
-            Item::Dir { rel, mode, mtime } => {
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(*mode);
-                header.set_mtime((*mtime).max(0) as u64);
-                header.set_size(0);
-                builder.append_data(&mut header, rel, std::io::empty())?;
-            }
+        let (kind, rel, mode, mtime, size, link) = match item {
+            Item::Dir { rel, mode, mtime } => (EntryKind::Dir, rel, *mode, *mtime, 0, None),
             Item::File {
                 rel,
-                abs,
                 mode,
                 mtime,
                 size,
-            } => {
-                let file = std::fs::File::open(abs)?;
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(*mode);
-                header.set_mtime((*mtime).max(0) as u64);
-                header.set_size(*size);
+                ..
+            } => (EntryKind::File, rel, *mode, *mtime, *size, None),
+            Item::Symlink { rel, target } => {
+                (EntryKind::Symlink, rel, 0o777, 0, 0, Some(target.as_path()))
+            }
+        };
+        let entry = Entry {
+            kind,
+            rel,
+            mode,
+            mtime: mtime.max(0) as u64,
+            size,
+            link,
+        };
+        match item {
+            Item::File { abs, size, .. } => {
                 // Guard against a file that changes size while we send it: tar needs
                 // exactly `size` bytes.
-                use std::io::Read;
-                let reader = file.take(*size).chain(std::io::repeat(0)).take(*size);
-                builder.append_data(&mut header, rel, reader)?;
+                let file = std::fs::File::open(abs)?;
+                let data = file.take(*size).chain(std::io::repeat(0)).take(*size);
+                tar.append(&entry, data)?;
             }
-            Item::Symlink { rel, target } => {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                builder.append_link(&mut header, rel, target)?;
-            }
+            _ => tar.append(&entry, std::io::empty())?,
         }
     }
-    builder.finish()
+    tar.finish().map(drop)
 }
 
 #[cfg(test)]
@@ -387,5 +385,65 @@ mod tests {
             vec![b"gone".to_vec()],
             "only the top of a removed subtree"
         );
+    }
+
+    /// The stream extracts with the system's `tar` exactly: long names and link targets,
+    /// a name that is not UTF-8, modes, mtimes and contents.
+    #[test]
+    fn system_tar_extracts_the_stream_exactly() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt as _;
+        let src = tempfile::tempdir().unwrap();
+        let long_dir = PathBuf::from("d".repeat(120));
+        let long_file = long_dir.join(format!("{}.txt", "f".repeat(130)));
+        let odd = PathBuf::from(OsStr::from_bytes(b"caf\xe9 \"q\" $x"));
+        std::fs::create_dir(src.path().join(&long_dir)).unwrap();
+        std::fs::write(src.path().join(&long_file), b"long").unwrap();
+        std::fs::write(src.path().join(&odd), vec![7u8; 70_000]).unwrap();
+        let file = |rel: &Path, mode: u32| Item::File {
+            rel: rel.to_path_buf(),
+            abs: src.path().join(rel),
+            mode,
+            mtime: 1_000_000_000,
+            size: std::fs::metadata(src.path().join(rel)).unwrap().len(),
+        };
+        let link_target = PathBuf::from("t".repeat(150));
+        let items = vec![
+            Item::Dir {
+                rel: long_dir.clone(),
+                mode: 0o750,
+                mtime: 1_000_000_000,
+            },
+            file(&long_file, 0o755),
+            file(&odd, 0o600),
+            Item::Symlink {
+                rel: "ln".into(),
+                target: link_target.clone(),
+            },
+        ];
+        let mut archive = Vec::new();
+        write_tar(&items, &mut archive).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let mut tar = std::process::Command::new("tar")
+            .args(["-xpf", "-", "--no-same-owner", "--delay-directory-restore"])
+            .current_dir(dst.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        tar.stdin.take().unwrap().write_all(&archive).unwrap();
+        assert!(tar.wait().unwrap().success());
+        let d = dst.path();
+        assert_eq!(std::fs::read(d.join(&long_file)).unwrap(), b"long");
+        assert_eq!(std::fs::read(d.join(&odd)).unwrap(), vec![7u8; 70_000]);
+        let mode = |p: &Path| std::fs::metadata(d.join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(
+            (mode(&long_dir), mode(&long_file), mode(&odd)),
+            (0o750, 0o755, 0o600)
+        );
+        assert_eq!(
+            std::fs::metadata(d.join(&long_file)).unwrap().mtime(),
+            1_000_000_000
+        );
+        assert_eq!(std::fs::read_link(d.join("ln")).unwrap(), link_target);
     }
 }

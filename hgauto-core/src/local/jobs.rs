@@ -54,12 +54,12 @@ impl Default for ListJobSource {
 }
 
 /// A new lease token: unique per hand-out.
-pub(crate) fn new_token() -> String {
+pub fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
 /// The error for a lease that is no longer `job`'s holder's.
-pub(crate) fn lease_lost(source: &str, job: &Job, reason: impl Into<String>) -> Error {
+pub fn lease_lost(source: &str, job: &Job, reason: impl Into<String>) -> Error {
     Error::LeaseLost {
         job: job.id.clone(),
         source_name: source.to_owned(),

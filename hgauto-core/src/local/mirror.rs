@@ -14,7 +14,7 @@ use std::path::Path;
 
 use filetime::FileTime;
 
-use crate::backend::fs::{create_private, set_mode, MODE_MASK};
+use crate::backend::fs::{create_private, remove_any, set_mode, MODE_MASK};
 use crate::machine::{SyncOptions, SyncReport};
 
 /// Makes `dst` mirror `src` (which must be a directory).
@@ -138,46 +138,6 @@ pub fn copy_file_atomic(src: &Path, dst: &Path, src_meta: &fs::Metadata) -> io::
     result
 }
 
-/// Removes a file, symlink or whole directory tree, making read-only directories writable
-/// first when that is what stops the removal.
-pub fn remove_any(path: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if !meta.is_dir() {
-        return fs::remove_file(path);
-    }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            make_dirs_writable(path)?;
-            fs::remove_dir_all(path)
-        }
-        Err(e) => Err(e),
-    }
-}
-
-fn make_dirs_writable(dir: &Path) -> io::Result<()> {
-    let meta = fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Ok(());
-    }
-    fs::set_permissions(
-        dir,
-        fs::Permissions::from_mode((meta.mode() & 0o7777) | 0o700),
-    )?;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            make_dirs_writable(&entry.path())?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,18 +169,5 @@ mod tests {
         );
         assert_eq!(fs::read(d.join("b")).unwrap(), b"BB");
         assert!(!d.join("extra").exists());
-    }
-
-    #[test]
-    fn remove_any_handles_read_only_dirs() {
-        let t = tempfile::tempdir().unwrap();
-        let ro = t.path().join("ro");
-        fs::create_dir_all(ro.join("inner")).unwrap();
-        fs::write(ro.join("inner/f"), "x").unwrap();
-        fs::set_permissions(ro.join("inner"), fs::Permissions::from_mode(0o555)).unwrap();
-        fs::set_permissions(&ro, fs::Permissions::from_mode(0o555)).unwrap();
-        remove_any(&ro).unwrap();
-        assert!(!ro.exists());
-        remove_any(&ro).unwrap();
     }
 }

@@ -8,7 +8,6 @@ pub mod mirror;
 mod processes;
 pub mod provider;
 pub mod publisher;
-pub mod vcs_jobs;
 
 pub use dir_jobs::DirJobSource;
 pub use jobs::{ListJobSource, DEFAULT_LEASE_TTL};
@@ -16,4 +15,3 @@ pub use machine::LocalMachine;
 pub use processes::kill_machine_processes;
 pub use provider::LocalProvider;
 pub use publisher::DirPublisher;
-pub use vcs_jobs::{PollFailure, PollReport, VcsBranchSource, Watch};

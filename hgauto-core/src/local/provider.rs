@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::backend::fs::remove_any;
 use crate::backend::task::blocking;
 use crate::command::{Command, Platform};
 use crate::env::default_state_dir;
 use crate::error::{Error, IoContext, Result};
 use crate::ledger::{Ledger, LedgerRecord};
 use crate::local::machine::LocalMachine;
-use crate::local::mirror::{mirror_tree, remove_any};
+use crate::local::mirror::mirror_tree;
 use crate::local::processes::kill_machine_processes;
 use crate::machine::{RemoteMachine, SyncOptions};
 use crate::provider::{ManagedResource, PurgeReport, ResourceKind, ResourceProvider};

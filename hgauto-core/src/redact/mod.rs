@@ -11,7 +11,7 @@ pub use text::redact_text;
 
 use std::borrow::Cow;
 
-use reqwest::Url;
+use url::Url;
 
 /// What replaces a secret.
 pub const MASK: &str = "***";

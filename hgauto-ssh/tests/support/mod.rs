@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use hgauto_core::conformance::ports::{free_port, wait_own_listener};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig};
+use hgauto_testkit::ports::{free_port, wait_own_listener};
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -254,4 +254,4 @@ impl Drop for Sshd {
 }
 
 #[allow(unused_imports)]
-pub use hgauto_core::conformance::fault_proxy::{FaultProxy, Faults};
+pub use hgauto_testkit::fault_proxy::{FaultProxy, Faults};

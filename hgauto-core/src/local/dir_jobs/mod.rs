@@ -325,8 +325,7 @@ impl DirJobSource {
     /// that the same id may be queued again later (a pull request whose approval was
     /// dismissed, and may be given again). The id's mark goes first: a crash midway leaves
     /// a queued job (whose id the scan marks again), never a mark without a job.
-    #[cfg(feature = "github")]
-    pub(crate) fn withdraw(&self, job: &Job) -> Result<()> {
+    pub fn withdraw(&self, job: &Job) -> Result<()> {
         let _lock = self.lock()?;
         let (_, fid) = self.held(job)?;
         let marker = self.root.join("ids").join(&fid);

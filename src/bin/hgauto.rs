@@ -1,5 +1,0 @@
-//! The `hgauto` command (see `hgauto --help`, and the README's "Command line").
-
-fn main() {
-    std::process::exit(hgauto::cli::main_with_args(std::env::args_os()));
-}
