@@ -199,7 +199,7 @@ impl CommandBuild {
             if stream == Stream::Stderr && !text.trim().is_empty() {
                 // The summary's line, bounded like the rest of what is kept.
                 last_err.clear();
-                last_err.push_str(hgauto_core::backend::clip(text, 1024));
+                last_err.push_str(hgauto_core::text::clip(text, 1024));
             }
         };
         let out = machine.exec_streaming(&cmd, &mut sink).await?;

@@ -287,7 +287,7 @@ fn gone<E: TokenErrors>(e: &SdkError<E, HttpResponse>) -> bool {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    hgauto_core::backend::clip(s, max).to_owned()
+    hgauto_core::text::clip(s, max).to_owned()
 }
 
 #[async_trait]

@@ -122,7 +122,7 @@ async fn an_extended_deadline_keeps_a_machine_from_the_sweep() {
     let spec = spec.with_lifetime(Duration::ZERO);
     let machines = p.provision(&spec, 2).await.unwrap();
     let (kept, gone) = (machines[0].id().to_owned(), machines[1].id().to_owned());
-    let until = hgauto_core::ledger::unix_now() + 3600;
+    let until = hgauto_core::clock::unix_now() + 3600;
     p.extend_deadline(std::slice::from_ref(&kept), until)
         .await
         .unwrap();

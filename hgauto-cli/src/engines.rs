@@ -1,16 +1,14 @@
 //! `pipeline run|export|status`, `agent run` and `self-update check|watch`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::json;
 
-use hgauto_agent::selfupdate::{PollOutcome, SelfUpdate, UpdateRepo};
+use hgauto_agent::selfupdate::{PollOutcome, SelfUpdateFile};
 use hgauto_agent::{Agent, CommandBuild, Iteration};
-use hgauto_ci::Vcs;
-use hgauto_core::{DirJobSource, Error, MachineSpec, Result};
+use hgauto_core::{DirJobSource, MachineSpec, Result};
 use hgauto_pipeline::{asl, Mode, PipelineFile, RunResult, Runner, Selection};
 
 use super::args::{AgentCmd, PipelineCmd, SelfUpdateCmd};
@@ -22,7 +20,7 @@ fn show_result(ctx: &Context, command: &str, result: &RunResult, out: Option<&Pa
         print_json(command, &json!({"result": result}));
     } else {
         for t in result.tasks() {
-            let state = format!("{:?}", t.state).to_lowercase();
+            let state = t.state.as_str();
             let why = t
                 .error
                 .as_deref()
@@ -153,80 +151,13 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
     Ok(0)
 }
 
-/// The self-update config file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateFile {
-    state_dir: PathBuf,
-    repositories: Vec<RepoFile>,
-    #[serde(default)]
-    quiet_window_secs: Option<u64>,
-    #[serde(default)]
-    ready_flag: Option<PathBuf>,
-    #[serde(default)]
-    check_command: Option<Vec<String>>,
-    #[serde(default)]
-    ci_gate: Option<Vec<String>>,
-    #[serde(default)]
-    hook: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepoFile {
-    name: String,
-    #[serde(default)]
-    vcs: Option<String>,
-    url: String,
-    branch: String,
-    working_copy: PathBuf,
-}
-
-fn updater(path: &Path) -> Result<SelfUpdate> {
-    let what = format!("self-update config {}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(&what, e.to_string()))?;
-    let f: UpdateFile = toml::from_str(&text).map_err(|e| {
-        Error::invalid(
-            &what,
-            hgauto_core::suggest::parse_error(&text, e.message(), e.span()),
-        )
-    })?;
-    let mut b = SelfUpdate::builder(f.state_dir);
-    if let Some(q) = f.quiet_window_secs {
-        b = b.quiet_window(Duration::from_secs(q));
-    }
-    if let Some(r) = f.ready_flag {
-        b = b.ready_flag(r);
-    }
-    if let Some(c) = f.check_command {
-        b = b.check_command(c);
-    }
-    if let Some(c) = f.ci_gate {
-        b = b.ci_gate(c);
-    }
-    if let Some(c) = f.hook {
-        b = b.hook(c);
-    }
-    for r in f.repositories {
-        let vcs: Vcs = r.vcs.as_deref().unwrap_or("git").parse()?;
-        b = b.repository(UpdateRepo {
-            name: r.name,
-            vcs,
-            url: r.url,
-            branch: r.branch,
-            working_copy: r.working_copy,
-        });
-    }
-    b.build()
-}
-
 /// `self-update check|watch`.
 pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
     let (config, every) = match cmd {
         SelfUpdateCmd::Check { file } => (file, None),
         SelfUpdateCmd::Watch { file, every } => (file, Some(every)),
     };
-    let u = updater(&config)?;
+    let u = SelfUpdateFile::read(&config)?.into_self_update()?;
     let show = |o: &PollOutcome| {
         let doc = serde_json::to_value(o).unwrap_or_default();
         if ctx.json {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hgauto_core::ledger::unix_now;
+use hgauto_core::clock::unix_now;
 use hgauto_core::{Error, ImageRecipe, ManagedResource, ResourceKind, Result};
 
 use super::args::ImageCmd;
@@ -21,10 +21,7 @@ fn print_resources(resources: &[ManagedResource]) {
     println!("{:<28} {:<16} {:<8} deadline", "id", "kind", "exists");
     let now = unix_now();
     for r in resources {
-        let kind = serde_json::to_value(r.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = r.kind.as_str();
         let deadline = match r.deadline {
             Some(d) if d > now => format!("in {} min", (d - now) / 60),
             Some(d) => format!("{} min ago", (now - d) / 60),

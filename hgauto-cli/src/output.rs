@@ -98,7 +98,7 @@ pub(super) async fn run_pipeline(
         })
         .on_task(move |task, state, _| {
             done.inc(1);
-            done.set_message(format!("{task}: {state:?}").to_lowercase());
+            done.set_message(format!("{task}: {state}"));
         })
         .run()
         .await;

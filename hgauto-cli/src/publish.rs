@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use hgauto_core::{DirPublisher, Error, Publisher, Result};
-use hgauto_release::{PypiPublisher, Release, SigningKey, Status};
+use hgauto_release::{Expected, PypiPublisher, Release, SigningKey, Status};
 
 use super::args::PublishArgs;
 use super::config::Context;
@@ -74,21 +74,12 @@ pub(super) async fn publish(ctx: &Context, a: PublishArgs) -> Result<i32> {
         ));
     }
     let mut release = Release::new(&a.dir);
-    for e in &a.expect {
-        release = match e.rsplit_once('=') {
-            Some((pattern, n)) => {
-                let n: usize = n.parse().map_err(|_| {
-                    Error::invalid(
-                        format!("--expect {e:?}"),
-                        "the count after '=' is not a number",
-                    )
-                })?;
-                release.expect_glob(pattern, Some(n))
-            }
-            None if e.contains(['*', '?', '[']) => release.expect_glob(e.as_str(), None),
-            None => release.expect(e.as_str()),
-        };
-    }
+    let expected = a
+        .expect
+        .iter()
+        .map(|e| Expected::parse(e))
+        .collect::<Result<Vec<_>>>()?;
+    release = release.expect_all(expected);
     let mut destinations: Vec<(&str, Arc<dyn Publisher>)> = Vec::new();
     if let Some(url) = &a.pypi {
         destinations.push(("pypi", Arc::new(PypiPublisher::new(url.as_str())?)));
@@ -109,13 +100,8 @@ pub(super) async fn publish(ctx: &Context, a: PublishArgs) -> Result<i32> {
         ));
     }
     for (name, publisher) in destinations {
-        // PyPI takes only distributions; the other destinations take everything.
-        let filter: &[&str] = if name == "pypi" {
-            &["*.whl", "*.tar.gz", "*.zip"]
-        } else {
-            &[]
-        };
-        release = release.publish_to(name, publisher, filter)?;
+        // Each destination takes its own default files (PyPI: distributions only).
+        release = release.publish_to(name, publisher, &[])?;
     }
     for s in &a.skip {
         release = release.skip(s.as_str());
@@ -134,10 +120,7 @@ pub(super) async fn publish(ctx: &Context, a: PublishArgs) -> Result<i32> {
         print_json("publish", &report);
     } else {
         for e in &report.entries {
-            let status = serde_json::to_value(e.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let status = e.status;
             let why = e
                 .error
                 .as_deref()

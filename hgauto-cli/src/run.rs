@@ -39,11 +39,7 @@ pub(super) async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         cmd = cmd.timeout(Duration::from_secs(t));
     }
     let provider = ctx.provider().await?;
-    let spec = match platform {
-        Platform::Linux => MachineSpec::linux(),
-        Platform::Windows => MachineSpec::windows(),
-    }
-    .with_label("purpose", "hgauto-run");
+    let spec = MachineSpec::for_platform(platform).with_label("purpose", "hgauto-run");
     let progress = spinner(
         ctx.json,
         ctx.quiet,
@@ -79,15 +75,8 @@ pub(super) async fn run(ctx: &Context, a: RunArgs) -> Result<i32> {
         }
     }
     let kept = if a.keep_on_failure && !failed_ids.is_empty() {
-        let done: Vec<String> = guard
-            .ids()
-            .into_iter()
-            .filter(|id| !failed_ids.contains(id))
-            .collect();
-        provider.terminate(&done).await?;
         // The failed machines stay for a look; the ledger keeps them for `terminate`.
-        std::mem::forget(guard);
-        failed_ids.clone()
+        guard.keep(&failed_ids).await?
     } else {
         guard.terminate().await?;
         Vec::new()

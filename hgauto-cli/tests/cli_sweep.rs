@@ -35,7 +35,7 @@ async fn sweep_keeps_machines_of_a_live_creator_and_takes_abandoned_ones() {
     let ledger = Ledger::open(&state, provider.name()).unwrap();
     // Every deadline but `fresh`'s is past; the creator of `dead` has ended, the one of
     // `unknown` ran on another boot (nobody here can tell).
-    let past = hgauto_core::ledger::unix_now() - 3600;
+    let past = hgauto_core::clock::unix_now() - 3600;
     provider
         .extend_deadline(&[live.clone(), dead.clone(), unknown.clone()], past)
         .await

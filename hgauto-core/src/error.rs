@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::command::ExitStatus;
+use crate::exit_status::ExitStatus;
 
 /// A boxed error from a lower layer (an SDK, libssh2, the OS).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

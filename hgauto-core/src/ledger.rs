@@ -5,15 +5,16 @@
 //! either no resource or a record of it. Purge and sweep read the ledger to find what a
 //! crashed run left behind; a record is removed only after its resource is gone.
 
+use crate::clock::unix_now;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::fs::write_atomic;
 use crate::error::{Error, IoContext, Result};
 use crate::provider::ResourceKind;
+use crate::session::session_id;
 
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,16 +150,6 @@ fn encode_file_name(id: &str) -> String {
     }
     out
 }
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-pub use crate::session::{session_id, session_is_dead};
 
 #[cfg(test)]
 mod tests {

@@ -96,6 +96,27 @@ pub enum ResourceKind {
     InstanceProfile,
 }
 
+impl ResourceKind {
+    /// Its name, as in JSON (`machine`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Machine => "machine",
+            ResourceKind::Image => "image",
+            ResourceKind::Snapshot => "snapshot",
+            ResourceKind::KeyPair => "key-pair",
+            ResourceKind::SecurityGroup => "security-group",
+            ResourceKind::Role => "role",
+            ResourceKind::InstanceProfile => "instance-profile",
+        }
+    }
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One resource a provider manages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagedResource {
@@ -116,4 +137,25 @@ pub struct ManagedResource {
 pub struct PurgeReport {
     /// Ids of the removed resources.
     pub removed: Vec<String>,
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_json_name() {
+        for v in [
+            ResourceKind::Machine,
+            ResourceKind::Image,
+            ResourceKind::Snapshot,
+            ResourceKind::KeyPair,
+            ResourceKind::SecurityGroup,
+            ResourceKind::Role,
+            ResourceKind::InstanceProfile,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str(), "{v:?}");
+            assert_eq!(v.to_string(), v.as_str());
+        }
+    }
 }

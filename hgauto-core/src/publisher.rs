@@ -22,6 +22,13 @@ pub trait Publisher: Send + Sync {
     /// A description of the destination for logs ("dir:/srv/dist", "sftp://host/path").
     fn destination(&self) -> String;
 
+    /// The files this destination takes when a release names no filter of its own (glob
+    /// patterns on file names; empty, the default: every file). A package index takes only
+    /// distributions, never `SHA256SUMS` or a signature.
+    fn default_filter(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// `Ok(true)` when an identical artifact is already published, `Ok(false)` when the name
     /// is free, [`Error::Conflict`](crate::Error::Conflict) when the name holds other content.
     async fn exists(&self, artifact: &Artifact) -> Result<bool>;

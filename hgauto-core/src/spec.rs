@@ -34,15 +34,16 @@ pub struct MachineSpec {
 impl MachineSpec {
     /// A Linux machine with the provider's defaults and a 2-hour lifetime.
     pub fn linux() -> Self {
-        Self::new(Platform::Linux)
+        Self::for_platform(Platform::Linux)
     }
 
     /// A Windows machine with the provider's defaults and a 2-hour lifetime.
     pub fn windows() -> Self {
-        Self::new(Platform::Windows)
+        Self::for_platform(Platform::Windows)
     }
 
-    fn new(platform: Platform) -> Self {
+    /// A machine of `platform` with the provider's defaults and a 2-hour lifetime.
+    pub fn for_platform(platform: Platform) -> Self {
         MachineSpec {
             platform,
             image: None,
@@ -196,7 +197,7 @@ pub fn deadline_after(lifetime: std::time::Duration) -> crate::Result<u64> {
             ),
         ));
     }
-    Ok(crate::ledger::unix_now() + lifetime.as_secs())
+    Ok(crate::clock::unix_now() + lifetime.as_secs())
 }
 
 #[cfg(test)]

@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
+use crate::clock::unix_now;
 use crate::error::Result;
-use crate::ledger::{unix_now, Ledger, LedgerRecord};
+use crate::ledger::{Ledger, LedgerRecord};
 use crate::provider::{PurgeReport, ResourceKind, ResourceProvider};
 use crate::session::{liveness, Liveness};
 

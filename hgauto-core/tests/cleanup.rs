@@ -325,3 +325,32 @@ async fn success_terminates_and_returns_the_value() {
     assert_eq!(v, "hi\n");
     assert!(provider.list_managed().await.unwrap().is_empty());
 }
+
+/// `keep` leaves the named machines up and in the ledger, terminates the others, and hands
+/// the kept ones back to the caller: nothing of the guard terminates them later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_leaves_the_named_machines_and_terminates_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let provider = Arc::new(LocalProvider::new(dir.path()).unwrap());
+    let guard =
+        hgauto_core::TemporaryMachines::provision(provider.clone(), &MachineSpec::linux(), 3)
+            .await
+            .unwrap();
+    let ids = guard.ids();
+    let keep = vec![ids[1].clone(), "not-one-of-them".to_owned()];
+    let kept = guard.keep(&keep).await.unwrap();
+    assert_eq!(kept, [ids[1].clone()]);
+    assert_eq!(sandboxes(dir.path()), [ids[1].clone()]);
+    let listed: Vec<String> = provider
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.exists && r.kind == hgauto_core::ResourceKind::Machine)
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, [ids[1].clone()]);
+    provider.terminate(&kept).await.unwrap();
+    assert!(sandboxes(dir.path()).is_empty());
+    assert_eq!(ledger_len(dir.path()), 0);
+}

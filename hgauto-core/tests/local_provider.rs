@@ -40,7 +40,7 @@ async fn provision_records_then_terminate_removes_everything() {
         rec.details.get("label:job").map(String::as_str),
         Some("demo")
     );
-    assert_eq!(rec.session, hgauto_core::ledger::session_id());
+    assert_eq!(rec.session, hgauto_core::session::session_id());
 
     // Each machine is its own sandbox with its own home.
     let home0 = ms[0]
@@ -234,7 +234,7 @@ async fn deadlines_can_be_moved_on_and_unknown_machines_are_named() {
     let (_state, p) = provider();
     let m = p.provision(&MachineSpec::linux(), 1).await.unwrap();
     let id = m[0].id().to_owned();
-    let until = hgauto_core::ledger::unix_now() + 7 * 24 * 3600;
+    let until = hgauto_core::clock::unix_now() + 7 * 24 * 3600;
     p.extend_deadline(std::slice::from_ref(&id), until)
         .await
         .unwrap();

@@ -10,37 +10,13 @@ use hgauto_core::error::{Error, Result};
 use hgauto_core::local::LocalProvider;
 use hgauto_core::provider::ResourceProvider;
 
+use super::config::Config;
 use super::definition::Pipeline;
 use super::plan::{expand, Selection};
 use super::prepare::prepare;
 use super::results::{Failure, Mode, RunResult, StepResults, TaskResult, TaskState, RESULT_SCHEMA};
 use super::scheduler;
 use super::step::Body;
-
-/// Called with (task, stream, line) for every output line of a command step.
-pub type LineHook = Arc<dyn Fn(&str, Stream, &str) + Send + Sync>;
-
-/// Called with (task, state, tasks still to finish) whenever a task ends.
-pub type TaskHook = Arc<dyn Fn(&str, TaskState, usize) + Send + Sync>;
-
-/// How a run behaves; set through [`Runner`].
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub out_dir: PathBuf,
-    pub mode: Mode,
-    pub inputs: BTreeMap<String, String>,
-    /// Values of inputs declared secret: scrubbed from every error text written out.
-    pub secrets: hgauto_core::redact::Secrets,
-    pub health_check: Duration,
-    pub idle_timeout: Duration,
-    pub ready_timeout: Duration,
-    /// The longest a `should_run` check may take.
-    pub check_timeout: Duration,
-    pub time_scale: f64,
-    pub function_limit: usize,
-    pub on_line: Option<LineHook>,
-    pub on_task: Option<TaskHook>,
-}
 
 /// Runs a [`Pipeline`] in this process: provisions workers per kind on demand, retries by
 /// step kind, runs a health check, and writes `result.json`, `report.html` and one log per
@@ -219,7 +195,7 @@ impl Runner {
     /// Errors: bad input (the selection, a template, no provider), found before any machine
     /// is provisioned, or an interrupt (workers are terminated first).
     pub async fn run(self) -> Result<RunResult> {
-        let started_at = hgauto_core::ledger::unix_now();
+        let started_at = hgauto_core::clock::unix_now();
         let started = Instant::now();
         let tasks = expand(&self.pipeline, &self.selection)?;
         let prepared = prepare(&self.pipeline, &tasks, &self.cfg.inputs, self.cfg.mode)?;

@@ -56,7 +56,7 @@ pub struct Dimensions(pub Vec<(String, Vec<String>)>);
 
 impl Serialize for Dimensions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        super::plan::serialize_pairs(&self.0, s)
+        super::cell::serialize_pairs(&self.0, s)
     }
 }
 

@@ -19,7 +19,9 @@
 #![warn(unreachable_pub)]
 
 pub mod asl;
+mod cell;
 mod checks;
+mod config;
 pub mod control;
 mod definition;
 mod engine;
@@ -33,11 +35,13 @@ mod shared;
 mod step;
 mod worker;
 
+pub use cell::Cell;
+pub use config::{LineHook, TaskHook};
 pub use control::{Control, WorkerBoot};
 pub use definition::{Pipeline, PipelineBuilder, WorkerKind};
-pub use engine::{LineHook, Runner, TaskHook};
+pub use engine::Runner;
 pub use file::{Dimensions, KindFile, PipelineFile, PublishedFile, StepFile, SyncFile, WorkerFile};
-pub use plan::{Cell, Selection};
+pub use plan::Selection;
 pub use prepare::OUTPUT_ENV;
 pub use report::html as html_report;
 pub use results::{

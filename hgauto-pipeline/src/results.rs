@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use hgauto_core::error::{Error, Result};
 
-use super::plan::Cell;
+use super::cell::Cell;
 use super::step::Outputs;
 
 /// The `schema` field of every result tree this version writes.
@@ -52,6 +52,23 @@ pub enum TaskState {
     Failed,
     /// It did not run: already done, or a step it needs failed.
     Skipped,
+}
+
+impl TaskState {
+    /// Its name, as in JSON (`succeeded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Succeeded => "succeeded",
+            TaskState::Failed => "failed",
+            TaskState::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One task's result: one step in one matrix cell.
@@ -267,5 +284,18 @@ impl RunResult {
     /// The JSON schema of result trees.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(RunResult)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_json_name() {
+        for v in [TaskState::Succeeded, TaskState::Failed, TaskState::Skipped] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str(), "{v:?}");
+            assert_eq!(v.to_string(), v.as_str());
+        }
     }
 }

@@ -14,8 +14,8 @@ use hgauto_core::provider::ResourceProvider;
 use hgauto_core::retry::RetryPolicy;
 
 use super::checks::run_check;
+use super::config::Config;
 use super::definition::Pipeline;
-use super::engine::Config;
 use super::plan::Task;
 use super::prepare::{Prepared, PreparedCheck};
 use super::results::{HealthChecks, Mode, TaskState, WorkerRecord};

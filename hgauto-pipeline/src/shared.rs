@@ -13,8 +13,8 @@ use hgauto_core::error::Result;
 use hgauto_core::provider::ResourceProvider;
 use hgauto_core::spec::MachineSpec;
 
+use super::config::Config;
 use super::definition::Pipeline;
-use super::engine::Config;
 use super::plan::Task;
 use super::prepare::Prepared;
 use super::results::{Mode, WorkerRecord};

@@ -14,7 +14,7 @@ use hgauto_core::error::Error;
 use hgauto_core::publisher::Publisher;
 use hgauto_core::retry::RetryPolicy;
 
-use super::plan::Cell;
+use super::cell::Cell;
 
 /// Values a step hands to the steps that depend on it (`key = value`).
 pub type Outputs = BTreeMap<String, String>;

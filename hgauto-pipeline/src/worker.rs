@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hgauto_core::cleanup::TemporaryMachines;
-use hgauto_core::command::{Command, ExitStatus, Platform, Stream};
+use hgauto_core::command::{Command, Platform, Stream};
 use hgauto_core::error::Result;
 use hgauto_core::machine::{RemoteMachine, SyncOptions};
+use hgauto_core::ExitStatus;
 
 use super::results::WorkerRecord;
 use super::shared::{Event, Shared};

@@ -126,7 +126,7 @@ async fn a_worker_moves_its_deadline_past_the_task_it_runs() {
         )
         .build()
         .unwrap();
-    let before = hgauto_core::ledger::unix_now();
+    let before = hgauto_core::clock::unix_now();
     let r = Runner::new(p, dir.path().join("out"))
         .provider(provider.clone())
         .run()

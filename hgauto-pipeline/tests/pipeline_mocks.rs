@@ -23,7 +23,7 @@ fn extend(p: &mut MockResourceProvider, seq: &mut Sequence, id: &str) {
     let ids = vec![id.to_owned()];
     p.expect_extend_deadline()
         .withf(move |got, until| {
-            *got == ids && *until >= hgauto_core::ledger::unix_now() + 7200 - 60
+            *got == ids && *until >= hgauto_core::clock::unix_now() + 7200 - 60
         })
         .times(1)
         .in_sequence(seq)

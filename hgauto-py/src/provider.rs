@@ -39,10 +39,7 @@ impl PyMachineSpec {
         lifetime: f64,
         labels: Option<BTreeMap<String, String>>,
     ) -> PyResult<Self> {
-        let mut spec = match crate::convert::platform(py, platform)? {
-            hgauto_core::Platform::Linux => MachineSpec::linux(),
-            hgauto_core::Platform::Windows => MachineSpec::windows(),
-        };
+        let mut spec = MachineSpec::for_platform(crate::convert::platform(py, platform)?);
         spec.image = image;
         spec.instance_type = instance_type;
         spec.lifetime = seconds(py, "lifetime", lifetime)?;
@@ -346,13 +343,9 @@ pub struct PyManagedResource {
 
 impl From<ManagedResource> for PyManagedResource {
     fn from(r: ManagedResource) -> Self {
-        let kind = serde_json::to_value(r.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{:?}", r.kind));
         PyManagedResource {
             id: r.id,
-            kind,
+            kind: r.kind.as_str().to_owned(),
             created_at: r.created_at,
             deadline: r.deadline,
             exists: r.exists,

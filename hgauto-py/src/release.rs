@@ -181,7 +181,8 @@ impl PyRelease {
     }
 
     /// Publishes to `publisher`, called `name` in `skip` and the report, the files matching
-    /// one of `filter`'s glob patterns (empty: every file). Returns the release.
+    /// one of `filter`'s glob patterns (empty: the publisher's own, so PyPI gets only the
+    /// distributions, any other destination every file). Returns the release.
     #[pyo3(signature = (name, publisher, filter=Vec::new()))]
     fn publish_to<'py>(
         slf: Bound<'py, Self>,
@@ -243,16 +244,6 @@ fn lock(m: &Mutex<Plan>) -> std::sync::MutexGuard<'_, Plan> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Published => "published",
-        Status::AlreadyPresent => "already_present",
-        Status::SkippedByFilter => "skipped_by_filter",
-        Status::Skipped => "skipped",
-        Status::Failed => "failed",
-    }
-}
-
 /// One (artifact, destination) pair of a release.
 #[pyclass(frozen, get_all, module = "hgauto")]
 pub struct ReleaseEntry {
@@ -286,7 +277,7 @@ fn entry(e: &hgauto_release::Entry) -> ReleaseEntry {
     ReleaseEntry {
         artifact: e.artifact.clone(),
         destination: e.destination.clone(),
-        status: status_name(e.status),
+        status: Status::as_str(e.status),
         error: e.error.clone(),
     }
 }
@@ -329,7 +320,7 @@ impl PyReleaseReport {
 
     /// The status of `artifact` at `destination`, or None.
     fn status(&self, artifact: &str, destination: &str) -> Option<&'static str> {
-        self.inner.status(artifact, destination).map(status_name)
+        self.inner.status(artifact, destination).map(Status::as_str)
     }
 
     /// The report as JSON.

@@ -6,12 +6,11 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use hgauto_agent::selfupdate::{SelfUpdate, UpdateRepo};
+use hgauto_agent::selfupdate::{RepositoryFile, SelfUpdate};
 use hgauto_core::Error;
 
 use crate::convert::{json_to_py, seconds};
 use crate::errors::IntoPyResult;
-use crate::helpers::parse_vcs;
 use crate::runtime::wait;
 
 /// Watches production branches and applies an update after a quiet window, a check and
@@ -56,16 +55,17 @@ impl PySelfUpdate {
                     .map(|s| s.to_string())
             };
             let vcs = match d.get_item("vcs")? {
-                Some(v) => parse_vcs(py, &v.str()?.to_string())?,
-                None => parse_vcs(py, "git")?,
+                Some(v) => Some(v.str()?.to_string()),
+                None => None,
             };
-            b = b.repository(UpdateRepo {
+            let repo = RepositoryFile {
                 name: get("name")?,
                 vcs,
                 url: get("url")?,
                 branch: get("branch")?,
                 working_copy: PathBuf::from(get("working_copy")?),
-            });
+            };
+            b = b.repository(repo.into_repo().py_err(py)?);
         }
         if let Some(f) = ready_flag {
             b = b.ready_flag(f);

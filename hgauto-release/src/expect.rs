@@ -43,6 +43,23 @@ impl Expected {
             )),
         }
     }
+
+    /// The command line's form, `PATTERN` or `PATTERN=COUNT`, by the rule of
+    /// [`pattern`](Self::pattern): `dist/*.whl=4`, `hgauto-1.0.tar.gz`.
+    pub fn parse(spec: &str) -> Result<Self> {
+        match spec.rsplit_once('=') {
+            Some((text, n)) => {
+                let n = n.parse::<usize>().map_err(|_| {
+                    Error::invalid(
+                        format!("expected artifact {spec:?}"),
+                        "the count after '=' is not a number",
+                    )
+                })?;
+                Expected::pattern(text, Some(n))
+            }
+            None => Expected::pattern(spec, None),
+        }
+    }
 }
 
 /// What was found in the directory.
@@ -156,6 +173,28 @@ pub fn collect(dir: &Path, expected: &[Expected], allow_unexpected: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_form_follows_the_pattern_rule() {
+        let glob = |p: &str, count| Expected::Glob {
+            pattern: p.into(),
+            count,
+        };
+        assert_eq!(Expected::parse("*.whl=4").unwrap(), glob("*.whl", Some(4)));
+        assert_eq!(Expected::parse("*.whl").unwrap(), glob("*.whl", None));
+        assert_eq!(
+            Expected::parse("a.tar.gz").unwrap(),
+            Expected::Name("a.tar.gz".into())
+        );
+        assert_eq!(
+            Expected::parse("a.tar.gz=1").unwrap(),
+            Expected::Name("a.tar.gz".into())
+        );
+        let e = Expected::parse("a.tar.gz=3").unwrap_err().to_string();
+        assert!(e.contains("one name, not a pattern"), "{e}");
+        let e = Expected::parse("*.whl=many").unwrap_err().to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
 
     fn dir_with(names: &[&str]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

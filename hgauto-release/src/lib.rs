@@ -151,7 +151,9 @@ impl Release {
     }
 
     /// Publishes to `publisher`, known as `name` in skips and the report, the files whose
-    /// names match one of `filter`'s glob patterns (empty: every file).
+    /// names match one of `filter`'s glob patterns. An empty `filter` takes the publisher's
+    /// own ([`Publisher::default_filter`]): a PyPI index gets only the distributions
+    /// ([`pypi::DISTRIBUTION_FILES`]), any other destination every file.
     pub fn publish_to(
         mut self,
         name: impl Into<String>,
@@ -165,6 +167,11 @@ impl Release {
                 "needs a name of its own",
             ));
         }
+        let filter = if filter.is_empty() {
+            publisher.default_filter()
+        } else {
+            filter
+        };
         let filter = filter
             .iter()
             .map(|p| {

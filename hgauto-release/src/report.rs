@@ -23,6 +23,25 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// Its name, as in JSON (`published`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Published => "published",
+            Status::AlreadyPresent => "already_present",
+            Status::SkippedByFilter => "skipped_by_filter",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One (artifact, destination) pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -90,5 +109,24 @@ impl ReleaseReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self)
             .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn as_str_is_the_json_name() {
+        for v in [
+            Status::Published,
+            Status::AlreadyPresent,
+            Status::SkippedByFilter,
+            Status::Skipped,
+            Status::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str(), "{v:?}");
+            assert_eq!(v.to_string(), v.as_str());
+        }
     }
 }

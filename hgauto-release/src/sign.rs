@@ -127,7 +127,7 @@ impl SigningKey {
         }
         let comment = format!(
             "timestamp:{}\tfile:{name}\thashed",
-            hgauto_core::ledger::unix_now()
+            hgauto_core::clock::unix_now()
         );
         let sig = minisign::sign(
             Some(&self.public),

@@ -155,3 +155,32 @@ async fn a_signing_key_from_the_environment_signs_every_file() {
     }
     assert!(SigningKey::from_env("HGAUTO_TEST_UNSET_VARIABLE", None).is_err());
 }
+
+/// With no filter of its own, a PyPI destination takes only the distributions (its
+/// publisher's default), and a directory takes every file, `SHA256SUMS` included: the rule
+/// lives in the library, so the command line, Python and Rust all get it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_without_a_filter_gets_only_the_distributions() {
+    let dist = dist_dir();
+    let server = PypiServer::start();
+    let mirror = tempfile::tempdir().unwrap();
+    let report = Release::new(dist.path())
+        .expect_glob("*.whl", Some(1))
+        .expect_glob("*.tar.gz", Some(1))
+        .expect("build.log")
+        .publish_to("pypi", pypi(&server.url(), &server.password), &[])
+        .unwrap()
+        .publish_to("mirror", Arc::new(DirPublisher::new(mirror.path())), &[])
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:?}");
+    for name in ["build.log", "SHA256SUMS"] {
+        assert_eq!(report.status(name, "pypi"), Some(Status::SkippedByFilter));
+        assert_eq!(report.status(name, "mirror"), Some(Status::Published));
+    }
+    let mut stored = server.stored();
+    stored.sort();
+    assert_eq!(stored, ["opts-1.0-py3-none-any.whl", "opts-1.0.tar.gz"]);
+}

@@ -198,7 +198,7 @@ impl HostsProvider {
         {
             Ok(mut f) => {
                 use std::io::Write;
-                let _ = writeln!(f, "{}", hgauto_core::ledger::session_id());
+                let _ = writeln!(f, "{}", hgauto_core::session::session_id());
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod job_source;
 pub mod machine;
 mod machine_files;
+mod machine_run;
 pub mod moto;
 pub mod ports;
 pub mod provider;

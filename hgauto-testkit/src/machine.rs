@@ -8,12 +8,14 @@
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
-use hgauto_core::command::{Command, ExitStatus, Output, Stream};
+use hgauto_core::command::{Command, Stream};
 use hgauto_core::error::Error;
 use hgauto_core::machine::RemoteMachine;
+use hgauto_core::ExitStatus;
 
 use super::machine_files::assert_no_canary;
 pub use super::machine_files::{hostile_paths, make_tree, put_get_binary, sync_tree_2000_files};
+use super::machine_run::{run, run_ok, scratch};
 
 /// What a backend can do, for checks that not every platform supports.
 #[derive(Debug, Clone, Copy)]
@@ -53,32 +55,6 @@ pub async fn run_all(m: &dyn RemoteMachine, caps: Capabilities) {
 }
 
 /// A fresh directory (relative to the machine's home) for one check.
-pub(super) async fn scratch(m: &dyn RemoteMachine, what: &str) -> String {
-    let dir = format!("hgauto-conformance/{what}-{:08x}", rand::random::<u32>());
-    run_ok(m, Command::new("mkdir").arg("-p").arg(&dir)).await;
-    dir
-}
-
-pub(super) async fn run(m: &dyn RemoteMachine, cmd: Command) -> Output {
-    match m.exec(&cmd).await {
-        Ok(o) => o,
-        Err(e) => panic!("[{}] `{}` failed to run: {e}", m.id(), cmd.display()),
-    }
-}
-
-pub(super) async fn run_ok(m: &dyn RemoteMachine, cmd: Command) -> Output {
-    let out = run(m, cmd.clone()).await;
-    assert!(
-        out.status.success(),
-        "[{}] `{}` ended with {}; stderr: {}",
-        m.id(),
-        cmd.display(),
-        out.status,
-        out.stderr_str()
-    );
-    out
-}
-
 /// Exit codes arrive exactly; a missing program is an error or exit code 127.
 pub async fn exit_codes(m: &dyn RemoteMachine) {
     for code in [0, 1, 2, 7, 42, 126, 255] {

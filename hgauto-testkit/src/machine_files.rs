@@ -6,10 +6,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use hgauto_core::command::{Command, ExitStatus};
+use hgauto_core::command::Command;
 use hgauto_core::machine::{RemoteMachine, SyncOptions};
+use hgauto_core::ExitStatus;
 
-use super::machine::{run, run_ok, scratch};
+use super::machine_run::{run, run_ok, scratch};
 
 /// `put` and `get` are binary-safe, keep permission bits (but never setuid or setgid), and
 /// create missing parent directories.

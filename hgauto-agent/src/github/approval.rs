@@ -2,8 +2,8 @@
 //! of its head, read when a round considers it and read again each time one of its jobs is
 //! handed out, so that an approval dismissed while the job waited in the queue stops it.
 
-use super::poll::RepoView;
 use super::pulls::{PullRequest, Review};
+use super::view::RepoView;
 use super::{GithubPrSource, GithubRepo};
 use hgauto_core::error::Result;
 use hgauto_core::job::Job;

@@ -75,7 +75,7 @@ fn api_error(
 ) -> Error {
     let mut message: String = message.into();
     if message.len() > 300 {
-        message.truncate(hgauto_core::backend::clip(&message, 300).len());
+        message.truncate(hgauto_core::text::clip(&message, 300).len());
         message.push('…');
     }
     Error::Api {

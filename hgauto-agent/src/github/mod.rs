@@ -37,6 +37,7 @@ mod poll;
 mod pulls;
 mod statuses;
 mod urls;
+mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -55,7 +56,7 @@ use hgauto_core::job::{Job, JobFilter, JobOutcome, Lease};
 use hgauto_core::job_source::JobSource;
 use hgauto_core::local::DirJobSource;
 use hgauto_core::redact::SecretString;
-use poll::RepoView;
+use view::RepoView;
 
 /// GitHub's public API.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";

@@ -12,23 +12,11 @@ use super::{GithubPrSource, GithubRepo};
 use hgauto_core::error::{Error, Result};
 use hgauto_core::job::{Job, JobOutcome};
 
+use super::view::RepoView;
+
 /// Re-checks come after every untested head: failed ones first, then passed ones.
 const RECHECK_FAILED: i32 = -1_000_000;
 const RECHECK_PASSED: i32 = -2_000_000;
-
-/// What the last round learnt about one repository.
-#[derive(Debug, Default)]
-pub(crate) struct RepoView {
-    /// Open pull requests by number.
-    pub(super) pulls: HashMap<u64, PullRequest>,
-    /// The latest status per context, by head.
-    statuses: HashMap<String, HashMap<String, Status>>,
-    /// Whether a pull request's head was approved, as of (head, updated_at).
-    pub(super) approvals: HashMap<u64, (String, String, bool)>,
-    /// Whether the last round decided about every pull request. One that failed halfway
-    /// is done again even when the listing has not changed.
-    pub(super) complete: bool,
-}
 
 /// What a status write is for.
 pub(crate) enum StatusWrite<'a> {

@@ -26,6 +26,7 @@
 //! the gate, and the working copy for the hook.
 
 mod builder;
+mod file;
 mod lock;
 mod state;
 
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use builder::SelfUpdateBuilder;
+pub use file::{RepositoryFile, SelfUpdateFile};
 pub use lock::UpdateLock;
 pub use state::{RejectedHeads, SeenHead, UpdateState};
 

@@ -44,7 +44,7 @@ impl Ec2Provider {
         [
             (TAG_PREFIX, self.cfg.prefix.as_str()),
             (TAG_OWNER, self.cfg.owner.as_str()),
-            (TAG_CREATED_BY, hgauto_core::ledger::session_id()),
+            (TAG_CREATED_BY, hgauto_core::session::session_id()),
         ]
         .into_iter()
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())

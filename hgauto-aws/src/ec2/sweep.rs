@@ -15,7 +15,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use hgauto_core::ledger::{session_is_dead, unix_now};
+use hgauto_core::clock::unix_now;
+use hgauto_core::session::session_is_dead;
 use hgauto_core::{PurgeReport, ResourceKind, ResourceProvider, Result};
 
 use aws_sdk_ec2::types::{InstanceStateName, PlatformValues};

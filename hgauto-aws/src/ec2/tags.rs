@@ -6,7 +6,8 @@
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use hgauto_core::{Error, Result};
 
-use hgauto_core::ledger::{session_id, LedgerRecord};
+use hgauto_core::ledger::LedgerRecord;
+use hgauto_core::session::session_id;
 use hgauto_core::ResourceKind;
 
 use super::{Ec2Provider, TAG_CREATED_BY, TAG_DEADLINE, TAG_OWNER, TAG_PREFIX, TAG_TOKEN};

@@ -3,6 +3,7 @@
 
 pub mod fake_agent;
 pub mod fake_sfn;
+pub mod pipelines;
 
 use std::net::TcpListener;
 use std::process::Stdio;

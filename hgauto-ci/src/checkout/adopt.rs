@@ -152,7 +152,7 @@ fn adopt_hg(cx: &Ctx, store: &Path, dest: &Path, rev: &str, purge: bool) -> Resu
         }
         Ok(_) => {}
         Err(Error::CommandFailed {
-            status: hgauto_core::command::ExitStatus::Code(1),
+            status: hgauto_core::ExitStatus::Code(1),
             ..
         }) => {}
         Err(e) => return Err(e),

@@ -474,7 +474,7 @@ mod tests {
         let failed = |stderr: &str| Error::CommandFailed {
             machine: "localhost".into(),
             command: "git fetch".into(),
-            status: hgauto_core::command::ExitStatus::Code(128),
+            status: hgauto_core::ExitStatus::Code(128),
             stderr_tail: stderr.into(),
         };
         assert!(is_network(&failed(

@@ -91,7 +91,7 @@ pub(crate) fn run_with_env(
         Err(Error::CommandFailed {
             machine: "localhost".into(),
             command: shown(),
-            status: hgauto_core::command::ExitStatus::Code(status.code().unwrap_or(-1)),
+            status: hgauto_core::ExitStatus::Code(status.code().unwrap_or(-1)),
             stderr_tail: String::from_utf8_lossy(&err).into_owned(),
         })
     }

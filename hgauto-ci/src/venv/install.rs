@@ -160,7 +160,7 @@ async fn run_logged(
                 Err(Error::CommandFailed {
                     machine: "localhost".into(),
                     command: shown,
-                    status: hgauto_core::command::ExitStatus::Code(out.status.code().unwrap_or(-1)),
+                    status: hgauto_core::ExitStatus::Code(out.status.code().unwrap_or(-1)),
                     stderr_tail: stderr,
                 })
             }

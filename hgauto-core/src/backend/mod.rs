@@ -12,7 +12,6 @@
 //! - [`fs`]: which mode bits travel, private files, whole-file writes by atomic rename.
 //! - [`publish`]: the publish flow (validate, check all, upload each, report) that every
 //!   publisher follows, given its own check and upload.
-//! - [`clip`]: text cut to a byte budget on a character boundary.
 //! - [`IoContext`]: an I/O error with the operation, path and machine attached.
 //! - [`tree_sync`]: `sync_tree` for any machine that can run POSIX commands, by a remote
 //!   manifest and one tar stream of what changed ([`tar_writer`]).
@@ -27,17 +26,3 @@ pub mod task;
 pub mod tree_sync;
 
 pub use crate::error::IoContext;
-
-/// The longest prefix of `s` that is at most `max_bytes` long and ends on a character
-/// boundary: for cutting text (a message, a line) to a byte budget without splitting a
-/// character.
-pub fn clip(s: &str, max_bytes: usize) -> &str {
-    if s.len() <= max_bytes {
-        return s;
-    }
-    let mut end = max_bytes;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}

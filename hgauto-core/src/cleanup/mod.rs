@@ -99,6 +99,21 @@ impl TemporaryMachines {
         self.machines.iter().map(|m| m.id().to_owned()).collect()
     }
 
+    /// Keeps the machines in `keep` (they stay up, and in the ledger, for a look and a later
+    /// `terminate` or `purge`; an interrupt no longer touches them) and terminates the
+    /// others now. Returns the ids kept, those of `keep` that are this guard's.
+    pub async fn keep(mut self, keep: &[String]) -> Result<Vec<String>> {
+        let (kept, others): (Vec<String>, Vec<String>) =
+            self.ids().into_iter().partition(|id| keep.contains(id));
+        if let Some(key) = self.key.take() {
+            lock_live().remove(&key);
+        }
+        if !others.is_empty() {
+            self.provider.terminate(&others).await?;
+        }
+        Ok(kept)
+    }
+
     /// Terminates the machines now.
     pub async fn terminate(mut self) -> Result<()> {
         match self.key.take() {

@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::task::blocking;
-use crate::command::{Command, ExitStatus, LineSink, Output, Platform, Program, Stream};
+use crate::command::{Command, LineSink, Output, Platform, Program, Stream};
 use crate::env::MACHINE_ID;
 use crate::error::{Error, IoContext, Result};
+use crate::exit_status::ExitStatus;
 use crate::local::mirror::{copy_file_atomic, mirror_tree};
 use crate::machine::{RemoteMachine, SyncOptions, SyncReport};
 

@@ -435,7 +435,8 @@ class Release:
         strict: bool = False,
     ) -> Self: ...
     def publish_to(self, name: str, publisher: Publisher, filter: Sequence[str] = ...) -> Self:
-        """Publishes the files matching one of ``filter``'s patterns (empty: all) there."""
+        """Publishes the files matching one of ``filter``'s patterns there. Empty: the
+        publisher's own (PyPI: ``*.whl``, ``*.tar.gz``, ``*.zip``; elsewhere every file)."""
     def skip(self, name: str) -> Self:
         """Switches a destination off."""
     def run(self, report_path: Optional[_StrPath] = None) -> ReleaseReport:

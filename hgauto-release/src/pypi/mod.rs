@@ -157,10 +157,17 @@ impl PypiPublisher {
     }
 }
 
+/// The files a package index takes: wheels and sdists (`.tar.gz`, and the old `.zip`).
+pub const DISTRIBUTION_FILES: &[&str] = &["*.whl", "*.tar.gz", "*.zip"];
+
 #[async_trait]
 impl Publisher for PypiPublisher {
     fn destination(&self) -> String {
         format!("pypi:{}", self.shown)
+    }
+
+    fn default_filter(&self) -> &'static [&'static str] {
+        DISTRIBUTION_FILES
     }
 
     async fn exists(&self, artifact: &Artifact) -> Result<bool> {
