@@ -5,25 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_ec2::types::Filter;
 use hgauto_aws::Ec2Provider;
 use hgauto_core::{MachineSpec, ResourceProvider};
 use support::{live_instances, some_image, Moto};
 
 async fn build_instances_launched(p: &Ec2Provider) -> usize {
-    let out = p
-        .client()
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:hgauto:role")
-                .values("image-build")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    out.reservations().iter().map(|r| r.instances().len()).sum()
+    let all = hgauto_testkit::ec2::build_instances(p.client(), false);
+    all.await.unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,21 +128,9 @@ async fn windows_images_are_built_from_powershell_user_data() {
     let image = p.ensure_image(&recipe).await.unwrap();
     player.abort();
     // The build instance booted with the recipe as PowerShell user data.
-    let builds = p
-        .client()
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:hgauto:role")
-                .values("image-build")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let build = builds.reservations()[0].instances()[0]
-        .instance_id()
-        .unwrap();
+    let builds = hgauto_testkit::ec2::build_instances(p.client(), false);
+    let builds = hgauto_testkit::ec2::ids(&builds.await.unwrap());
+    let build = builds[0].as_str();
     let attr = p
         .client()
         .describe_instance_attribute()

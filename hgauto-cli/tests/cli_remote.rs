@@ -199,7 +199,7 @@ fn ec2_commands_on_moto() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(doc["resources"], serde_json::json!([]));
     // moto's instances never run their user data: play the build instance's power-off.
-    let client = ec2_client(&moto.endpoint());
+    let client = hgauto_testkit::ec2::client(&moto.endpoint());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = rt.block_on(linux_image(&client));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -256,18 +256,6 @@ fn ec2_commands_on_moto() {
     );
 }
 
-fn ec2_client(endpoint: &str) -> hgauto_aws::sdk::ec2::Client {
-    let conf = hgauto_aws::sdk::ec2::Config::builder()
-        .behavior_version(hgauto_aws::sdk::ec2::config::BehaviorVersion::latest())
-        .region(hgauto_aws::sdk::ec2::config::Region::new("us-east-1"))
-        .credentials_provider(hgauto_aws::sdk::ec2::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .endpoint_url(endpoint)
-        .build();
-    hgauto_aws::sdk::ec2::Client::from_conf(conf)
-}
-
 /// A Linux image moto knows.
 async fn linux_image(client: &hgauto_aws::sdk::ec2::Client) -> String {
     let out = client
@@ -286,37 +274,8 @@ async fn linux_image(client: &hgauto_aws::sdk::ec2::Client) -> String {
 
 /// Stops running image-build instances, as their bootstrap's power-off would.
 async fn stop_build_instances(client: &hgauto_aws::sdk::ec2::Client) {
-    use hgauto_aws::sdk::ec2::types::Filter;
-    let Ok(out) = client
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:hgauto:role")
-                .values("image-build")
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("running")
-                .build(),
-        )
-        .send()
-        .await
-    else {
-        return;
-    };
-    let ids: Vec<String> = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| i.instance_id().map(str::to_owned))
-        .collect();
-    if !ids.is_empty() {
-        let _ = client
-            .stop_instances()
-            .set_instance_ids(Some(ids))
-            .send()
-            .await;
+    use hgauto_testkit::ec2;
+    if let Ok(running) = ec2::build_instances(client, true).await {
+        let _ = ec2::stop(client, ec2::ids(&running)).await;
     }
 }

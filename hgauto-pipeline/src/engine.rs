@@ -23,7 +23,7 @@ use super::step::Body;
 /// worker under its output directory.
 ///
 /// ```no_run
-/// # async fn demo(p: crate::Pipeline) -> hgauto_core::Result<()> {
+/// # async fn demo(p: hgauto_pipeline::Pipeline) -> hgauto_core::Result<()> {
 /// use std::sync::Arc;
 /// use hgauto_pipeline::{Runner, Selection};
 /// let provider = Arc::new(hgauto_core::LocalProvider::from_env()?);

@@ -94,11 +94,11 @@ async fn bad_configurations_are_refused_before_anything() {
         .publish_to("a", pypi(&server.url(), &server.password), &[])
         .unwrap_err();
     assert!(e.to_string().contains("\"a\""), "{e}");
-    // Every file to the index, the log and SHA256SUMS included: refused as not
-    // distributions, before any upload.
+    // Every file to the index (a filter that overrides its own), the log and SHA256SUMS
+    // included: refused as not distributions, before any upload.
     let e = Release::new(dist.path())
         .expect_glob("*", None)
-        .publish_to("pypi", pypi(&server.url(), &server.password), &[])
+        .publish_to("pypi", pypi(&server.url(), &server.password), &["*"])
         .unwrap()
         .run()
         .await

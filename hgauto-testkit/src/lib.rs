@@ -10,6 +10,8 @@
 
 pub mod child;
 pub mod dists;
+#[cfg(feature = "aws")]
+pub mod ec2;
 #[cfg(feature = "github")]
 pub mod fake_github;
 pub mod fault_proxy;

@@ -305,32 +305,14 @@ pub fn play_build_instances(
     after: Duration,
     client: aws_sdk_ec2::Client,
 ) -> tokio::task::JoinHandle<()> {
-    use aws_sdk_ec2::types::Filter;
     tokio::spawn(async move {
         let mut first_seen: std::collections::HashMap<String, Instant> = Default::default();
         loop {
-            let out = client
-                .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name("tag:hgauto:role")
-                        .values("image-build")
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("instance-state-name")
-                        .values("running")
-                        .build(),
-                )
-                .send()
+            let running = hgauto_testkit::ec2::build_instances(&client, true)
                 .await
                 .unwrap();
-            let due: Vec<String> = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .filter_map(|i| i.instance_id().map(str::to_owned))
+            let due: Vec<String> = hgauto_testkit::ec2::ids(&running)
+                .into_iter()
                 .filter(|id| {
                     first_seen
                         .entry(id.clone())
@@ -339,14 +321,7 @@ pub fn play_build_instances(
                         >= after
                 })
                 .collect();
-            if !due.is_empty() {
-                client
-                    .stop_instances()
-                    .set_instance_ids(Some(due))
-                    .send()
-                    .await
-                    .unwrap();
-            }
+            hgauto_testkit::ec2::stop(&client, due).await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
