@@ -3,7 +3,7 @@
 //! its lease being the claim). Each build runs a command on a machine the agent keeps.
 //!
 //! ```text
-//! cargo run --example agent -- [--out DIR] [--jobs N]
+//! cargo run --features agent --example agent -- [--out DIR] [--jobs N]
 //! ```
 //!
 //! Exits 1 if a job was built twice, lost, or a machine was left behind.

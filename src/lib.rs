@@ -6,9 +6,10 @@
 //!
 //! This crate is a facade: everything lives in focused crates and is re-exported here, one
 //! feature per crate. `hgauto-core` (always present) holds the traits, the value types, the
-//! error type, the retry policy and the embedded local backend; `ci`, `release`, `agent` and
-//! `pipeline` (on by default) add the engines, and `ssh`, `github` and `aws` the remote
-//! backends. The `hgauto` command is the `hgauto-cli` crate.
+//! error type, the retry policy and the embedded local backend. `release` and `pipeline` (the
+//! default: what the local demo needs) add those engines; `ci`, `pypi`, `agent`, `github`,
+//! `ssh` and `aws` add the others and the remote backends. The `hgauto` command is the
+//! `hgauto-cli` crate.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -44,10 +45,11 @@ pub use hgauto_ci::{
 /// `release`).
 #[cfg(feature = "release")]
 pub use hgauto_release as release;
+/// The PyPI publisher (feature `pypi`).
+#[cfg(feature = "pypi")]
+pub use hgauto_release::{pypi, PypiPublisher, PypiPublisherBuilder};
 #[cfg(feature = "release")]
-pub use hgauto_release::{
-    pypi, PypiPublisher, PypiPublisherBuilder, Release, ReleaseReport, SigningKey,
-};
+pub use hgauto_release::{Release, ReleaseReport, SigningKey};
 
 /// Builder agents (feature `agent`).
 #[cfg(feature = "agent")]
@@ -74,5 +76,11 @@ pub use hgauto_aws as aws;
 /// The README's examples, compiled as doctests so they stay true (with every feature, as
 /// `scripts/test-all` runs them).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "aws"))]
+#[cfg(all(
+    doctest,
+    feature = "aws",
+    feature = "ci",
+    feature = "pypi",
+    feature = "github"
+))]
 pub struct ReadmeDoctests;

@@ -23,6 +23,7 @@
 
 mod checksums;
 mod expect;
+#[cfg(feature = "pypi")]
 pub mod pypi;
 mod report;
 mod sign;
@@ -38,6 +39,7 @@ use hgauto_core::publisher::Publisher;
 
 pub use checksums::{render as render_sha256sums, SUMS_NAME};
 pub use expect::{collect, is_generated, Collected, Expected};
+#[cfg(feature = "pypi")]
 pub use pypi::{PypiPublisher, PypiPublisherBuilder};
 pub use report::{DestinationInfo, Entry, ReleaseReport, Status, REPORT_VERSION};
 pub use sign::{SigningKey, SIGNATURE_SUFFIX};
