@@ -95,10 +95,14 @@ const PIPELINE: &str = concat!(
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // RUST_LOG as one level (error, warn, info, debug, trace): the demo builds no regex
+    // engine for full filter directives.
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
     let args = match Args::parse() {
