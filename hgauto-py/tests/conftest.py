@@ -140,7 +140,7 @@ def nginx() -> Iterator[Nginx]:
     root = d / "www"
     root.mkdir()
     port = free_port()
-    template = Path(__file__).resolve().parents[2] / "hgauto-core/tests/support/nginx.conf.template"
+    template = Path(__file__).resolve().parents[2] / "hgauto-testkit/src/nginx.conf.template"
     conf = (
         template.read_text()
         .replace("@USER@", "user root;" if os.geteuid() == 0 else "")
