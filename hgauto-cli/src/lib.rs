@@ -52,7 +52,12 @@ where
         }
     };
     let json = cli.json;
-    match rt.block_on(dispatch(cli)) {
+    let result = rt.block_on(dispatch(cli));
+    // A signal's cleanup kills the commands it interrupts: their exit is not the answer.
+    if let Some(signal) = rt.block_on(hgauto_core::cleanup::interrupt_settled()) {
+        return 128 + signal;
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             let code = code_for(&e);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use signals::{install_signal_handler, lock_live, register, InFlight};
 pub use signals::{
-    interrupt, interrupt_signal, interrupted, is_interrupted, set_signal_handling, wait_for_undo,
-    SignalHandling,
+    interrupt, interrupt_settled, interrupt_signal, interrupted, is_interrupted,
+    set_signal_handling, wait_for_undo, SignalHandling,
 };
 
 use crate::error::{Error, Result};

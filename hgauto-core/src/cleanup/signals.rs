@@ -35,6 +35,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The signal [`interrupt`] was called with (0: not interrupted).
 static SIGNAL: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Calls of [`interrupt`] still cleaning up.
+static CLEANING: AtomicUsize = AtomicUsize::new(0);
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 /// 0: install on first guard (default); 1: manual; 2: installed.
 static HANDLING: AtomicU8 = AtomicU8::new(0);
@@ -146,6 +148,33 @@ impl Drop for InFlight {
 /// machine sets were terminated. Guards whose machines it took do nothing more when they
 /// drop.
 pub async fn interrupt(signal: i32) -> usize {
+    CLEANING.fetch_add(1, Ordering::SeqCst);
+    let count = clean_up(signal).await;
+    CLEANING.fetch_sub(1, Ordering::SeqCst);
+    notify().notify_waiters();
+    count
+}
+
+/// `None` if the process was not interrupted. Otherwise waits until every [`interrupt`]
+/// under way has finished its cleanup and returns the signal: what a program's `main`
+/// awaits before it exits, so that the exit code is the signal's (128 + N) rather than that
+/// of a command the cleanup killed, and the cleanup is never cut short by the exit.
+pub async fn interrupt_settled() -> Option<i32> {
+    loop {
+        let notified = notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !is_interrupted() {
+            return None;
+        }
+        if CLEANING.load(Ordering::SeqCst) == 0 {
+            return Some(interrupt_signal());
+        }
+        notified.await;
+    }
+}
+
+async fn clean_up(signal: i32) -> usize {
     let _ = SIGNAL.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
     INTERRUPTED.store(true, Ordering::SeqCst);
     notify().notify_waiters();
