@@ -16,7 +16,7 @@ mod signals;
 use std::future::Future;
 use std::sync::Arc;
 
-use signals::{install_signal_handler, lock_live, register, InFlight};
+use signals::{install_signal_handler, lock_live, register, Counted};
 pub use signals::{
     interrupt, interrupt_settled, interrupt_signal, interrupted, is_interrupted,
     set_signal_handling, wait_for_undo, SignalHandling,
@@ -60,7 +60,7 @@ impl TemporaryMachines {
                 signal: interrupt_signal(),
             });
         }
-        let flight = InFlight::enter();
+        let flight = Counted::in_flight();
         // An interrupt drops the provision at once, whatever it is waiting for (EC2 waits
         // minutes for host keys): the provider's contract is that a dropped provision
         // undoes what it made, in the background that `interrupt` drains.

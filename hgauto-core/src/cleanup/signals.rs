@@ -95,11 +95,16 @@ pub fn interrupt_signal() -> i32 {
 
 /// Resolves once the process is interrupted (immediately if it already is).
 pub async fn interrupted() {
+    wait_until(is_interrupted).await;
+}
+
+/// Resolves once `done` holds, checked again each time the signal state is notified.
+async fn wait_until(done: impl Fn() -> bool) {
     loop {
         let notified = notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if is_interrupted() {
+        if done() {
             return;
         }
         notified.await;
@@ -124,19 +129,26 @@ pub(super) fn register(provider: Arc<dyn ResourceProvider>, ids: Vec<String>) ->
     key
 }
 
-/// Counts a provision in flight while alive.
-pub(super) struct InFlight;
+/// Counts one unit of work on `counter` while alive (a provision in flight, an interrupt
+/// cleaning up), however its future ends; waiters are told when it ends.
+pub(super) struct Counted(&'static AtomicUsize);
 
-impl InFlight {
-    pub(super) fn enter() -> Self {
-        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-        InFlight
+impl Counted {
+    fn enter(counter: &'static AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Counted(counter)
+    }
+
+    /// A provision in flight, which [`interrupt`] waits for.
+    pub(super) fn in_flight() -> Self {
+        Self::enter(&IN_FLIGHT)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Counted {
     fn drop(&mut self) {
-        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        notify().notify_waiters();
     }
 }
 
@@ -148,11 +160,8 @@ impl Drop for InFlight {
 /// machine sets were terminated. Guards whose machines it took do nothing more when they
 /// drop.
 pub async fn interrupt(signal: i32) -> usize {
-    CLEANING.fetch_add(1, Ordering::SeqCst);
-    let count = clean_up(signal).await;
-    CLEANING.fetch_sub(1, Ordering::SeqCst);
-    notify().notify_waiters();
-    count
+    let _cleaning = Counted::enter(&CLEANING);
+    clean_up(signal).await
 }
 
 /// `None` if the process was not interrupted. Otherwise waits until every [`interrupt`]
@@ -160,18 +169,11 @@ pub async fn interrupt(signal: i32) -> usize {
 /// awaits before it exits, so that the exit code is the signal's (128 + N) rather than that
 /// of a command the cleanup killed, and the cleanup is never cut short by the exit.
 pub async fn interrupt_settled() -> Option<i32> {
-    loop {
-        let notified = notify().notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if !is_interrupted() {
-            return None;
-        }
-        if CLEANING.load(Ordering::SeqCst) == 0 {
-            return Some(interrupt_signal());
-        }
-        notified.await;
+    if !is_interrupted() {
+        return None;
     }
+    wait_until(|| CLEANING.load(Ordering::SeqCst) == 0).await;
+    Some(interrupt_signal())
 }
 
 async fn clean_up(signal: i32) -> usize {
