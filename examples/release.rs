@@ -273,7 +273,7 @@ fn print_summary(
             println!("{}  {}  ({state})", &a.sha256[..16], a.name);
         }
     }
-    println!("destination: {}", publisher.destination());
+    println!("destination: {}", publisher.name());
     println!("results:     {}", out.join("result.json").display());
     println!("report:      {}", out.join("report.html").display());
     if result.ok {

@@ -107,7 +107,7 @@ impl AgentBuilder {
         let config = self.defaults.clone();
         let status = AgentStatus::new(
             &self.name,
-            &self.source.name(),
+            self.source.name(),
             self.sharing.name(),
             config.clone(),
         );

@@ -76,7 +76,7 @@ impl Agent {
                     cancel_tx.send_replace(true);
                     return Ended::LeaseLost(Error::LeaseLost {
                         job: job.id.clone(),
-                        source_name: self.source.name(),
+                        source_name: self.source.name().to_owned(),
                         reason: format!(
                             "its lease ran out while renewals failed ({failures} in a row); the build was stopped"
                         ),

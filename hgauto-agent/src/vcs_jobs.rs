@@ -17,7 +17,7 @@ use hgauto_ci::checkout::{resolve_heads, CheckoutOptions, Vcs};
 use hgauto_core::clock::SharedClock;
 use hgauto_core::error::{Error, Result};
 use hgauto_core::job::{Job, JobFilter, JobOutcome, Lease};
-use hgauto_core::job_source::JobSource;
+use hgauto_core::job_source::{Depth, JobSource};
 use hgauto_core::local::DirJobSource;
 use hgauto_core::redact::redact_url;
 
@@ -229,27 +229,39 @@ impl VcsBranchSource {
             .unwrap_or_else(|p| p.into_inner())
             .is_none_or(|t| t.elapsed() >= self.poll_every)
     }
-}
 
-#[async_trait]
-impl JobSource for VcsBranchSource {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    /// Polls first when a poll is due; a failed poll is logged and the jobs already queued
-    /// are still handed out.
-    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+    /// A poll when one is due; a failure is logged (the jobs already queued still count).
+    async fn poll_if_due(&self) {
         if self.poll_due() {
             if let Err(e) = self.poll().await {
                 tracing::warn!(source = %self.name, error = %e, "polling branch heads failed");
             }
         }
+    }
+}
+
+#[async_trait]
+impl JobSource for VcsBranchSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Polls first when a poll is due; a failed poll is logged and the jobs already queued
+    /// are still handed out.
+    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+        self.poll_if_due().await;
         let mut job = self.queue.next(filter).await?;
         if let Some(j) = &mut job {
             j.source = self.name.clone();
         }
         Ok(job)
+    }
+
+    /// Polls first when a poll is due, then counts the queued jobs: the new heads are
+    /// queued by the poll.
+    async fn depth(&self, filter: &JobFilter) -> Result<Option<Depth>> {
+        self.poll_if_due().await;
+        self.queue.depth(filter).await
     }
 
     async fn started(&self, job: &Job) -> Result<()> {

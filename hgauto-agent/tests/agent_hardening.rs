@@ -30,7 +30,7 @@ struct NetworkDown {
 
 #[async_trait]
 impl JobSource for NetworkDown {
-    fn name(&self) -> String {
+    fn name(&self) -> &str {
         self.inner.name()
     }
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {

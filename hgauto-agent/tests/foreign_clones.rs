@@ -1,5 +1,5 @@
 //! Working copies hgauto did not make (a person's own git or hg clone) go through
-//! `checkout` and a self-update poll: they are updated in place, and their untracked
+//! `checkout` and a self-update round: they are updated in place, and their untracked
 //! files, ignored files and unpushed commits survive, or the run is refused with an error
 //! that names the path and what would be lost. Nothing is ever deleted.
 
@@ -190,7 +190,7 @@ async fn self_update_keeps_a_hand_made_working_copy(vcs: Vcs) {
         .unwrap();
     advance(vcs, &up, "v2");
     clock.advance(Duration::from_secs(60));
-    let e = u.poll().await.unwrap_err().to_string();
+    let e = u.update_once().await.unwrap_err().to_string();
     assert!(
         e.contains(&*mine.to_string_lossy()) && e.contains("commits that are not in the remote"),
         "{e}"

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hgauto_agent::selfupdate::{PollOutcome, SelfUpdate, SelfUpdateBuilder, UpdateRepo};
+use hgauto_agent::selfupdate::{SelfUpdate, SelfUpdateBuilder, UpdateOutcome, UpdateRepo};
 use hgauto_ci::checkout::Vcs;
 use hgauto_core::clock::{Clock, ManualClock};
 use support::sh;
@@ -128,9 +128,9 @@ async fn changes_to_two_repositories_apply_once_after_the_quiet_window() {
     let w = World::new();
     let u = w.updater().hook(w.hook(0)).build().unwrap();
     assert_eq!(
-        u.poll().await.unwrap(),
-        PollOutcome::InSync,
-        "first poll: the working copies are made"
+        u.update_once().await.unwrap(),
+        UpdateOutcome::InSync,
+        "first round: the working copies are made"
     );
     assert_eq!(
         (
@@ -143,16 +143,16 @@ async fn changes_to_two_repositories_apply_once_after_the_quiet_window() {
     let a = commit(Vcs::Git, &w.git, "a1");
     w.clock.advance(MINUTE);
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::Waiting { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Waiting { .. }
     ));
     w.clock.advance(3 * MINUTE);
     let b = commit(Vcs::Hg, &w.hg, "b1");
     let second_seen = w.clock.now_ms();
-    let waiting = u.poll().await.unwrap();
+    let waiting = u.update_once().await.unwrap();
     assert_eq!(
         waiting,
-        PollOutcome::Waiting {
+        UpdateOutcome::Waiting {
             until_ms: second_seen + 10 * 60_000
         },
         "the window restarts when the second repository moves"
@@ -160,12 +160,12 @@ async fn changes_to_two_repositories_apply_once_after_the_quiet_window() {
     // Nine minutes after the second change: still waiting; ten: applied, once.
     w.clock.advance(9 * MINUTE);
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::Waiting { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Waiting { .. }
     ));
     w.clock.advance(MINUTE);
-    match u.poll().await.unwrap() {
-        PollOutcome::Applied { running } => {
+    match u.update_once().await.unwrap() {
+        UpdateOutcome::Applied { running } => {
             assert_eq!(running["buildbot-configs"], a);
             assert_eq!(running["tools"], b);
         }
@@ -180,7 +180,7 @@ async fn changes_to_two_repositories_apply_once_after_the_quiet_window() {
     );
     assert_eq!(w.hook_runs(), ["a1 b1"]);
     w.clock.advance(MINUTE);
-    assert_eq!(u.poll().await.unwrap(), PollOutcome::InSync);
+    assert_eq!(u.update_once().await.unwrap(), UpdateOutcome::InSync);
     assert_eq!(w.hook_runs().len(), 1, "applied once");
     let state = u.state().unwrap();
     assert_eq!(state.out_of_sync_since_ms, None);
@@ -192,16 +192,16 @@ async fn the_ready_flag_applies_without_waiting() {
     let w = World::new();
     let flag = w.dir.path().join("ready");
     let u = w.updater().ready_flag(&flag).build().unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     commit(Vcs::Git, &w.git, "urgent");
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::Waiting { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Waiting { .. }
     ));
     std::fs::write(&flag, "").unwrap();
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::Applied { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Applied { .. }
     ));
     assert_eq!(w.running("buildbot-configs"), "urgent");
     assert!(!flag.exists(), "the flag is used up");
@@ -221,10 +221,10 @@ async fn a_failing_check_blocks_the_update_and_the_status_says_so() {
         ])
         .build()
         .unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     commit(Vcs::Git, &w.git, "broken");
-    match u.poll().await.unwrap() {
-        PollOutcome::Blocked { reason } => {
+    match u.update_once().await.unwrap() {
+        UpdateOutcome::Blocked { reason } => {
             assert!(
                 reason.contains("check command exited 3: checkconfig: bad master.cfg"),
                 "{reason}"
@@ -245,8 +245,8 @@ async fn a_failing_check_blocks_the_update_and_the_status_says_so() {
     // A fix upstream goes through.
     commit(Vcs::Git, &w.git, "fixed");
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::Applied { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Applied { .. }
     ));
     assert_eq!(u.state().unwrap().last_error, None);
 }
@@ -260,11 +260,13 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
         .hook(w.hook(1))
         .build()
         .unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     commit(Vcs::Git, &w.git, "a2");
     commit(Vcs::Hg, &w.hg, "b2");
-    match u.poll().await.unwrap() {
-        PollOutcome::RolledBack { reason } => assert!(reason.contains("hook exited 1"), "{reason}"),
+    match u.update_once().await.unwrap() {
+        UpdateOutcome::RolledBack { reason } => {
+            assert!(reason.contains("hook exited 1"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
     // The hook saw the new revisions, then ran again on the old ones after the rollback.
@@ -285,8 +287,8 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
     // The same heads are not applied again: skipped, the hook left alone, and the state
     // and the Nagios line say so.
     for _ in 0..2 {
-        match u.poll().await.unwrap() {
-            PollOutcome::Skipped { reason } => {
+        match u.update_once().await.unwrap() {
+            UpdateOutcome::Skipped { reason } => {
                 assert!(
                     reason.contains("failed before") && reason.contains("hook exited 1"),
                     "{reason}"
@@ -304,8 +306,8 @@ async fn a_failing_hook_rolls_the_working_copies_back() {
     // Once a branch moves, the new heads are tried (and fail again here).
     commit(Vcs::Git, &w.git, "a3");
     assert!(matches!(
-        u.poll().await.unwrap(),
-        PollOutcome::RolledBack { .. }
+        u.update_once().await.unwrap(),
+        UpdateOutcome::RolledBack { .. }
     ));
     assert_eq!(w.hook_runs(), ["a2 b2", "0 0", "a3 b2", "0 0"]);
 }
@@ -327,10 +329,10 @@ async fn a_timed_out_hook_is_killed_with_everything_it_started() {
         .hook(hook)
         .build()
         .unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     commit(Vcs::Git, &w.git, "a2");
-    match u.poll().await.unwrap() {
-        PollOutcome::RolledBack { reason } => {
+    match u.update_once().await.unwrap() {
+        UpdateOutcome::RolledBack { reason } => {
             assert!(reason.contains("did not finish"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -340,12 +342,12 @@ async fn a_timed_out_hook_is_killed_with_everything_it_started() {
 }
 
 /// `watch` survives a remote that is briefly gone: the failure is told, retried, and the
-/// watch goes on to an in-sync poll once it is back.
+/// watch goes on to an in-sync round once it is back.
 #[tokio::test]
 async fn watch_retries_a_transient_failure_instead_of_ending() {
     let w = World::new();
     let u = w.updater().quiet_window(Duration::ZERO).build().unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     let moved = w.dir.path().join("moved-away");
     std::fs::rename(&w.hg, &moved).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -361,7 +363,7 @@ async fn watch_retries_a_transient_failure_instead_of_ending() {
         std::fs::rename(&moved, &w.hg).unwrap();
         loop {
             match rx.recv().await.unwrap() {
-                Ok(PollOutcome::InSync) => break,
+                Ok(UpdateOutcome::InSync) => break,
                 Err(_) => continue,
                 other => panic!("{other:?}"),
             }
@@ -385,8 +387,8 @@ async fn a_stale_lock_is_taken_over_and_a_fresh_one_respected() {
     )
     .unwrap();
     assert_eq!(
-        u.poll().await.unwrap(),
-        PollOutcome::Locked,
+        u.update_once().await.unwrap(),
+        UpdateOutcome::Locked,
         "an hour-old lock is held"
     );
     std::fs::write(
@@ -395,27 +397,27 @@ async fn a_stale_lock_is_taken_over_and_a_fresh_one_respected() {
     )
     .unwrap();
     assert_eq!(
-        u.poll().await.unwrap(),
-        PollOutcome::InSync,
+        u.update_once().await.unwrap(),
+        UpdateOutcome::InSync,
         "a 121-minute-old lock is stale"
     );
-    assert!(!lock.exists(), "released after the poll");
+    assert!(!lock.exists(), "released after the round");
     // A holder that crashed (its pid is gone) is taken over at once, however fresh.
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = child.id();
     child.wait().unwrap();
     std::fs::write(&lock, format!("{{\"pid\": {dead}, \"taken_ms\": {now}}}")).unwrap();
-    assert_eq!(u.poll().await.unwrap(), PollOutcome::InSync);
+    assert_eq!(u.update_once().await.unwrap(), UpdateOutcome::InSync);
 }
 
 #[tokio::test]
 async fn the_nagios_check_goes_ok_warning_critical_as_out_of_sync_ages() {
     let w = World::new();
     let u = w.updater().quiet_window(24 * 60 * MINUTE).build().unwrap();
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     assert_eq!(u.nagios(30, 60).0, 0);
     commit(Vcs::Hg, &w.hg, "late");
-    u.poll().await.unwrap();
+    u.update_once().await.unwrap();
     w.clock.advance(10 * MINUTE);
     assert_eq!(u.nagios(30, 60).0, 0);
     w.clock.advance(21 * MINUTE);

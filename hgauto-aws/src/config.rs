@@ -361,7 +361,8 @@ impl AwsConfig {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.region.clone()))
             .timeout_config(timeouts)
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10));
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
+            .http_client(crate::http_client());
         if let Some(url) = &self.endpoint_url {
             loader = loader.endpoint_url(url);
         }

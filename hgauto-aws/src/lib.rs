@@ -15,6 +15,7 @@
 pub mod config;
 pub mod ec2;
 mod error;
+mod http;
 pub mod s3;
 #[cfg(feature = "sfn")]
 pub mod sfn;
@@ -35,6 +36,7 @@ pub mod sdk {
 
 pub use config::{Access, AwsConfig};
 pub use ec2::Ec2Provider;
+pub use http::http_client;
 pub use s3::S3Publisher;
 #[cfg(feature = "sfn")]
 pub use sfn::SfnActivitySource;

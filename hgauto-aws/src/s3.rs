@@ -53,6 +53,7 @@ pub struct S3Publisher {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
+    name: String,
 }
 
 impl S3Publisher {
@@ -63,10 +64,13 @@ impl S3Publisher {
         prefix: impl Into<String>,
     ) -> Self {
         let prefix = prefix.into().trim_matches('/').to_owned();
+        let bucket = bucket.into();
+        let name = format!("s3://{bucket}/{prefix}");
         S3Publisher {
             client,
-            bucket: bucket.into(),
+            bucket,
             prefix,
+            name,
         }
     }
 
@@ -213,8 +217,8 @@ impl S3Publisher {
 
 #[async_trait]
 impl Publisher for S3Publisher {
-    fn destination(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn exists(&self, artifact: &Artifact) -> Result<bool> {
@@ -224,7 +228,7 @@ impl Publisher for S3Publisher {
 
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
         publish_async(
-            &self.destination(),
+            self.name(),
             artifacts,
             1,
             |a| self.check_existing(a),

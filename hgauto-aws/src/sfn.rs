@@ -40,6 +40,8 @@ use crate::error::sdk_error;
 pub struct SfnActivitySource {
     client: aws_sdk_sfn::Client,
     activity_arn: String,
+    /// `sfn:` and the activity's name.
+    name: String,
     worker_name: String,
     ttl: Duration,
     clock: SharedClock,
@@ -54,9 +56,12 @@ pub struct SfnActivitySource {
 impl SfnActivitySource {
     /// A source over the activity `activity_arn`, naming itself after this host.
     pub fn new(client: aws_sdk_sfn::Client, activity_arn: impl Into<String>) -> Self {
+        let activity_arn: String = activity_arn.into();
+        let activity = activity_arn.rsplit(':').next().unwrap_or(&activity_arn);
         SfnActivitySource {
             client,
-            activity_arn: activity_arn.into(),
+            name: format!("sfn:{activity}"),
+            activity_arn,
             worker_name: hgauto_core::session::hostname(),
             ttl: Duration::from_secs(300),
             clock: clock::system(),
@@ -94,10 +99,7 @@ impl SfnActivitySource {
 
     /// The activity's name: the last part of its ARN.
     pub fn activity_name(&self) -> &str {
-        self.activity_arn
-            .rsplit(':')
-            .next()
-            .unwrap_or(&self.activity_arn)
+        self.name.strip_prefix("sfn:").unwrap_or(&self.name)
     }
 
     fn lease(&self, token: &str) -> Lease {
@@ -122,7 +124,7 @@ impl SfnActivitySource {
     fn lost(&self, job: &Job, reason: &str) -> Error {
         Error::LeaseLost {
             job: job.id.clone(),
-            source_name: self.name(),
+            source_name: self.name().to_owned(),
             reason: reason.to_owned(),
         }
     }
@@ -165,7 +167,7 @@ impl SfnActivitySource {
             id,
             text("check").unwrap_or_else(|| self.activity_name().to_owned()),
         );
-        job.source = self.name();
+        job.source = self.name().to_owned();
         job.revision = text("revision");
         job.priority = v.get("priority").and_then(Value::as_i64).unwrap_or(0) as i32;
         job.created_ms = v.get("created_ms").and_then(Value::as_u64).unwrap_or(0);
@@ -292,8 +294,8 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[async_trait]
 impl JobSource for SfnActivitySource {
-    fn name(&self) -> String {
-        format!("sfn:{}", self.activity_name())
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {

@@ -332,14 +332,15 @@ pub enum AgentCmd {
 /// `self-update` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum SelfUpdateCmd {
-    /// One poll: apply an update if it is due.
-    #[command(after_help = "Example:\n  hgauto self-update check /etc/hgauto/self-update.toml")]
-    Check {
+    /// One update round: apply an update if it is due.
+    #[command(after_help = "Example:
+  hgauto self-update once /etc/hgauto/self-update.toml")]
+    Once {
         /// The self-update config (TOML: state_dir, repositories, quiet_window_secs...).
         #[arg(value_name = "CONFIG")]
         file: PathBuf,
     },
-    /// Poll forever, every `--every` seconds.
+    /// An update round every `--every` seconds, forever.
     #[command(
         after_help = "Example:\n  hgauto self-update watch /etc/hgauto/self-update.toml --every 60"
     )]
@@ -347,7 +348,7 @@ pub enum SelfUpdateCmd {
         /// The self-update config.
         #[arg(value_name = "CONFIG")]
         file: PathBuf,
-        /// Seconds between polls.
+        /// Seconds between rounds.
         #[arg(long, default_value_t = 60)]
         every: u64,
     },

@@ -1,4 +1,4 @@
-//! `pipeline run|export|status`, `agent run` and `self-update check|watch`.
+//! `pipeline run|export|status`, `agent run` and `self-update once|watch`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hgauto_agent::selfupdate::{PollOutcome, SelfUpdateFile};
+use hgauto_agent::selfupdate::{SelfUpdateFile, UpdateOutcome};
 use hgauto_agent::{Agent, CommandBuild, Iteration};
 use hgauto_core::{DirJobSource, MachineSpec, Result};
 use hgauto_pipeline::{asl, Mode, PipelineFile, RunResult, Runner, Selection};
@@ -151,14 +151,14 @@ pub(super) async fn agent(ctx: &Context, cmd: AgentCmd) -> Result<i32> {
     Ok(0)
 }
 
-/// `self-update check|watch`.
+/// `self-update once|watch`.
 pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32> {
     let (config, every) = match cmd {
-        SelfUpdateCmd::Check { file } => (file, None),
+        SelfUpdateCmd::Once { file } => (file, None),
         SelfUpdateCmd::Watch { file, every } => (file, Some(every)),
     };
     let u = SelfUpdateFile::read(&config)?.into_self_update()?;
-    let show = |o: &PollOutcome| {
+    let show = |o: &UpdateOutcome| {
         let doc = serde_json::to_value(o).unwrap_or_default();
         if ctx.json {
             print_json("self-update", &doc);
@@ -167,16 +167,16 @@ pub(super) async fn self_update(ctx: &Context, cmd: SelfUpdateCmd) -> Result<i32
         }
     };
     let Some(every) = every else {
-        let o = u.poll().await?;
+        let o = u.update_once().await?;
         show(&o);
         return Ok(match o {
-            PollOutcome::Blocked { .. } | PollOutcome::RolledBack { .. } => 1,
+            UpdateOutcome::Blocked { .. } | UpdateOutcome::RolledBack { .. } => 1,
             _ => 0,
         });
     };
     let watch = u.watch(Duration::from_secs(every), |r| match r {
         Ok(o) => show(o),
-        Err(e) => eprintln!("hgauto: self-update poll failed (retrying): {e}"),
+        Err(e) => eprintln!("hgauto: self-update round failed (retrying): {e}"),
     });
     tokio::select! {
         _ = watch => Ok(0),

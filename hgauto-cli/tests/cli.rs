@@ -55,7 +55,7 @@ fn help_shows_every_subcommand_with_an_example_and_the_exit_codes() {
         vec!["pipeline", "export"],
         vec!["pipeline", "status"],
         vec!["agent", "run"],
-        vec!["self-update", "check"],
+        vec!["self-update", "once"],
         vec!["self-update", "watch"],
         vec!["download"],
         vec!["checkout"],

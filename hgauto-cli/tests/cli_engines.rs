@@ -105,7 +105,7 @@ fn agent_runs_one_round_over_a_directory_queue() {
     assert!(e.local_machines().iter().all(|r| r["exists"] == false));
 }
 
-/// `checkout` and `self-update check` on a real git repository.
+/// `checkout` and `self-update once` on a real git repository.
 #[test]
 fn checkout_and_self_update_check() {
     let e = Env::new();
@@ -134,7 +134,7 @@ fn checkout_and_self_update_check() {
         ),
     )
     .unwrap();
-    let out = e.run(&["--json", "self-update", "check", "update.toml"]);
+    let out = e.run(&["--json", "self-update", "once", "update.toml"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(json(&out)["outcome"], "in_sync");
     std::fs::write(
@@ -142,7 +142,7 @@ fn checkout_and_self_update_check() {
         "state_dir = \"x\"\nrepositorys = []\n",
     )
     .unwrap();
-    let out = e.run(&["self-update", "check", "bad-update.toml"]);
+    let out = e.run(&["self-update", "once", "bad-update.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("did you mean \"repositories\""),

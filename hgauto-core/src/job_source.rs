@@ -14,6 +14,34 @@ pub struct SourceStats {
     pub rate_limit_waits: u64,
 }
 
+/// How much work a source holds: what a pool of agents sizes itself by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Depth {
+    /// Jobs waiting for an agent, including those whose lease ran out.
+    pub pending: u64,
+    /// Jobs handed out whose lease still runs.
+    pub leased: u64,
+    /// False when the counts are the service's estimate (SQS's approximate numbers), or
+    /// when the source could not apply the filter and counted every job.
+    pub exact: bool,
+}
+
+impl Depth {
+    /// Exact counts.
+    pub fn exact(pending: u64, leased: u64) -> Self {
+        Depth {
+            pending,
+            leased,
+            exact: true,
+        }
+    }
+
+    /// Every job the source holds that is not reported yet.
+    pub fn total(&self) -> u64 {
+        self.pending + self.leased
+    }
+}
+
 /// A queue of work shared by builder agents: pull requests, branch heads, queue messages.
 ///
 /// # Contract
@@ -33,8 +61,8 @@ pub struct SourceStats {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait JobSource: Send + Sync {
-    /// The source's name, as jobs carry it.
-    fn name(&self) -> String;
+    /// The source's name, as jobs carry it. Fixed when the source is made.
+    fn name(&self) -> &str;
 
     /// The next job to work on that passes `filter`, leased to the caller.
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>>;
@@ -58,6 +86,13 @@ pub trait JobSource: Send + Sync {
     /// says the work is done (a merged or closed pull request, a head that moved on) or
     /// does not re-check (the default).
     async fn recheck(&self, _job: &Job) -> Result<Option<Job>> {
+        Ok(None)
+    }
+
+    /// How many jobs that pass `filter` wait, and how many are leased: a pool sizes itself
+    /// by it. `None`: the source cannot count (the default). A count is a snapshot: jobs
+    /// may come and go as it is taken.
+    async fn depth(&self, _filter: &JobFilter) -> Result<Option<Depth>> {
         Ok(None)
     }
 

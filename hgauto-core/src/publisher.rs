@@ -19,8 +19,9 @@ use crate::error::Result;
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait Publisher: Send + Sync {
-    /// A description of the destination for logs ("dir:/srv/dist", "sftp://host/path").
-    fn destination(&self) -> String;
+    /// The destination's name, as logs and release results show it ("dir:/srv/dist",
+    /// "sftp://user@host:22/path"). Fixed when the publisher is made.
+    fn name(&self) -> &str;
 
     /// The files this destination takes when a release names no filter of its own (glob
     /// patterns on file names; empty, the default: every file). A package index takes only

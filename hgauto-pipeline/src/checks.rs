@@ -79,7 +79,7 @@ async fn check_once(
             }
             Ok(Some(format!(
                 "already published to {}: {}",
-                publisher.destination(),
+                publisher.name(),
                 names.join(", ")
             )))
         }

@@ -231,7 +231,7 @@ impl fmt::Debug for ShouldRun {
                 artifacts,
             } => f
                 .debug_struct("Published")
-                .field("publisher", &publisher.destination())
+                .field("publisher", &publisher.name())
                 .field("artifacts", artifacts)
                 .finish(),
             ShouldRun::Function(_) => f.write_str("Function"),

@@ -134,7 +134,7 @@ pub struct PyJobSource {
 impl PyJobSource {
     /// The source's name.
     #[getter]
-    fn name(&self) -> String {
+    fn name(&self) -> &str {
         self.inner.name()
     }
 
@@ -147,22 +147,33 @@ impl PyJobSource {
         checks: Option<Vec<String>>,
         shard: Option<(u32, u32)>,
     ) -> PyResult<Option<PyJob>> {
-        if let Some((index, count)) = shard {
-            if count == 0 || index >= count {
-                return Err(Error::invalid(
-                    format!("shard ({index}, {count})"),
-                    "the index must be below the count",
-                ))
-                .py_err(py);
-            }
-        }
-        let filter = JobFilter {
-            checks: checks.unwrap_or_default(),
-            shard: shard.map(|(index, count)| Shard { index, count }),
-        };
+        let filter = job_filter(checks, shard).py_err(py)?;
         let s = self.inner.clone();
         let job = wait(py, async move { s.next(&filter).await })?.py_err(py)?;
         Ok(job.map(|inner| PyJob { inner }))
+    }
+
+    /// How many jobs (of `checks`, in `shard`) wait and how many are leased:
+    /// `{"pending": n, "leased": n, "exact": bool}`, or None when the source cannot count.
+    #[pyo3(signature = (*, checks=None, shard=None))]
+    fn depth(
+        &self,
+        py: Python<'_>,
+        checks: Option<Vec<String>>,
+        shard: Option<(u32, u32)>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let filter = job_filter(checks, shard).py_err(py)?;
+        let s = self.inner.clone();
+        let depth = wait(py, async move { s.depth(&filter).await })?.py_err(py)?;
+        depth
+            .map(|d| {
+                let dict = pyo3::types::PyDict::new(py);
+                dict.set_item("pending", d.pending)?;
+                dict.set_item("leased", d.leased)?;
+                dict.set_item("exact", d.exact)?;
+                Ok(dict.into_any().unbind())
+            })
+            .transpose()
     }
 
     /// Records that work on the job's (check, revision) began.
@@ -328,4 +339,23 @@ impl PyVcsBranchSource {
         let s = self.source.clone();
         wait(py, async move { s.poll().await })?.py_err(py)
     }
+}
+
+/// The filter of `next` and `depth`: only `checks` (all when empty), in `shard`.
+fn job_filter(
+    checks: Option<Vec<String>>,
+    shard: Option<(u32, u32)>,
+) -> hgauto_core::Result<JobFilter> {
+    if let Some((index, count)) = shard {
+        if count == 0 || index >= count {
+            return Err(Error::invalid(
+                format!("shard ({index}, {count})"),
+                "the index must be below the count",
+            ));
+        }
+    }
+    Ok(JobFilter {
+        checks: checks.unwrap_or_default(),
+        shard: shard.map(|(index, count)| Shard { index, count }),
+    })
 }

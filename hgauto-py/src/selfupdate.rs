@@ -84,11 +84,11 @@ impl PySelfUpdate {
         })
     }
 
-    /// One poll: a dict whose `outcome` is in_sync, waiting (with `until_ms`), blocked or
+    /// One update round: a dict whose `outcome` is in_sync, waiting (with `until_ms`), blocked or
     /// rolled_back or skipped (with `reason`), applied (with `running`) or locked.
-    fn poll(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn update_once(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let u = self.inner.clone();
-        let outcome = wait(py, async move { u.poll().await })?.py_err(py)?;
+        let outcome = wait(py, async move { u.update_once().await })?.py_err(py)?;
         crate::convert::serialized_to_py(py, "self-update outcome", &outcome)
     }
 

@@ -88,6 +88,21 @@ def test_list_source() -> None:
     assert s.next() is None
 
 
+def test_depth_counts_waiting_and_leased_jobs(tmp_path: Path) -> None:
+    q = hgauto.DirJobSource(tmp_path / "q")
+    for i in range(3):
+        q.enqueue(hgauto.Job(f"j{i}", "build/linux", revision=f"r{i}"))
+    q.enqueue(hgauto.Job("w", "build/windows", revision="r"))
+    assert q.depth() == {"pending": 4, "leased": 0, "exact": True}
+    job = q.next(checks=["build/linux"])
+    assert job is not None
+    assert q.depth(checks=["build/linux"]) == {"pending": 2, "leased": 1, "exact": True}
+    q.report(job, "succeeded", "built")
+    assert q.depth(checks=["build/linux"]) == {"pending": 2, "leased": 0, "exact": True}
+    with pytest.raises(hgauto.InvalidInput):
+        q.depth(shard=(2, 2))
+
+
 def test_vcs_branch_source_turns_new_heads_into_jobs(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -124,6 +139,8 @@ def test_sqs_job_source_against_moto(tmp_path: Path, moto: Moto) -> None:
     url, dlq = hgauto.aws.SqsJobSource.create_queues("py-jobs", 3, **settings)
     q = hgauto.aws.SqsJobSource(url, dead_letter_url=dlq, lease_ttl=5, wait=0, **settings)
     q.enqueue(hgauto.Job("m1", "build/linux", revision="abc", payload={"pr": 9}))
+    depth = q.depth()
+    assert depth is not None and depth["pending"] == 1 and depth["exact"] is False
     job = q.next(checks=["build/linux"])
     assert job is not None and job.payload == {"pr": 9} and job.attempt == 1
     assert q.next() is None

@@ -1,4 +1,4 @@
-"""hgauto.SelfUpdate over real git repositories: first poll makes the working copies, a
+"""hgauto.SelfUpdate over real git repositories: the first update round makes the working copies, a
 change waits for the ready flag, a failing hook rolls back, and the Nagios check."""
 
 from __future__ import annotations
@@ -48,17 +48,17 @@ def test_updates_wait_for_the_flag_and_a_failing_hook_rolls_back(tmp_path: Path)
         ready_flag=flag,
         hook=["sh", "-c", f'echo "$HGAUTO_UPDATE_CONFIGS_REV" >> {hook_log}; test ! -e {fail_marker}'],
     )
-    assert u.poll() == {"outcome": "in_sync"}
+    assert u.update_once() == {"outcome": "in_sync"}
     assert (live / "configs" / "config").read_text() == "0\n"
 
     head = commit(a, "1")
-    assert u.poll()["outcome"] == "waiting"
+    assert u.update_once()["outcome"] == "waiting"
     code, message = u.nagios(30, 60)
     assert code == 0 and "out of sync" in message
 
     fail_marker.write_text("")
     flag.write_text("")
-    r = u.poll()
+    r = u.update_once()
     assert r["outcome"] == "rolled_back" and "hook exited 1" in str(r["reason"])
     assert (live / "configs" / "config").read_text() == "0\n"
     assert u.state()["last_error"]
@@ -69,11 +69,11 @@ def test_updates_wait_for_the_flag_and_a_failing_hook_rolls_back(tmp_path: Path)
 
     # The failed heads are skipped until a branch moves, even once the hook would pass.
     fail_marker.unlink()
-    r = u.poll()
+    r = u.update_once()
     assert r["outcome"] == "skipped" and "failed before" in str(r["reason"]), r
     assert "skipping configs" in u.nagios(30, 60)[1]
     head = commit(a, "2")
-    r = u.poll()
+    r = u.update_once()
     assert r["outcome"] == "applied", r
     assert r["running"] == {"configs": head, "tools": git(b, "rev-parse", "HEAD")}
     assert (live / "configs" / "config").read_text() == "2\n"

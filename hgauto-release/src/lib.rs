@@ -296,7 +296,7 @@ impl Release {
                 .iter()
                 .map(|d| DestinationInfo {
                     name: d.name.clone(),
-                    location: d.publisher.destination(),
+                    location: d.publisher.name().to_owned(),
                 })
                 .collect(),
             entries,

@@ -20,7 +20,7 @@ fn dist(names: &[&str]) -> tempfile::TempDir {
 /// A mock called `name` whose own filter takes every file (what the release asks first, for
 /// a destination given no filter).
 fn named(p: &mut MockPublisher, name: &'static str) {
-    p.expect_destination().returning(move || name.to_owned());
+    p.expect_name().return_const(name.to_owned());
     p.expect_default_filter().times(1).return_const(&[][..]);
 }
 

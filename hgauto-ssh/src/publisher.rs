@@ -29,15 +29,20 @@ pub struct SshPublisher {
     machine: SshMachine,
     dir: String,
     mode: i32,
+    name: String,
 }
 
 impl SshPublisher {
     /// A publisher into `dir` (relative to the login directory, or absolute) on `machine`.
     pub fn new(machine: SshMachine, dir: impl Into<String>) -> Self {
+        let dir = dir.into();
+        let c = machine.config();
+        let name = format!("sftp://{}@{}:{}/{}", c.user, c.host, c.port, dir);
         SshPublisher {
             machine,
-            dir: dir.into(),
+            dir,
             mode: 0o644,
+            name,
         }
     }
 
@@ -229,9 +234,8 @@ fn upload(sftp: &Sftp, dir: &str, a: &Artifact, mode: i32) -> std::result::Resul
 
 #[async_trait]
 impl Publisher for SshPublisher {
-    fn destination(&self) -> String {
-        let c = self.machine.config();
-        format!("sftp://{}@{}:{}/{}", c.user, c.host, c.port, self.dir)
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn exists(&self, artifact: &Artifact) -> Result<bool> {
@@ -250,7 +254,7 @@ impl Publisher for SshPublisher {
         validate_batch(artifacts)?;
         let dir = self.dir.clone();
         let mode = self.mode;
-        let destination = self.destination();
+        let destination = self.name().to_owned();
         let artifacts = artifacts.to_vec();
         self.machine
             .with_conn(true, move |conn| {

@@ -13,6 +13,7 @@ pub fn client(endpoint: &str) -> aws_sdk_ec2::Client {
             "testing", "testing", None, None, "test",
         ))
         .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_ec2::Client::from_conf(conf)
 }

@@ -66,6 +66,7 @@ pub async fn run_all(h: &dyn Harness, caps: Capabilities) {
     report_is_final_and_idempotent(h).await;
     filters_leave_other_jobs_alone(h).await;
     concurrent_consumers_never_share_a_job(h).await;
+    depth_counts_waiting_and_leased_jobs(h).await;
     if caps.ordering {
         priority_then_age(h).await;
     }
@@ -100,6 +101,69 @@ fn only(check: &str) -> JobFilter {
         checks: vec![check.to_owned()],
         shard: None,
     }
+}
+
+/// `depth` (where the source counts): exact counts follow every hand-out, report and lease
+/// expiry, for the filter's jobs only; an estimate sees at least the jobs that wait.
+pub async fn depth_counts_waiting_and_leased_jobs(h: &dyn Harness) {
+    let s = h.consumer();
+    let check = tag("depth");
+    let Some(empty) = s.depth(&only(&check)).await.expect("depth") else {
+        return; // the source does not count
+    };
+    for n in 0..3 {
+        h.enqueue(Job::new(tag("job"), &check).with_revision(format!("r{n}")))
+            .await;
+    }
+    h.enqueue(Job::new(tag("job"), tag("other")).with_revision("r"))
+        .await;
+    let name = s.name().to_owned();
+    let depth = || async {
+        s.depth(&only(&check))
+            .await
+            .expect("depth")
+            .expect("counts")
+    };
+    let waiting = depth().await;
+    if !waiting.exact {
+        assert!(
+            waiting.pending >= 3,
+            "[{name}] estimate {waiting:?} misses waiting jobs"
+        );
+        drain(s.as_ref(), &check).await;
+        return;
+    }
+    assert_eq!(
+        empty.total(),
+        0,
+        "[{name}] a check nobody queued: {empty:?}"
+    );
+    assert_eq!(
+        (waiting.pending, waiting.leased),
+        (3, 0),
+        "[{name}] queued: {waiting:?}"
+    );
+    let first = s.next(&only(&check)).await.expect("next").expect("a job");
+    let second = s.next(&only(&check)).await.expect("next").expect("a job");
+    let d = depth().await;
+    assert_eq!((d.pending, d.leased), (1, 2), "[{name}] two leased: {d:?}");
+    s.report(&first, &ok()).await.expect("report");
+    let d = depth().await;
+    assert_eq!(
+        (d.pending, d.leased),
+        (1, 1),
+        "[{name}] one reported: {d:?}"
+    );
+    h.advance(h.lease_ttl() + Duration::from_secs(1));
+    let d = depth().await;
+    assert_eq!(
+        (d.pending, d.leased),
+        (2, 0),
+        "[{name}] a lease ran out: {d:?}"
+    );
+    drop(second);
+    drain(s.as_ref(), &check).await;
+    assert_eq!(depth().await.total(), 0, "[{name}] drained");
 }
 
 /// A leased job goes to nobody else until its lease runs out; then it comes back with a

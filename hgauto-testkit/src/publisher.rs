@@ -70,24 +70,19 @@ pub async fn publish_then_exists(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
     assert!(
         !p.exists(&a).await.expect("exists before"),
         "[{}] exists before publish",
-        p.destination()
+        p.name()
     );
     let report = p.publish(std::slice::from_ref(&a)).await.expect("publish");
-    assert_eq!(
-        report.published,
-        vec![a.name.clone()],
-        "[{}]",
-        p.destination()
-    );
+    assert_eq!(report.published, vec![a.name.clone()], "[{}]", p.name());
     assert!(
         p.exists(&a).await.expect("exists after"),
         "[{}] missing after publish",
-        p.destination()
+        p.name()
     );
     assert!(
         p.name_taken(&a.name).await.expect("name_taken after"),
         "[{}] name_taken is false for a published name",
-        p.destination()
+        p.name()
     );
     let free = stem("free");
     assert!(
@@ -95,7 +90,7 @@ pub async fn publish_then_exists(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
             .await
             .expect("name_taken"),
         "[{}] name_taken is true for a free name",
-        p.destination()
+        p.name()
     );
 }
 
@@ -110,16 +105,12 @@ pub async fn republish_is_a_noop(p: &dyn Publisher, maker: &dyn ArtifactMaker) {
         .publish(std::slice::from_ref(&a))
         .await
         .expect("second publish");
-    assert!(
-        report.published.is_empty(),
-        "[{}] {report:?}",
-        p.destination()
-    );
+    assert!(report.published.is_empty(), "[{}] {report:?}", p.name());
     assert_eq!(
         report.already_present,
         vec![a.name.clone()],
         "[{}]",
-        p.destination()
+        p.name()
     );
 }
 
@@ -142,24 +133,24 @@ pub async fn conflicting_name_is_refused_before_any_upload(
     assert!(
         matches!(p.exists(&impostor).await, Err(Error::Conflict { .. })),
         "[{}] exists() must report a conflict",
-        p.destination()
+        p.name()
     );
     let innocent = artifact(maker, &dir, "innocent", "innocent\n");
     let r = p.publish(&[innocent.clone(), impostor]).await;
     assert!(
         matches!(r, Err(Error::Conflict { .. })),
         "[{}] got {r:?}",
-        p.destination()
+        p.name()
     );
     assert!(
         !p.exists(&innocent).await.expect("exists"),
         "[{}] a batch with a conflict uploaded part of itself",
-        p.destination()
+        p.name()
     );
     assert!(
         p.exists(&original).await.expect("exists"),
         "[{}] original was replaced",
-        p.destination()
+        p.name()
     );
 }
 
@@ -172,12 +163,12 @@ pub async fn changed_file_is_an_integrity_error(p: &dyn Publisher, maker: &dyn A
     assert!(
         matches!(r, Err(Error::Integrity { .. })),
         "[{}] got {r:?}",
-        p.destination()
+        p.name()
     );
     assert!(
         !p.exists(&a).await.expect("exists"),
         "[{}] partial publish left a file",
-        p.destination()
+        p.name()
     );
 }
 
@@ -191,7 +182,7 @@ pub async fn bad_names_are_refused(p: &dyn Publisher, maker: &dyn ArtifactMaker)
         assert!(
             matches!(r, Err(Error::InvalidInput { .. })),
             "[{}] name {bad:?}: {r:?}",
-            p.destination()
+            p.name()
         );
     }
 }
@@ -211,10 +202,10 @@ pub async fn check_reports_presence_without_publishing(
         .check(&[absent.clone(), there.clone()])
         .await
         .expect("check");
-    assert_eq!(present, vec![false, true], "[{}]", p.destination());
+    assert_eq!(present, vec![false, true], "[{}]", p.name());
     assert!(
         !p.exists(&absent).await.expect("exists"),
         "[{}] check uploaded a file",
-        p.destination()
+        p.name()
     );
 }

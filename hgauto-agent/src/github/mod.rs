@@ -53,7 +53,7 @@ use client::Client;
 use hgauto_core::clock::SharedClock;
 use hgauto_core::error::{Error, IoContext, Result};
 use hgauto_core::job::{Job, JobFilter, JobOutcome, Lease};
-use hgauto_core::job_source::JobSource;
+use hgauto_core::job_source::{Depth, JobSource};
 use hgauto_core::local::DirJobSource;
 use hgauto_core::redact::SecretString;
 use view::RepoView;
@@ -344,22 +344,28 @@ impl GithubPrSource {
     fn poll_due(&self) -> bool {
         Self::lock(&self.last_poll).is_none_or(|t| t.elapsed() >= self.poll_every)
     }
-}
 
-#[async_trait]
-impl JobSource for GithubPrSource {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    /// Runs a round first when one is due and no rate limit is being waited out; a failed
-    /// round is logged and the jobs already queued are still handed out.
-    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+    /// A round when one is due and no rate limit is being waited out; a failure is logged
+    /// (the jobs already queued are still handed out and counted).
+    async fn poll_if_due(&self) {
         if self.poll_due() && self.client.paused_for().is_none() {
             if let Err(e) = self.poll().await {
                 tracing::warn!(source = %self.name, error = %e, "polling GitHub failed");
             }
         }
+    }
+}
+
+#[async_trait]
+impl JobSource for GithubPrSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a round first when one is due and no rate limit is being waited out; a failed
+    /// round is logged and the jobs already queued are still handed out.
+    async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
+        self.poll_if_due().await;
         loop {
             let Some(mut job) = self.queue.next(filter).await? else {
                 return Ok(None);
@@ -393,6 +399,15 @@ impl JobSource for GithubPrSource {
     }
 
     /// Writes "pending" when this is the head's first build for the check.
+    /// A round first when one is due, then the queued jobs: the untested heads. A head whose
+    /// pull request closed, or whose approval was dismissed, counts until a hand-out drops
+    /// it, so the count is an upper bound (`exact` is false).
+    async fn depth(&self, filter: &JobFilter) -> Result<Option<Depth>> {
+        self.poll_if_due().await;
+        let depth = self.queue.depth(filter).await?;
+        Ok(depth.map(|d| Depth { exact: false, ..d }))
+    }
+
     async fn started(&self, job: &Job) -> Result<()> {
         self.queue.started(job).await?;
         self.write_status(job, poll::StatusWrite::Started).await

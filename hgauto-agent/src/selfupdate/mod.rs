@@ -1,5 +1,5 @@
 //! [`SelfUpdate`]: workers that update themselves from production branches, safely (seed
-//! 004). Each [`poll`](SelfUpdate::poll) reads the production branch heads of several
+//! 004). Each [`update_once`](SelfUpdate::update_once) round reads the production branch heads of several
 //! repositories (git or Mercurial, through the checkout pooled store) and applies an
 //! update only when:
 //! 1. a watched head moved;
@@ -71,11 +71,11 @@ impl std::fmt::Debug for UpdateRepo {
     }
 }
 
-/// What one poll did. As data (JSON, Python) it is an object whose `outcome` names the
+/// What one update round did. As data (JSON, Python) it is an object whose `outcome` names the
 /// variant in snake case (`in_sync`, `rolled_back`), beside the variant's fields.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum PollOutcome {
+pub enum UpdateOutcome {
     /// Every working copy runs its branch head.
     InSync,
     /// A head moved, and the quiet window has not passed (until `until_ms`).
@@ -257,16 +257,16 @@ impl SelfUpdate {
         Ok(())
     }
 
-    /// Polls every `every`, forever, telling `on_poll` of each result. A failed poll (a
+    /// Runs an update round every `every`, forever, telling `on_round` of each result. A failed round (a
     /// remote that is down, a full disk, a working copy that refuses) is retried with
     /// backoff (1 s, 2 s, 4 s ... but never longer than `every`), never the end of the
     /// watch: configuration errors are caught when the updater is built. Stop it by
     /// dropping the future (the lock and any command in flight are released).
-    pub async fn watch(&self, every: Duration, mut on_poll: impl FnMut(&Result<PollOutcome>)) {
+    pub async fn watch(&self, every: Duration, mut on_round: impl FnMut(&Result<UpdateOutcome>)) {
         let mut failures = 0u32;
         loop {
-            let result = self.poll().await;
-            on_poll(&result);
+            let result = self.update_once().await;
+            on_round(&result);
             let delay = match &result {
                 Ok(_) => {
                     failures = 0;
@@ -282,7 +282,7 @@ impl SelfUpdate {
                     }
                     .delay(failures, 0.0);
                     failures = failures.saturating_add(1);
-                    tracing::warn!(error = %e, retry_in = ?backoff, "self-update poll failed");
+                    tracing::warn!(error = %e, retry_in = ?backoff, "self-update round failed");
                     backoff
                 }
             };
@@ -290,22 +290,22 @@ impl SelfUpdate {
         }
     }
 
-    /// One poll (see the module docs). Errors reading repositories or running commands
+    /// One update round (see the module docs). Errors reading repositories or running commands
     /// are recorded as the state's last error and returned.
-    pub async fn poll(&self) -> Result<PollOutcome> {
+    pub async fn update_once(&self) -> Result<UpdateOutcome> {
         let now = self.clock.now_ms();
         let lock_path = self.state_dir.join("selfupdate.lock");
         let stale = self.stale_lock.as_millis() as u64;
         let Some(_lock) = UpdateLock::take(&lock_path, self.clock.clone(), stale)? else {
-            return Ok(PollOutcome::Locked);
+            return Ok(UpdateOutcome::Locked);
         };
         let mut state = self.state()?;
-        let result = self.poll_locked(&mut state, now).await;
+        let result = self.update_locked(&mut state, now).await;
         match &result {
             Ok(
-                PollOutcome::Blocked { reason }
-                | PollOutcome::RolledBack { reason }
-                | PollOutcome::Skipped { reason },
+                UpdateOutcome::Blocked { reason }
+                | UpdateOutcome::RolledBack { reason }
+                | UpdateOutcome::Skipped { reason },
             ) => {
                 state.last_error = Some(reason.clone());
             }
@@ -316,7 +316,7 @@ impl SelfUpdate {
         result
     }
 
-    async fn poll_locked(&self, state: &mut UpdateState, now: u64) -> Result<PollOutcome> {
+    async fn update_locked(&self, state: &mut UpdateState, now: u64) -> Result<UpdateOutcome> {
         let mut heads = BTreeMap::new();
         for r in &self.repos {
             let found = resolve_heads(
@@ -333,7 +333,7 @@ impl SelfUpdate {
                     what: format!("branch {} of repository {}", r.branch, r.name),
                 })?;
             if !state.running.contains_key(&r.name) {
-                // First poll: the working copy runs what it has, or the head if it is new.
+                // First round: the working copy runs what it has, or the head if it is new.
                 if !r.working_copy.exists() {
                     let want = Want::Revision(head.clone());
                     checkout(r.vcs, &r.url, &r.working_copy, &want, &self.checkout).await?;
@@ -361,11 +361,11 @@ impl SelfUpdate {
             state.out_of_sync_since_ms = None;
             state.last_error = None;
             state.rejected = None;
-            return Ok(PollOutcome::InSync);
+            return Ok(UpdateOutcome::InSync);
         }
         match &state.rejected {
             Some(r) if r.heads == heads => {
-                return Ok(PollOutcome::Skipped {
+                return Ok(UpdateOutcome::Skipped {
                     reason: format!(
                         "{} failed before ({}); skipped until a branch moves",
                         short_heads(&heads),
@@ -392,7 +392,7 @@ impl SelfUpdate {
         let until_ms = last_move + self.quiet.as_millis() as u64;
         let ready = self.ready_flag.as_ref().is_some_and(|f| f.exists());
         if now < until_ms && !ready {
-            return Ok(PollOutcome::Waiting { until_ms });
+            return Ok(UpdateOutcome::Waiting { until_ms });
         }
         let staging = self.state_dir.join("staging");
         for r in &self.repos {
@@ -403,7 +403,7 @@ impl SelfUpdate {
         for (what, argv) in [("check command", &self.check), ("CI gate", &self.gate)] {
             if let Some(argv) = argv {
                 if let Err(reason) = self.run(what, argv, &staging, &staged).await? {
-                    return Ok(PollOutcome::Blocked { reason });
+                    return Ok(UpdateOutcome::Blocked { reason });
                 }
             }
         }
@@ -427,7 +427,7 @@ impl SelfUpdate {
                     reason: reason.clone(),
                     at_ms: now,
                 });
-                return Ok(PollOutcome::RolledBack { reason });
+                return Ok(UpdateOutcome::RolledBack { reason });
             }
         }
         state.running = heads.clone();
@@ -437,6 +437,6 @@ impl SelfUpdate {
         if let Some(flag) = &self.ready_flag {
             let _ = std::fs::remove_file(flag);
         }
-        Ok(PollOutcome::Applied { running: heads })
+        Ok(UpdateOutcome::Applied { running: heads })
     }
 }

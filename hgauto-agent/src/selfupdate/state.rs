@@ -1,4 +1,4 @@
-//! What the self-updater remembers between polls, in `STATE/selfupdate.json`: the
+//! What the self-updater remembers between update rounds, in `STATE/selfupdate.json`: the
 //! revisions running, the heads seen and when each was first seen, since when the
 //! machine has been out of sync, the last error and the heads that failed; and the
 //! Nagios-style check that reads the state.
@@ -40,7 +40,7 @@ pub struct UpdateState {
     pub seen: BTreeMap<String, SeenHead>,
     /// When a seen head first differed from the running one (none: in sync).
     pub out_of_sync_since_ms: Option<u64>,
-    /// The last poll's error, if it failed or was blocked.
+    /// The last round's error, if it failed or was blocked.
     pub last_error: Option<String>,
     /// When an update was last applied.
     pub last_applied_ms: Option<u64>,

@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
 };
 use base64::Engine as _;
 use hgauto_core::ledger::LedgerRecord;
-use hgauto_core::{Error, ImageRecipe, Platform, Poll, ResourceKind, Result};
+use hgauto_core::{Error, ImageRecipe, Platform, ResourceKind, Result, WaitFor};
 
 use super::{Ec2Provider, Launch, TAG_PREFIX};
 use crate::error::sdk_error;
@@ -306,7 +306,7 @@ impl Ec2Provider {
         want: InstanceStateName,
         limit: Duration,
     ) -> Result<()> {
-        Poll::new(id, &format!("waiting for state {want}"))
+        WaitFor::new(id, &format!("waiting for state {want}"))
             .within(limit)
             .first_delay(Duration::from_millis(500))
             .until(|| async {
@@ -343,7 +343,7 @@ impl Ec2Provider {
     }
 
     async fn wait_image_available(&self, id: &str) -> Result<()> {
-        Poll::new(id, "waiting for the image")
+        WaitFor::new(id, "waiting for the image")
             .within(IMAGE_TIMEOUT)
             .first_delay(Duration::from_millis(500))
             .until(|| async {

@@ -11,7 +11,7 @@ use aws_sdk_ec2::types::{
     Filter, InstanceStateName, InstanceType, ResourceType, ShutdownBehavior, Tag,
 };
 use hgauto_core::ledger::{Ledger, LedgerRecord};
-use hgauto_core::{Error, Platform, Poll, RemoteMachine, ResourceKind, Result};
+use hgauto_core::{Error, Platform, RemoteMachine, ResourceKind, Result, WaitFor};
 use hgauto_ssh::{Auth, HostKeyPolicy, SshConfig, SshMachine};
 
 use super::host_keys::host_keys_from_console;
@@ -267,7 +267,7 @@ impl Ec2Provider {
     /// Waits until every instance runs and has an address; returns (id, address) pairs.
     pub(crate) async fn wait_running(&self, ids: &[String]) -> Result<Vec<(String, String)>> {
         let resource = ids.join(",");
-        Poll::new(&resource, "waiting for instances to run")
+        WaitFor::new(&resource, "waiting for instances to run")
             .within(READY_TIMEOUT)
             .first_delay(Duration::from_millis(500))
             .until(|| async {
@@ -349,7 +349,7 @@ impl Ec2Provider {
     /// keys late in the first boot).
     async fn wait_console_host_key(&self, id: &str) -> Option<Vec<u8>> {
         let limit = Duration::from_secs(self.cfg.host_key_wait);
-        let found = Poll::new(id, "waiting for the host keys on the console")
+        let found = WaitFor::new(id, "waiting for the host keys on the console")
             .within(limit)
             .first_delay(Duration::from_secs(2))
             .until(|| async { Ok::<_, Error>(self.console_host_key(id).await) })

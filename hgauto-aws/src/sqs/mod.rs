@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::QueueAttributeName;
 use hgauto_core::clock::{self, SharedClock};
-use hgauto_core::{Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
+use hgauto_core::{Depth, Error, Job, JobFilter, JobOutcome, JobSource, Lease, Result};
 
 use crate::error::sdk_error;
 use receive::Received;
@@ -49,6 +49,8 @@ enum Ended {
 pub struct SqsJobSource {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    /// `sqs:` and the queue URL.
+    name: String,
     dead_letter_url: Option<String>,
     ttl: Duration,
     wait: Duration,
@@ -69,9 +71,11 @@ pub struct SqsJobSource {
 impl SqsJobSource {
     /// A source over the queue at `queue_url`, leasing for 5 minutes and long-polling 20 s.
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        let queue_url = queue_url.into();
         SqsJobSource {
             client,
-            queue_url: queue_url.into(),
+            name: format!("sqs:{queue_url}"),
+            queue_url,
             dead_letter_url: None,
             ttl: Duration::from_secs(300),
             wait: Duration::from_secs(20),
@@ -305,7 +309,7 @@ impl SqsJobSource {
     fn live_receipt(&self, job: &Job) -> Result<String> {
         let lost = |reason: &str| Error::LeaseLost {
             job: job.id.clone(),
-            source_name: self.name(),
+            source_name: self.name().to_owned(),
             reason: reason.to_owned(),
         };
         let receipt = job
@@ -337,8 +341,42 @@ impl SqsJobSource {
 
 #[async_trait]
 impl JobSource for SqsJobSource {
-    fn name(&self) -> String {
-        format!("sqs:{}", self.queue_url)
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SQS's approximate counts (`exact` is false), for the whole queue: a filter cannot be
+    /// applied without receiving the messages. Messages this source prefetched are waiting,
+    /// not leased.
+    async fn depth(&self, _filter: &JobFilter) -> Result<Option<Depth>> {
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|e| sdk_error("sqs", "read queue attributes", &self.queue_url, e))?;
+        let count = |name: QueueAttributeName| -> u64 {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let visible = count(QueueAttributeName::ApproximateNumberOfMessages);
+        let hidden = count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        let prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u64;
+        Ok(Some(Depth {
+            pending: visible + prefetched.min(hidden),
+            leased: hidden.saturating_sub(prefetched),
+            exact: false,
+        }))
     }
 
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
@@ -364,7 +402,7 @@ impl JobSource for SqsJobSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(receipt.clone(), deadline_ms);
-        job.source = self.name();
+        job.source = self.name().to_owned();
         job.lease = Some(Lease {
             token: receipt,
             deadline_ms,

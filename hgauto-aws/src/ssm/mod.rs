@@ -246,7 +246,7 @@ impl RemoteMachine for SsmMachine {
     }
 
     async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        hgauto_core::Poll::new(&self.id, "SSM agent to come online")
+        hgauto_core::WaitFor::new(&self.id, "SSM agent to come online")
             .within(timeout)
             .first_delay(self.opts.poll_first)
             .max_delay(Duration::from_secs(5))

@@ -17,6 +17,7 @@ pub fn sfn_client(endpoint: &str) -> aws_sdk_sfn::Client {
             "testing", "testing", None, None, "test",
         ))
         .endpoint_url(endpoint)
+        .http_client(hgauto_aws::http_client())
         .build();
     aws_sdk_sfn::Client::from_conf(conf)
 }

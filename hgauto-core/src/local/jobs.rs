@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use crate::clock::{self, SharedClock};
 use crate::error::{Error, Result};
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
-use crate::job_source::JobSource;
+use crate::job_source::{Depth, JobSource};
 
 /// The lease a job source gives by default (seed 001's claim TTL).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
@@ -144,8 +144,8 @@ impl ListJobSource {
 
 #[async_trait]
 impl JobSource for ListJobSource {
-    fn name(&self) -> String {
-        self.name.clone()
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
@@ -180,6 +180,20 @@ impl JobSource for ListJobSource {
         job.lease = Some(lease);
         job.previous = previous;
         Ok(Some(job))
+    }
+
+    async fn depth(&self, filter: &JobFilter) -> Result<Option<Depth>> {
+        let now = self.clock.now_ms();
+        let st = self.lock();
+        let mut depth = Depth::exact(0, 0);
+        for e in st.entries.values().filter(|e| filter.matches(&e.job)) {
+            match &e.held {
+                Held::Leased(l) if l.deadline_ms > now => depth.leased += 1,
+                Held::Reported { .. } => {}
+                _ => depth.pending += 1,
+            }
+        }
+        Ok(Some(depth))
     }
 
     async fn started(&self, job: &Job) -> Result<()> {

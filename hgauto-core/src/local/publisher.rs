@@ -23,12 +23,15 @@ use crate::publisher::{PublishReport, Publisher};
 #[derive(Debug, Clone)]
 pub struct DirPublisher {
     dir: PathBuf,
+    name: String,
 }
 
 impl DirPublisher {
     /// A publisher into `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DirPublisher { dir: dir.into() }
+        let dir = dir.into();
+        let name = format!("dir:{}", dir.display());
+        DirPublisher { dir, name }
     }
 
     /// The target directory.
@@ -116,8 +119,8 @@ fn publish_one(dir: &Path, artifact: &Artifact) -> Result<bool> {
 
 #[async_trait]
 impl Publisher for DirPublisher {
-    fn destination(&self) -> String {
-        format!("dir:{}", self.dir.display())
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn exists(&self, artifact: &Artifact) -> Result<bool> {
@@ -130,7 +133,7 @@ impl Publisher for DirPublisher {
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
         validate_batch(artifacts)?;
         let dir = self.dir.clone();
-        let destination = self.destination();
+        let destination = self.name().to_owned();
         let artifacts = artifacts.to_vec();
         blocking(move || {
             std::fs::create_dir_all(&dir).at("create directory", &dir, "localhost")?;

@@ -492,6 +492,10 @@ class JobSource:
         self, *, checks: Optional[Sequence[str]] = None, shard: Optional[Tuple[int, int]] = None
     ) -> Optional[Job]:
         """The next job, leased to the caller, or None."""
+    def depth(
+        self, *, checks: Optional[Sequence[str]] = None, shard: Optional[Tuple[int, int]] = None
+    ) -> Optional[Dict[str, object]]:
+        """{"pending": n, "leased": n, "exact": bool}, or None when the source cannot count."""
     def started(self, job: Job) -> None: ...
     def heartbeat(self, job: Job) -> int:
         """Extends the lease; raises LeaseLost when it is gone."""
@@ -585,8 +589,8 @@ class SelfUpdate:
         hook: Optional[Sequence[str]] = None,
         stale_lock_after: float = 7200.0,
     ) -> Self: ...
-    def poll(self) -> Dict[str, object]:
-        """One poll: {"outcome": in_sync | waiting | blocked | rolled_back | skipped | applied | locked, ...}."""
+    def update_once(self) -> Dict[str, object]:
+        """One update round: {"outcome": in_sync | waiting | blocked | rolled_back | skipped | applied | locked, ...}."""
     def state(self) -> Dict[str, object]:
         """The saved state (running, seen, out_of_sync_since_ms, last_error...)."""
     def nagios(self, warn_minutes: int, crit_minutes: int) -> Tuple[int, str]:

@@ -122,6 +122,7 @@ impl PypiPublisherBuilder {
             index_url,
             username: resolved.username,
             password: resolved.password,
+            name: format!("pypi:{shown}"),
             shown,
             retry: self.retry.unwrap_or_else(RetryPolicy::network),
             concurrency: self.concurrency.unwrap_or(4),

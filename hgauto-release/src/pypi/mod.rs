@@ -52,6 +52,8 @@ pub struct PypiPublisher {
     username: Option<String>,
     password: Option<SecretString>,
     shown: String,
+    /// `pypi:` and `shown`: the publisher's name.
+    name: String,
     retry: RetryPolicy,
     concurrency: usize,
     upload_client: reqwest::Client,
@@ -162,8 +164,8 @@ pub const DISTRIBUTION_FILES: &[&str] = &["*.whl", "*.tar.gz", "*.zip"];
 
 #[async_trait]
 impl Publisher for PypiPublisher {
-    fn destination(&self) -> String {
-        format!("pypi:{}", self.shown)
+    fn name(&self) -> &str {
+        &self.name
     }
 
     fn default_filter(&self) -> &'static [&'static str] {
@@ -186,7 +188,7 @@ impl Publisher for PypiPublisher {
     async fn publish(&self, artifacts: &[Artifact]) -> Result<PublishReport> {
         let (dists, present) = self.check_batch(artifacts).await?;
         upload_missing(
-            &self.destination(),
+            self.name(),
             &dists,
             &present,
             |d| &d.artifact.name,
@@ -210,7 +212,7 @@ mod tests {
             .environment(HashMap::new())
             .build()
             .unwrap();
-        let shown = format!("{p:?} {}", p.destination());
+        let shown = format!("{p:?} {}", p.name());
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("alice"), "{shown}");
     }

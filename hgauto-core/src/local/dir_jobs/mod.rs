@@ -44,7 +44,7 @@ use crate::backend::task::blocking;
 use crate::clock::{self, SharedClock};
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, JobOutcome, Lease};
-use crate::job_source::JobSource;
+use crate::job_source::{Depth, JobSource};
 use files::{file_id, id_part, key_file, queue_name, read_json, replace, Claim, Done};
 use scan::QueueView;
 
@@ -355,13 +355,20 @@ impl DirJobSource {
 
 #[async_trait]
 impl JobSource for DirJobSource {
-    fn name(&self) -> String {
-        self.name.clone()
+    fn name(&self) -> &str {
+        &self.name
     }
 
     async fn next(&self, filter: &JobFilter) -> Result<Option<Job>> {
         let (me, filter) = (self.clone(), filter.clone());
         blocking(move || me.next_blocking(&filter)).await
+    }
+
+    async fn depth(&self, filter: &JobFilter) -> Result<Option<Depth>> {
+        let (this, filter) = (self.clone(), filter.clone());
+        blocking(move || this.depth_blocking(&filter))
+            .await
+            .map(Some)
     }
 
     async fn started(&self, job: &Job) -> Result<()> {

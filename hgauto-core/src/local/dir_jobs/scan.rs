@@ -12,6 +12,7 @@ use super::files::{
 use super::DirJobSource;
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, JobFilter, Lease};
+use crate::job_source::Depth;
 use crate::local::jobs::new_token;
 
 /// How stale a consumer's view of the queue may be. A job added meanwhile is seen by the
@@ -139,6 +140,34 @@ impl DirJobSource {
             return Ok(None);
         };
         self.lease(job, attempt).map(Some)
+    }
+
+    /// Counts the queue for [`JobSource::depth`](crate::JobSource::depth): the jobs that
+    /// pass `filter`, leased while their claim runs. It only reads: a file that is not a
+    /// job (yet) is not counted, and is left for a hand-out to quarantine.
+    pub(super) fn depth_blocking(&self, filter: &JobFilter) -> Result<Depth> {
+        let now = self.clock.now_ms();
+        let mut depth = Depth::exact(0, 0);
+        for name in self.queue_files()? {
+            let path = self.root.join("queue").join(&name);
+            if self.is_done(id_part(&name)) || refuse_outright(&path).is_some() {
+                continue;
+            }
+            let Ok(Some(job)) = read_json::<Job>(&path) else {
+                continue;
+            };
+            if job.id.is_empty() || !filter.matches(&job) {
+                continue;
+            }
+            let claim: Option<Claim> =
+                read_json(&self.claim_path(&file_id(&job.id))).unwrap_or(None);
+            if claim.is_some_and(|c| c.deadline_ms > now) {
+                depth.leased += 1;
+            } else {
+                depth.pending += 1;
+            }
+        }
+        Ok(depth)
     }
 
     /// Writes a claim on `job` (its `attempt`-th hand-out) and returns it leased, with its

@@ -1,4 +1,4 @@
-//! [`Poll`]: waiting for a remote state (an instance running, an image available, an agent
+//! [`WaitFor`]: waiting for a remote state (an instance running, an image available, an agent
 //! online) by checking it with backoff, up to a hard deadline.
 
 use std::future::Future;
@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Waiting for a remote state by polling: [`Poll::new`] names what is awaited, the
-/// builder methods set the deadline and the backoff, and [`Poll::until`] runs the checks.
+/// Waiting for a remote state by checking it again and again: [`WaitFor::new`] names what is awaited, the
+/// builder methods set the deadline and the backoff, and [`WaitFor::until`] runs the checks.
 ///
 /// ```no_run
 /// # async fn demo() -> hgauto_core::Result<()> {
 /// use std::time::Duration;
-/// use hgauto_core::Poll;
-/// let state = Poll::new("i-0abc", "waiting for state running")
+/// use hgauto_core::WaitFor;
+/// let state = WaitFor::new("i-0abc", "waiting for state running")
 ///     .within(Duration::from_secs(600))
 ///     .first_delay(Duration::from_millis(500))
 ///     .until(|| async { Ok(Some("running")) })
@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
-#[must_use = "a Poll does nothing until `until` is awaited"]
-pub struct Poll<'a> {
+#[must_use = "a WaitFor does nothing until `until` is awaited"]
+pub struct WaitFor<'a> {
     resource: &'a str,
     what: &'a str,
     limit: Duration,
@@ -30,11 +30,11 @@ pub struct Poll<'a> {
     max_delay: Duration,
 }
 
-impl<'a> Poll<'a> {
+impl<'a> WaitFor<'a> {
     /// Polls for `what` on `resource` (both named in the timeout error): within 10 minutes,
     /// checking after 1 s, then doubling the delay up to 15 s.
     pub fn new(resource: &'a str, what: &'a str) -> Self {
-        Poll {
+        WaitFor {
             resource,
             what,
             limit: Duration::from_secs(600),
@@ -102,10 +102,10 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn poll_until_backs_off_and_stops_at_the_deadline() {
+    async fn until_backs_off_and_stops_at_the_deadline() {
         let calls = Mutex::new(0u32);
         let started = std::time::Instant::now();
-        let r: Result<()> = Poll::new("i-1", "running")
+        let r: Result<()> = WaitFor::new("i-1", "running")
             .within(Duration::from_millis(200))
             .first_delay(Duration::from_millis(20))
             .until(|| {
@@ -121,7 +121,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(2));
         let n = Mutex::new(0);
-        let v = Poll::new("x", "ready")
+        let v = WaitFor::new("x", "ready")
             .within(Duration::from_secs(60))
             .first_delay(Duration::from_millis(10))
             .until(|| {
@@ -137,7 +137,7 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_never_answers_is_abandoned_at_the_deadline() {
         let started = std::time::Instant::now();
-        let r: Result<()> = Poll::new("i-1", "running")
+        let r: Result<()> = WaitFor::new("i-1", "running")
             .within(Duration::from_millis(300))
             .first_delay(Duration::from_millis(10))
             .until(std::future::pending)
