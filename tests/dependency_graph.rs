@@ -18,14 +18,7 @@ fn versioned(args: &[&str]) -> BTreeSet<(String, String)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)
-        .args([
-            "tree",
-            "--locked",
-            "--prefix",
-            "none",
-            "-e",
-            "normal,build",
-        ])
+        .args(["tree", "--locked", "--prefix", "none", "-e", "normal,build"])
         .args(["--target", "all", "--format", "{p}"])
         .args(args)
         .output()

@@ -18,6 +18,7 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -28,92 +29,9 @@ use hgauto_core::{fan_out, Command, RemoteMachine, SyncOptions};
 use hgauto_ssh::SshMachine;
 use hgauto_testkit::fixtures::{random_bytes, random_tree};
 use support::{Sshd, UserKeys};
+use timing::{median, ms, ours, peer, row, rusage, Cost};
 
 const RUNS: usize = 5;
-
-#[derive(Clone, Copy, Default)]
-struct Cost {
-    wall: Duration,
-    cpu: Duration,
-}
-
-fn rusage(who: i32) -> Duration {
-    // SAFETY: getrusage fills the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(who, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn median(mut xs: Vec<Cost>) -> Cost {
-    xs.sort_by_key(|c| c.wall);
-    let wall = xs[xs.len() / 2].wall;
-    xs.sort_by_key(|c| c.cpu);
-    Cost {
-        wall,
-        cpu: xs[xs.len() / 2].cpu,
-    }
-}
-
-/// Flushes dirty pages so every timed transfer starts from the same state (client and
-/// server share this disk; one tool's writeback would otherwise throttle the next).
-fn settle() {
-    let _ = std::process::Command::new("sync").status();
-}
-
-/// Times `f` in this process (wall, and this process's CPU).
-async fn ours<F: std::future::Future<Output = ()>>(f: F) -> Cost {
-    settle();
-    let (t, c) = (Instant::now(), rusage(libc::RUSAGE_SELF));
-    f.await;
-    Cost {
-        wall: t.elapsed(),
-        cpu: rusage(libc::RUSAGE_SELF) - c,
-    }
-}
-
-/// Times a peer shell command (wall, and the CPU of the processes it ran).
-fn peer(cmd: &str) -> Cost {
-    settle();
-    let (t, c) = (Instant::now(), rusage(libc::RUSAGE_CHILDREN));
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "peer failed: {cmd}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Cost {
-        wall: t.elapsed(),
-        cpu: rusage(libc::RUSAGE_CHILDREN) - c,
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn row(what: &str, us: Cost, peer_name: &str, them: Cost, with_cpu: bool) {
-    let ratio = ms(us.wall) / ms(them.wall);
-    print!(
-        "{what:<28} hgauto {:>9.1} ms | {peer_name:<22} {:>9.1} ms | wall {ratio:>5.2}x",
-        ms(us.wall),
-        ms(them.wall)
-    );
-    if with_cpu {
-        print!(
-            " | cpu {:>7.1} vs {:>7.1} ms = {:>5.2}x",
-            ms(us.cpu),
-            ms(them.cpu),
-            ms(us.cpu) / ms(them.cpu)
-        );
-    }
-    println!();
-}
 
 fn ssh_opts(keys: &UserKeys) -> String {
     format!(
