@@ -276,7 +276,9 @@ impl PipelineFile {
             .map_err(|e| Error::invalid("pipeline JSON", with_suggestion(&e.to_string(), None)))
     }
 
-    /// Parses a JSON value (a dict from Python).
+    /// Parses a JSON value (a dict from Python). The dimensions' order is the object's
+    /// order, which a `Value` keeps only with serde_json's `preserve_order` feature
+    /// (without it, keys are sorted); [`from_json`](Self::from_json) always keeps it.
     pub fn from_value(value: serde_json::Value) -> Result<PipelineFile> {
         serde_json::from_value(value)
             .map_err(|e| Error::invalid("pipeline", with_suggestion(&e.to_string(), None)))

@@ -129,6 +129,19 @@ def test_the_example_runs_end_to_end_and_reports_a_break(tmp_path: Path) -> None
     assert fake.returncode == 0, fake.stdout + fake.stderr
 
 
+def test_task_names_follow_the_dicts_dimension_order() -> None:
+    # A dict's order is the definition's order, as in a TOML file: not sorted by key.
+    for dims, want in (
+        ({"zone": ["b"], "arch": ["x64"]}, ["s-b-x64"]),
+        ({"arch": ["x64"], "zone": ["b"]}, ["s-x64-b"]),
+    ):
+        p = hgauto.Pipeline.from_dict(
+            {"name": "x", "dimensions": dims, "steps": [{"name": "s", "function": "f", "over": ["zone", "arch"]}]},
+            functions={"f": print},
+        )
+        assert p.plan() == want, dims
+
+
 def test_bad_definitions_are_refused_with_a_suggestion(tmp_path: Path) -> None:
     with pytest.raises(hgauto.InvalidInput, match=r"unknown field `nedds`.*did you mean \"needs\""):
         hgauto.Pipeline.from_dict({"name": "x", "steps": [{"name": "a", "function": "f", "nedds": []}]}, functions={"f": print})
